@@ -56,8 +56,9 @@ class StoredObject:
     size: int
     crc32c: str  # base64, as GCS reports it
     md5: str  # base64, as GCS reports it
-    chunks: int = 1
-    seconds: float = 0.0
+    # How the object got there, not what it is: not part of equality.
+    chunks: int = dataclasses.field(default=1, compare=False)
+    seconds: float = dataclasses.field(default=0.0, compare=False)
 
     @property
     def throughput_mib_s(self) -> float:

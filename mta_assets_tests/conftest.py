@@ -1,0 +1,1 @@
+pytest_plugins = ["mta_assets_tests.fixtures_mirror", "mta_assets_tests.fixtures_gcs"]
