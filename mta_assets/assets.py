@@ -53,10 +53,18 @@ class ReadingsConfig(RangeConfig):
     )
 
 
-def _record_week(context: dg.AssetExecutionContext, batch: WeekBatch, item: WeekFile, metadata: dict) -> None:
+def _record_week(batch: WeekBatch, item: WeekFile, metadata: dict) -> None:
     batch.files[item.week] = item
     batch.metadata[item.week] = metadata
-    context.add_asset_metadata(metadata, partition_key=item.week)
+
+
+def _result(context: dg.AssetExecutionContext, weeks: list[str], batch: WeekBatch) -> dg.MaterializeResult:
+    """The step's result, with each week's own metadata on that week's materialization."""
+    if len(weeks) == 1:
+        return dg.MaterializeResult(value=batch, metadata=batch.metadata.get(weeks[0], {}))
+    for week, metadata in batch.metadata.items():
+        context.add_asset_metadata(metadata, partition_key=week)
+    return dg.MaterializeResult(value=batch, metadata={"weeks": len(weeks), "weeks_failed": len(batch.failures)})
 
 
 def _fail_fast_on_unpublished(weeks: list[str]) -> None:
@@ -89,13 +97,12 @@ def turnstile_csv(
     for week, download in downloads.items():
         key = lake.key_for("raw", week, ".txt")
         _record_week(
-            context,
             batch,
             WeekFile(week, download.path, "text/plain"),
             {**download.metadata(), "lake_uri": lake.uri_for(key)},
         )
         context.log.info(f"week {week}: downloaded {download.size:,} bytes from {download.url} ({download.layout})")
-    return dg.MaterializeResult(value=batch, metadata={"weeks": len(weeks), "weeks_failed": len(errors)})
+    return _result(context, weeks, batch)
 
 
 def gzip_file(source: Path, target: Path, level: int) -> None:
@@ -141,8 +148,8 @@ def turnstile_csv_gz(
     results, errors = map_weeks(list(turnstile_csv), compress, config.max_workers)
     batch = WeekBatch(failures={week: str(exc) for week, exc in errors.items()})
     for week, (item, metadata) in results.items():
-        _record_week(context, batch, item, metadata)
-    return dg.MaterializeResult(value=batch, metadata={"weeks": len(turnstile_csv), "weeks_failed": len(errors)})
+        _record_week(batch, item, metadata)
+    return _result(context, list(turnstile_csv), batch)
 
 
 def earlier_row_counts(instance: dg.DagsterInstance, week: str, limit: int = 8) -> list[int]:
@@ -220,10 +227,10 @@ def turnstile_readings(
             target.unlink(missing_ok=True)
             continue
         metadata = {**readings_metadata(parsed), "parse_seconds": round(parse_seconds, 3)}
-        _record_week(context, batch, WeekFile(week, target, "application/vnd.apache.parquet"), metadata)
+        _record_week(batch, WeekFile(week, target, "application/vnd.apache.parquet"), metadata)
 
     yield from _check_results(context, weeks, all_results)
-    yield dg.MaterializeResult(value=batch, metadata={"weeks": len(weeks), "weeks_failed": len(batch.failures)})
+    yield _result(context, weeks, batch)
 
 
 def _check_results(context: dg.AssetExecutionContext, weeks: list[str], results: dict[str, list[dg.AssetCheckResult]]):

@@ -116,8 +116,9 @@ class _LocalCopies:
             return self._dir
 
     def adopt(self, uri: str, source: Path, crc32c: str) -> None:
-        """Keep ``source`` (moved, not copied) as the local copy of ``uri``."""
-        target = self.directory() / f"{uuid.uuid4().hex}-{source.name}"
+        """Keep ``source`` (moved, not copied) as the local copy of ``uri``, under the object's name."""
+        target = self.directory() / uuid.uuid4().hex / uri.rsplit("/", 1)[-1]
+        target.parent.mkdir()
         shutil.move(source, target)
         with self._lock:
             self._forget(uri)
@@ -136,7 +137,7 @@ class _LocalCopies:
     def _forget(self, uri: str) -> None:
         entry = self._entries.pop(uri, None)
         if entry:
-            entry[0].unlink(missing_ok=True)
+            shutil.rmtree(entry[0].parent, ignore_errors=True)
 
 
 LOCAL_COPIES = _LocalCopies()
