@@ -1,0 +1,42 @@
+# User-code image for mta_assets: serves the code location over gRPC, and is the image
+# the DockerRunLauncher starts for every run (deploy/dagster.yaml).
+#
+#   docker build -t mta-assets:latest .
+#   docker run -p 4000:4000 -e MTA_LAKE_URL=gs://BUCKET/PREFIX mta-assets:latest
+#
+# No credentials are baked in: GCS access comes at run time from Application Default
+# Credentials (the metadata server, or GOOGLE_APPLICATION_CREDENTIALS naming a mounted
+# key file) or from MTA_GCP_CREDENTIALS. See deploy/README.md.
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    DAGSTER_HOME=/opt/dagster/dagster_home \
+    MTA_STAGING_DIR=/tmp/mta-staging
+
+WORKDIR /opt/dagster/app
+
+# The package's own metadata is the single list of dependencies: installing the project
+# installs exactly what pyproject.toml declares (dagster-postgres and dagster-docker
+# included, which the run workers need to reach the instance).
+COPY pyproject.toml README.md ./
+COPY mta_assets ./mta_assets
+RUN pip install --no-cache-dir . \
+    && rm -rf build ./*.egg-info
+
+# A fixed, unprivileged uid, so mounted key files and lake folders can be granted to it.
+RUN groupadd --system --gid 10001 mta \
+    && useradd --system --uid 10001 --gid mta --home-dir /home/mta --create-home mta \
+    && mkdir -p "$DAGSTER_HOME" "$MTA_STAGING_DIR" \
+    && chown -R mta:mta "$DAGSTER_HOME" "$MTA_STAGING_DIR"
+USER 10001:10001
+
+EXPOSE 4000
+
+# Loading the definitions imports dagster and the GCS client: give it time before the
+# first probe counts.
+HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
+    CMD ["dagster", "api", "grpc-health-check", "-p", "4000"]
+
+CMD ["dagster", "code-server", "start", "-h", "0.0.0.0", "-p", "4000", "-m", "mta_assets.definitions"]
