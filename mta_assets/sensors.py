@@ -150,11 +150,13 @@ def evaluate_file_arrival(
     for week in recheck + catch_up:
         if time.monotonic() - started > TICK_BUDGET_S:
             out_of_time = week
+            context.log.warning(f"tick time budget ({TICK_BUDGET_S:.0f} s) spent; week {week} and later wait for the next tick")
             break
         try:
             remote = source.probe(week)
         except SourceUnavailable as exc:
             outage = str(exc)
+            context.log.warning(f"MTA source unavailable; stopping this tick: {outage}")
             break
         if week in catch_up:
             examined_through = week
@@ -193,7 +195,9 @@ def _run_request(remote: RemoteFile, previous: str | None) -> dg.RunRequest:
     return dg.RunRequest(run_key=f"{remote.week}:{remote.validator}", partition_key=remote.week, tags=tags)
 
 
-def _skip_message(not_published: list[tuple[str, str]], unchanged: list[str], outage: str | None, out_of_time: str | None) -> str:
+def _skip_message(
+    not_published: list[tuple[str, str]], unchanged: list[str], outage: str | None, out_of_time: str | None
+) -> str:
     parts = []
     if outage:
         parts.append(f"MTA source unavailable, will retry next tick: {outage}")
