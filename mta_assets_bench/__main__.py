@@ -1,0 +1,3 @@
+from mta_assets_bench.bench import main
+
+raise SystemExit(main())

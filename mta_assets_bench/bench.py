@@ -1,0 +1,464 @@
+"""The benchmark: the assets as a user runs them against a plain script, in one run.
+
+``python -m mta_assets_bench [--weeks 8] [--repeats 3] [--readings 250000] [--out results.json] [--smoke]``
+
+1. Prepares the weeks from 2023-12-30 on: each is rebuilt from the real sample
+   (``../shared/mta-samples/full-weeks/``, with the samples' ``to_mta_format.py``)
+   when there is one, else written by ``mta_assets.synthetic`` with ``--readings``
+   readings. The samples hold 7 consecutive weeks (2023-12-30 .. 2024-02-10), so
+   the 8th week of the default range (2024-02-17) is synthetic, of the same size.
+2. Serves them from a loopback mirror (``python -m mta_assets.mirror``) and stores
+   into gcp-storage-emulator on loopback; both run as their own processes so their
+   memory is reported apart.
+3. Measures, alternating the sides ``--repeats`` times (medians reported):
+   (a) one week, all three assets, ``dagster asset materialize ... --partition``;
+   (b) the whole range, ``dagster asset materialize ... --partition-range``;
+   (c) ``plain_script.py`` on one week and on the whole range;
+   the peak resident memory of each of those processes (``os.wait4``), and the
+   time to import ``mta_assets.definitions`` against ``import dagster`` alone,
+   each in a fresh interpreter.
+4. Checks both sides stored the same thing: every ``.csv.gz`` object decompresses to
+   the served file's bytes and the Parquet tables have equal row counts.
+5. Prints one markdown table and writes the numbers as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import io
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import requests
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PLAIN_SCRIPT = Path(__file__).resolve().with_name("plain_script.py")
+FIRST_WEEK = "2023-12-30"
+SAMPLES_ENV = "MTA_SAMPLES_DIR"
+SMOKE_READINGS = 5_000
+SMOKE_WEEKS = 2  # a range of two, so the backfill path (one run, several weeks) is exercised
+TARGETS = {"one_week_ratio": 1.5, "backfill_ratio": 1.0, "peak_rss_mb": 400.0, "import_ratio": 1.3}
+
+
+def samples_dir() -> Path:
+    override = os.environ.get(SAMPLES_ENV)
+    return Path(override) if override else REPO_ROOT.parent / "shared" / "mta-samples"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def child_env(code_root: Path = REPO_ROOT, **extra: str) -> dict[str, str]:
+    """The caller's environment without its MTA_* settings, ``code_root``'s packages importable."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("MTA_") or name == SAMPLES_ENV}
+    env.pop("STORAGE_EMULATOR_HOST", None)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(code_root), env.get("PYTHONPATH")]))
+    env.update(extra)
+    return env
+
+
+# -- the weeks ---------------------------------------------------------------------
+
+
+def prepare_weeks(dest: Path, count: int, readings: int, real: bool) -> dict[str, str]:
+    """Write ``count`` consecutive weeks into ``dest``; returns {week: where it came from}."""
+    from mta_assets.partitions import file_name_for_week
+    from mta_assets.synthetic import consecutive_weeks, write_week
+
+    dest.mkdir(parents=True, exist_ok=True)
+    folder = samples_dir()
+    origins: dict[str, str] = {}
+    for week in consecutive_weeks(FIRST_WEEK, count):
+        name = file_name_for_week(week)
+        sample = folder / "full-weeks" / f"{name[len('turnstile_'):-len('.txt')]}.csv.gz"
+        if real and sample.is_file() and (folder / "to_mta_format.py").is_file():
+            with open(dest / name, "wb") as out:
+                subprocess.run(
+                    [sys.executable, str(folder / "to_mta_format.py"), str(sample)],
+                    stdout=out, stderr=subprocess.DEVNULL, check=True,
+                )
+            origins[week] = f"real ({sample.name})"
+        else:
+            write_week(dest, week, readings=readings)
+            origins[week] = f"synthetic ({readings:,} readings)"
+    return origins
+
+
+# -- processes -----------------------------------------------------------------------
+
+
+def peak_rss_mb(pid: int) -> float:
+    """VmHWM of a running process: the most resident memory it has used so far."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def measure(command: list[str], env: dict[str, str], cwd: Path, log: Path) -> dict:
+    """Wall time (start-up included) and peak resident memory of one command, which must succeed."""
+    started = time.perf_counter()
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            _, status, usage = os.wait4(process.pid, 0)
+        except BaseException:  # interrupted: leave no run behind
+            process.kill()
+            process.wait()
+            raise
+    seconds = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        tail = log.read_text(errors="replace")[-4000:]
+        raise RuntimeError(f"{shlex.join(command)} exited with {process.returncode}; end of its output:\n{tail}")
+    # ru_maxrss is in KiB on Linux; it covers the process and any children it waited for.
+    return {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024}
+
+
+class Server:
+    """A helper process (mirror or emulator) on a free loopback port."""
+
+    def __init__(self, command: list[str], url: str, log: Path):
+        self.url = url
+        self._log = open(log, "wb")
+        self.process = subprocess.Popen(command, env=child_env(), cwd=REPO_ROOT, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{shlex.join(command)} exited with {self.process.returncode}; see {log}")
+            try:
+                requests.get(url + "/", timeout=1)
+                return
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"{shlex.join(command)} did not answer on {url}")
+
+    def peak_rss_mb(self) -> float:
+        return peak_rss_mb(self.process.pid)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
+def gcs_client(emulator_url: str):
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    return storage.Client(project="mta-bench", credentials=AnonymousCredentials(), client_options={"api_endpoint": emulator_url})
+
+
+# -- the two sides ---------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(
+        self, workdir: Path, mirror: Server, emulator: Server, bucket: str, weeks: list[str], code_root: Path = REPO_ROOT
+    ):
+        self.workdir = workdir
+        self.code_root = code_root
+        self.mirror = mirror
+        self.emulator = emulator
+        self.bucket = bucket
+        self.weeks = weeks
+        self.client = gcs_client(emulator.url)
+        self._runs = 0
+
+    def _prefix(self, side: str) -> str:
+        self._runs += 1
+        return f"bench{self._runs}-{side}"
+
+    def run_ours(self, weeks: list[str], extra_args: tuple[str, ...] = (), **extra_env: str) -> tuple[dict, str]:
+        prefix = self._prefix("ours")
+        run_dir = self.workdir / prefix
+        home = run_dir / "dagster_home"
+        home.mkdir(parents=True)
+        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        partition = ["--partition", weeks[0]] if len(weeks) == 1 else ["--partition-range", f"{weeks[0]}...{weeks[-1]}"]
+        command = [
+            str(Path(sys.executable).with_name("dagster")), "asset", "materialize",
+            "-m", "mta_assets.definitions", "--select", "turnstile_csv*", *partition, *extra_args,
+        ]
+        env = child_env(
+            self.code_root,
+            DAGSTER_HOME=str(home),
+            MTA_SOURCE_URL=self.mirror.url,
+            MTA_LAKE_URL=f"gs://{self.bucket}/{prefix}",
+            MTA_STAGING_DIR=str(run_dir / "staging"),
+            STORAGE_EMULATOR_HOST=self.emulator.url,
+            TMPDIR=str(run_dir),  # the lake's local-copy cache lands here and goes with the run
+            **extra_env,
+        )
+        result = measure(command, env, self.code_root, run_dir.with_suffix(".log"))
+        return result, prefix
+
+    def run_plain(self, weeks: list[str]) -> tuple[dict, str]:
+        prefix = self._prefix("plain")
+        run_dir = self.workdir / prefix
+        run_dir.mkdir(parents=True)
+        command = [
+            sys.executable, str(PLAIN_SCRIPT), "--weeks", *weeks,
+            "--source", self.mirror.url, "--bucket", self.bucket, "--prefix", prefix,
+        ]
+        env = child_env(STORAGE_EMULATOR_HOST=self.emulator.url, TMPDIR=str(run_dir))
+        result = measure(command, env, REPO_ROOT, run_dir.with_suffix(".log"))
+        return result, prefix
+
+    def outputs(self, prefix: str, weeks: list[str]) -> dict[str, dict]:
+        """Per week: does the .csv.gz decompress to the served file, and the Parquet row count."""
+        import pyarrow.parquet as pq
+
+        from mta_assets.lake import object_key
+        from mta_assets.partitions import file_name_for_week
+
+        bucket = self.client.bucket(self.bucket)
+        found = {}
+        for week in weeks:
+            served = (self.workdir / "mirror" / file_name_for_week(week)).read_bytes()
+            packed = bucket.blob(object_key("csv_gz", week, ".csv.gz", prefix)).download_as_bytes()
+            table = bucket.blob(object_key("readings", week, ".parquet", prefix)).download_as_bytes()
+            found[week] = {
+                "csv_gz_matches_source": gzip.decompress(packed) == served,
+                "csv_gz_bytes": len(packed),
+                "parquet_rows": pq.ParquetFile(io.BytesIO(table)).metadata.num_rows,
+            }
+        return found
+
+    def forget(self, prefix: str) -> None:
+        """Delete a run's objects and files: the emulator keeps objects in memory."""
+        for blob in list(self.client.list_blobs(self.bucket, prefix=prefix + "/")):
+            blob.delete()
+        shutil.rmtree(self.workdir / prefix, ignore_errors=True)
+
+
+def time_imports(modules: list[str], repeats: int, code_root: Path = REPO_ROOT) -> dict[str, list[float]]:
+    """Seconds to import each module in a fresh interpreter, the modules alternating."""
+    timings: dict[str, list[float]] = {module: [] for module in modules}
+    for repeat in range(repeats):
+        order = modules if repeat % 2 == 0 else list(reversed(modules))
+        for module in order:
+            code = f"import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
+            output = subprocess.run(
+                [sys.executable, "-c", code], env=child_env(code_root), cwd=code_root, capture_output=True, text=True, check=True
+            ).stdout
+            timings[module].append(float(output.strip().splitlines()[-1]))
+    return timings
+
+
+# -- the report ---------------------------------------------------------------------------
+
+
+def machine_info() -> dict:
+    import dagster
+
+    cpu = "unknown"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        match = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.MULTILINE)
+        cpu = match.group(1).strip() if match else cpu
+    ram_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "ram_gib": round(ram_gib, 1),
+        "python": platform.python_version(),
+        "dagster": dagster.__version__,
+        "os": f"{platform.system()} {platform.release()}",
+    }
+
+
+def summarize(runs: list[dict]) -> dict:
+    return {
+        "seconds": [round(run["seconds"], 3) for run in runs],
+        "median_seconds": round(statistics.median(run["seconds"] for run in runs), 3),
+        "peak_rss_mb": [round(run["peak_rss_mb"], 1) for run in runs],
+        "max_peak_rss_mb": round(max(run["peak_rss_mb"] for run in runs), 1),
+    }
+
+
+def verdict(value: float, limit: float) -> str:
+    return "met" if value <= limit else "missed"
+
+
+def markdown_table(report: dict) -> str:
+    r = report["results"]
+    n = report["weeks_count"]
+    ratios = report["ratios"]
+    servers = report["servers"]
+    rows = [
+        ("(a) one week, `dagster asset materialize` (start-up included)", f"{r['ours_one_week']['median_seconds']:.1f} s", f"{r['ours_one_week']['max_peak_rss_mb']:.0f} MB"),
+        ("(c1) one week, plain script", f"{r['plain_one_week']['median_seconds']:.1f} s", f"{r['plain_one_week']['max_peak_rss_mb']:.0f} MB"),
+        (f"(b) {n}-week backfill, `--partition-range`", f"{r['ours_backfill']['median_seconds']:.1f} s", f"{r['ours_backfill']['max_peak_rss_mb']:.0f} MB"),
+        (f"(c{n}) {n} weeks, plain script", f"{r['plain_backfill']['median_seconds']:.1f} s", f"{r['plain_backfill']['max_peak_rss_mb']:.0f} MB"),
+        ("`import mta_assets.definitions`", f"{r['import_definitions']['median_seconds']:.2f} s", ""),
+        ("`import dagster`", f"{r['import_dagster']['median_seconds']:.2f} s", ""),
+        ("gcp-storage-emulator (whole run)", "", f"{servers['emulator_peak_rss_mb']:.0f} MB"),
+        ("mirror (whole run)", "", f"{servers['mirror_peak_rss_mb']:.0f} MB"),
+    ]
+    lines = ["| measurement | median time | peak memory (RSS) |", "|---|---:|---:|"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    t = report["targets"]
+    lines += [
+        "",
+        "| ratio | value | target | |",
+        "|---|---:|---:|---|",
+        f"| one week (a)/(c1) | {ratios['one_week']:.2f} | ≤ {TARGETS['one_week_ratio']} | {t['one_week_ratio']} |",
+        f"| backfill (b)/(c{n}) | {ratios['backfill']:.2f} | ≤ {TARGETS['backfill_ratio']} | {t['backfill_ratio']} |",
+        f"| import definitions / dagster | {ratios['import']:.2f} | ≤ {TARGETS['import_ratio']} | {t['import_ratio']} |",
+        f"| peak memory of our process | {report['ours_peak_rss_mb']:.0f} MB | ≤ {TARGETS['peak_rss_mb']:.0f} MB | {t['peak_rss_mb']} |",
+        "",
+        f"Outputs agree (csv.gz decompresses to the served bytes on both sides, equal Parquet row counts): "
+        f"**{'yes' if report['agreement']['all_agree'] else 'NO'}**.",
+        f"Weeks: {', '.join(f'{week} {origin}' for week, origin in report['weeks'].items())}.",
+        f"Medians of {report['repeats']} alternating repeat(s). Machine: {report['machine']['cpu']}, "
+        f"{report['machine']['cores']} cores, {report['machine']['ram_gib']} GiB RAM, {report['machine']['os']}, "
+        f"Python {report['machine']['python']}, dagster {report['machine']['dagster']}.",
+        f"Command: `{report['command']}`",
+    ]
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> dict:
+    from mta_assets.synthetic import consecutive_weeks
+
+    weeks = consecutive_weeks(FIRST_WEEK, args.weeks)
+    workdir = Path(tempfile.mkdtemp(prefix="mta-bench-", dir=args.workdir))
+    servers: list[Server] = []
+    try:
+        print(f"preparing {len(weeks)} week(s) in {workdir}", file=sys.stderr)
+        origins = prepare_weeks(workdir / "mirror", len(weeks), args.readings, real=not args.smoke)
+
+        mirror_port, emulator_port = free_port(), free_port()
+        mirror = Server(
+            [sys.executable, "-m", "mta_assets.mirror", str(workdir / "mirror"), "--port", str(mirror_port)],
+            f"http://127.0.0.1:{mirror_port}", workdir / "mirror.log",
+        )
+        servers.append(mirror)
+        emulator = Server(
+            [sys.executable, "-m", "gcp_storage_emulator", "start", "--host=127.0.0.1", f"--port={emulator_port}", "--in-memory"],
+            f"http://127.0.0.1:{emulator_port}", workdir / "emulator.log",
+        )
+        servers.append(emulator)
+        bucket = f"mta-bench-{uuid.uuid4().hex[:8]}"
+        gcs_client(emulator.url).create_bucket(bucket)
+        bench = Bench(workdir, mirror, emulator, bucket, weeks, args.code_root)
+
+        print("timing imports", file=sys.stderr)
+        imports = time_imports(["dagster", "mta_assets.definitions"], args.import_repeats, args.code_root)
+
+        scenarios = [("one_week", weeks[:1]), ("backfill", weeks)]
+        runs: dict[str, list[dict]] = {f"{side}_{name}": [] for side in ("ours", "plain") for name, _ in scenarios}
+        outputs: dict[str, dict] = {}
+        for repeat in range(args.repeats):
+            for name, scenario_weeks in scenarios:
+                sides = [("ours", bench.run_ours), ("plain", bench.run_plain)]
+                if repeat % 2:
+                    sides.reverse()
+                for side, runner in sides:
+                    print(f"repeat {repeat + 1}/{args.repeats}: {side}, {name} ({len(scenario_weeks)} week(s))", file=sys.stderr)
+                    result, prefix = runner(scenario_weeks)
+                    runs[f"{side}_{name}"].append(result)
+                    print(f"  {result['seconds']:.1f} s, peak {result['peak_rss_mb']:.0f} MB", file=sys.stderr)
+                    if repeat == 0:
+                        outputs[f"{side}_{name}"] = bench.outputs(prefix, scenario_weeks)
+                    bench.forget(prefix)
+
+        results = {key: summarize(value) for key, value in runs.items()}
+        for module, key in (("dagster", "import_dagster"), ("mta_assets.definitions", "import_definitions")):
+            results[key] = {
+                "seconds": [round(s, 3) for s in imports[module]],
+                "median_seconds": round(statistics.median(imports[module]), 3),
+            }
+        ratios = {
+            "one_week": round(results["ours_one_week"]["median_seconds"] / results["plain_one_week"]["median_seconds"], 3),
+            "backfill": round(results["ours_backfill"]["median_seconds"] / results["plain_backfill"]["median_seconds"], 3),
+            "import": round(results["import_definitions"]["median_seconds"] / results["import_dagster"]["median_seconds"], 3),
+        }
+        ours_peak = max(results["ours_one_week"]["max_peak_rss_mb"], results["ours_backfill"]["max_peak_rss_mb"])
+        agree = all(week["csv_gz_matches_source"] for found in outputs.values() for week in found.values())
+        for name, scenario_weeks in scenarios:
+            ours, plain = outputs[f"ours_{name}"], outputs[f"plain_{name}"]
+            agree = agree and all(ours[w]["parquet_rows"] == plain[w]["parquet_rows"] for w in scenario_weeks)
+        report = {
+            "command": shlex.join([Path(sys.executable).name, "-m", "mta_assets_bench", *args.argv]),
+            "machine": machine_info(),
+            "weeks_count": len(weeks),
+            "weeks": origins,
+            "repeats": args.repeats,
+            "results": results,
+            "ratios": ratios,
+            "ours_peak_rss_mb": ours_peak,
+            "servers": {"emulator_peak_rss_mb": round(emulator.peak_rss_mb(), 1), "mirror_peak_rss_mb": round(mirror.peak_rss_mb(), 1)},
+            "agreement": {"all_agree": agree, "outputs": outputs},
+            "targets": {
+                "one_week_ratio": verdict(ratios["one_week"], TARGETS["one_week_ratio"]),
+                "backfill_ratio": verdict(ratios["backfill"], TARGETS["backfill_ratio"]),
+                "import_ratio": verdict(ratios["import"], TARGETS["import_ratio"]),
+                "peak_rss_mb": verdict(ours_peak, TARGETS["peak_rss_mb"]),
+            },
+        }
+        report["table"] = markdown_table(report)
+        return report
+    finally:
+        for server in reversed(servers):
+            server.stop()
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="python -m mta_assets_bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--weeks", type=int, default=8, help="weeks in the backfill range, from 2023-12-30 (default 8)")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating repeats of each measurement (default 3)")
+    parser.add_argument("--readings", type=int, default=250_000, help="readings in each synthetic week (default 250,000)")
+    parser.add_argument("--import-repeats", type=int, default=5, help="fresh interpreters per import timing (default 5)")
+    parser.add_argument("--out", type=Path, help="also write the numbers as JSON here")
+    parser.add_argument("--workdir", type=Path, help="where the weeks and run folders go (default: the temp dir)")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (logs of every run) afterwards")
+    parser.add_argument(
+        "--code-root", type=Path, default=REPO_ROOT,
+        help="measure the mta_assets package in this folder (a copy with a change to try); default: this checkout",
+    )
+    parser.add_argument(
+        "--smoke", action="store_true",
+        help=f"CI-sized: {SMOKE_WEEKS} synthetic weeks of {SMOKE_READINGS:,} readings, 1 repeat",
+    )
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.weeks, args.repeats, args.readings, args.import_repeats = SMOKE_WEEKS, 1, SMOKE_READINGS, 1
+    if args.weeks < 1 or args.repeats < 1 or args.readings < 1 or args.import_repeats < 1:
+        parser.error("--weeks, --repeats, --readings and --import-repeats must be at least 1")
+    args.argv = argv
+    # A terminated benchmark still stops its mirror, emulator and current run.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    report = run(args)
+    print(report["table"])
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+    return 0

@@ -1,0 +1,94 @@
+"""The benchmark's smoke mode end to end: real dagster CLI runs, the plain script,
+a real mirror and gcp-storage-emulator, on two small synthetic weeks.
+
+Asserts the report is complete and both sides stored the same data; never asserts
+on timings (the numbers depend on the machine).
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+RUNS = ("ours_one_week", "plain_one_week", "ours_backfill", "plain_backfill")
+IMPORTS = ("import_dagster", "import_definitions")
+
+
+@pytest.fixture(scope="module")
+def smoke_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    folder = tmp_path_factory.mktemp("bench")
+    out = folder / "results.json"
+    completed = subprocess.run(
+        [sys.executable, "-m", "mta_assets_bench", "--smoke", "--out", str(out), "--workdir", str(folder)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    report = json.loads(out.read_text())
+    report["stdout"] = completed.stdout
+    return report
+
+
+def test_every_measured_quantity_is_a_positive_number(smoke_report: dict) -> None:
+    results = smoke_report["results"]
+    assert set(results) == set(RUNS) | set(IMPORTS)
+    for name in RUNS:
+        run = results[name]
+        assert len(run["seconds"]) == len(run["peak_rss_mb"]) == smoke_report["repeats"] == 1
+        assert run["median_seconds"] > 0 and all(s > 0 for s in run["seconds"])
+        assert run["max_peak_rss_mb"] > 0 and all(mb > 0 for mb in run["peak_rss_mb"])
+    for name in IMPORTS:
+        assert results[name]["median_seconds"] > 0
+    assert all(smoke_report["ratios"][name] > 0 for name in ("one_week", "backfill", "import"))
+    assert smoke_report["servers"]["emulator_peak_rss_mb"] > 0
+    assert smoke_report["servers"]["mirror_peak_rss_mb"] > 0
+    assert smoke_report["ours_peak_rss_mb"] == max(results["ours_one_week"]["max_peak_rss_mb"], results["ours_backfill"]["max_peak_rss_mb"])
+    assert set(smoke_report["targets"]) == {"one_week_ratio", "backfill_ratio", "import_ratio", "peak_rss_mb"}
+    assert set(smoke_report["targets"].values()) <= {"met", "missed"}
+
+
+def test_report_describes_the_weeks_and_the_machine(smoke_report: dict) -> None:
+    assert smoke_report["weeks_count"] == 2
+    assert smoke_report["weeks"] == {
+        "2023-12-30": "synthetic (5,000 readings)",
+        "2024-01-06": "synthetic (5,000 readings)",
+    }
+    machine = smoke_report["machine"]
+    assert machine["cores"] >= 1 and machine["ram_gib"] > 0
+    assert machine["cpu"] and machine["python"] and machine["dagster"]
+    assert "-m mta_assets_bench --smoke --out " in smoke_report["command"]
+
+
+def test_plain_script_and_assets_store_the_same_data(smoke_report: dict) -> None:
+    outputs = smoke_report["agreement"]["outputs"]
+    assert set(outputs) == set(RUNS)
+    assert list(outputs["ours_one_week"]) == ["2023-12-30"]
+    assert list(outputs["ours_backfill"]) == ["2023-12-30", "2024-01-06"]
+    for name in RUNS:
+        for week, found in outputs[name].items():
+            assert found["csv_gz_matches_source"] is True, (name, week)
+            assert found["csv_gz_bytes"] > 0
+    for scenario in ("one_week", "backfill"):
+        ours, plain = outputs[f"ours_{scenario}"], outputs[f"plain_{scenario}"]
+        assert ours.keys() == plain.keys()
+        for week in ours:
+            # A synthetic week of 5,000 readings holds no exact duplicates: every reading is a row.
+            assert ours[week]["parquet_rows"] == plain[week]["parquet_rows"] == 5_000
+    assert smoke_report["agreement"]["all_agree"] is True
+
+
+def test_prints_one_table_with_every_row(smoke_report: dict) -> None:
+    table = smoke_report["stdout"]
+    assert table == smoke_report["table"] + "\n"
+    for label in (
+        "(a) one week", "(c1) one week, plain script", "(b) 2-week backfill", "(c2) 2 weeks, plain script",
+        "`import mta_assets.definitions`", "`import dagster`", "gcp-storage-emulator", "mirror",
+        "one week (a)/(c1)", "backfill (b)/(c2)", "import definitions / dagster", "peak memory of our process",
+        "Outputs agree", "Machine:", "Command: `",
+    ):
+        assert label in table, label
