@@ -4,12 +4,18 @@ import dagster as dg
 
 from mta_assets.assets import turnstile_csv, turnstile_csv_gz, turnstile_readings
 from mta_assets.jobs import mta_turnstile_job
+from mta_assets.monitoring import alert_sensors, monitoring_checks, monitoring_resources
 from mta_assets.resources import build_resources
+from mta_assets.schedules import mta_weekly_schedule
+from mta_assets.sensors import mta_file_arrival_sensor
 
 defs = dg.Definitions(
     assets=[turnstile_csv, turnstile_csv_gz, turnstile_readings],
+    asset_checks=monitoring_checks,
     jobs=[mta_turnstile_job],
-    resources=build_resources(),
+    schedules=[mta_weekly_schedule],
+    sensors=[mta_file_arrival_sensor, *alert_sensors],
+    resources={**build_resources(), **monitoring_resources},
     # Each step runs its weeks on a thread pool; one process per step would re-import
     # dagster for every step (about 4 s here) and buy nothing on 2 cores.
     executor=dg.in_process_executor,

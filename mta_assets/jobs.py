@@ -3,11 +3,9 @@
 import dagster as dg
 
 from mta_assets.assets import GROUP
-from mta_assets.partitions import weekly_partitions
 
 mta_turnstile_job = dg.define_asset_job(
     "mta_turnstile_job",
     selection=dg.AssetSelection.groups(GROUP),
-    partitions_def=weekly_partitions,
     description="Download, compress and validate the MTA turnstile file of each selected week.",
 )
