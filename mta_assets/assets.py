@@ -14,7 +14,7 @@ import dagster as dg
 from pydantic import Field
 
 from mta_assets.batches import WeekBatch, WeekFile, map_weeks, staging_dir
-from mta_assets.checks import READINGS, blocking_failures, evaluate_week, readings_check_specs
+from mta_assets.checks import READINGS, blocking_failures, check_volume, readings_check_specs, table_checks
 from mta_assets.io_manager import lake_metadata
 from mta_assets.lake import Lake
 from mta_assets.partitions import require_published, weekly_partitions
@@ -41,6 +41,9 @@ class CompressionConfig(RangeConfig):
 
 
 class ReadingsConfig(RangeConfig):
+    # A parse holds the week's text, its split fields and the table at once (about
+    # 200 MB for a full week): one at a time keeps a backfill's memory flat.
+    max_workers: int = Field(default=1, description="Weeks parsed at once in a range; 0 means one per CPU.")
     max_reject_share: float = Field(
         default=0.001, ge=0, le=1, description="Largest share of unparseable readings a week may have (0.1%)."
     )
@@ -152,12 +155,12 @@ def turnstile_csv_gz(
     return _result(context, list(turnstile_csv), batch)
 
 
-def earlier_row_counts(instance: dg.DagsterInstance, week: str, limit: int = 8) -> list[int]:
-    """Row counts of up to ``limit`` earlier weeks of the table that exist, newest first."""
+def earlier_row_counts(instance: dg.DagsterInstance, week: str, limit: int = 8) -> dict[str, int]:
+    """Row counts of up to ``limit`` earlier weeks of the table that exist, by week."""
     keys = list(weekly_partitions.get_partition_keys())
     earlier = [key for key in keys if key < week][-limit:]
     if not earlier:
-        return []
+        return {}
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=READINGS, asset_partitions=earlier), limit=limit * 4
     ).records
@@ -169,7 +172,7 @@ def earlier_row_counts(instance: dg.DagsterInstance, week: str, limit: int = 8) 
         row_count = materialization.metadata.get("dagster/row_count")
         if row_count is not None:
             counts[record.partition_key] = int(row_count.value)
-    return list(counts.values())
+    return counts
 
 
 @dg.asset(
@@ -194,6 +197,8 @@ def turnstile_readings(
     counts_seen_in_run: dict[str, int] = {}
 
     def build(week: str):
+        import pyarrow as pa
+
         source = turnstile_csv_gz[week]
         started = time.perf_counter()
         with gzip.open(source, "rb") as handle:
@@ -204,7 +209,14 @@ def turnstile_readings(
         parse_seconds = time.perf_counter() - started
         target = staging / f"{source_file.removesuffix('.txt')}.parquet"
         write_parquet(parsed.table, target)
-        return parsed, target, parse_seconds
+        # Everything that needs the table happens here, so a range keeps one table per worker
+        # in memory, not one per week; the volume check only needs row counts, later.
+        results = table_checks(parsed, week, config.max_reject_share)
+        metadata = {**readings_metadata(parsed), "parse_seconds": round(parse_seconds, 3)}
+        rows = parsed.table.num_rows
+        del parsed
+        pa.default_memory_pool().release_unused()
+        return rows, results, metadata, target
 
     built, errors = map_weeks(weeks, build, config.max_workers)
     batch = WeekBatch(failures={week: str(exc) for week, exc in errors.items()})
@@ -212,12 +224,12 @@ def turnstile_readings(
     for week in weeks:
         if week not in built:
             continue
-        parsed, target, parse_seconds = built[week]
-        earlier = earlier_row_counts(context.instance, week)
+        rows, results, metadata, target = built[week]
         # Weeks earlier in this same range count too: they are not in the event log yet.
-        earlier = ([counts_seen_in_run[w] for w in sorted(counts_seen_in_run) if w < week][-8:] + earlier)[:8]
-        counts_seen_in_run[week] = parsed.table.num_rows
-        results = evaluate_week(parsed, week, config.max_reject_share, earlier, config.volume_tolerance)
+        earlier = {**earlier_row_counts(context.instance, week), **counts_seen_in_run}
+        recent = [earlier[w] for w in sorted(earlier) if w < week][-8:]
+        counts_seen_in_run[week] = rows
+        results = [*results, check_volume(rows, recent, config.volume_tolerance)]
         all_results[week] = results
         failed = blocking_failures(results)
         if failed:
@@ -226,7 +238,6 @@ def turnstile_readings(
             )
             target.unlink(missing_ok=True)
             continue
-        metadata = {**readings_metadata(parsed), "parse_seconds": round(parse_seconds, 3)}
         _record_week(batch, WeekFile(week, target, "application/vnd.apache.parquet"), metadata)
 
     yield from _check_results(context, weeks, all_results)

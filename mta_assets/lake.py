@@ -17,6 +17,7 @@ named like the MTA file the week comes from (the year is the file's, so
 
 from __future__ import annotations
 
+import atexit
 import base64
 import dataclasses
 import hashlib
@@ -113,6 +114,7 @@ class _LocalCopies:
         with self._lock:
             if self._dir is None:
                 self._dir = Path(tempfile.mkdtemp(prefix="mta-lake-cache-"))
+                atexit.register(shutil.rmtree, self._dir, ignore_errors=True)
             return self._dir
 
     def adopt(self, uri: str, source: Path, crc32c: str) -> None:
@@ -141,6 +143,8 @@ class _LocalCopies:
 
 
 LOCAL_COPIES = _LocalCopies()
+_CLIENTS: dict[tuple, object] = {}
+_CLIENTS_LOCK = threading.Lock()
 
 
 class Lake(dg.ConfigurableResource):
@@ -337,6 +341,18 @@ class Lake(dg.ConfigurableResource):
     # -- GCS plumbing --------------------------------------------------------------
 
     def _client(self):
+        # One client per configuration and thread: building one resolves credentials,
+        # and its HTTP session is not meant to be shared between threads.
+        key = (self.gcp_project, self.gcp_credentials, os.environ.get("STORAGE_EMULATOR_HOST"), threading.get_ident())
+        with _CLIENTS_LOCK:
+            client = _CLIENTS.get(key)
+        if client is None:
+            client = self._new_client()
+            with _CLIENTS_LOCK:
+                _CLIENTS[key] = client
+        return client
+
+    def _new_client(self):
         # dagster_gcp and google.cloud.storage are imported here, not at module level:
         # importing them costs seconds, and the code location must load fast.
         from google.auth.credentials import AnonymousCredentials

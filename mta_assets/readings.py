@@ -280,8 +280,11 @@ def parse_week(
     spec = _ELEVEN if layout == "eleven_column" else _WIDE
     row_lines = nonblank[1:] if spec.has_header else nonblank
 
-    rows = trimmed.take(pa.array(row_lines))
+    contiguous = len(row_lines) > 0 and int(row_lines[-1]) - int(row_lines[0]) + 1 == len(row_lines)
+    # Usually every line after the header is a row: a zero-copy slice instead of a 25 MB take.
+    rows = trimmed.slice(int(row_lines[0]), len(row_lines)) if contiguous else trimmed.take(pa.array(row_lines))
     split = pc.split_pattern(rows, ",")
+    del rows
     field_counts = pc.list_value_length(split).to_numpy(zero_copy_only=False).astype(np.int64)
     row_starts = split.offsets.to_numpy()[:-1].astype(np.int64)
     values = split.values
@@ -309,6 +312,7 @@ def parse_week(
 
     keys = [take_field(reading_base + position) for position in spec.key_positions]
     date, time_of_day, desc, entries, exits = (take_field(group_base + offset) for offset in range(5))
+    del split, values  # every field is copied out; the list array is the largest buffer
 
     reading_time = _parse_times(pc.binary_join_element_wise(date, time_of_day, " "), spec)
     bad_time = pc.is_null(reading_time).to_numpy(zero_copy_only=False)
@@ -321,28 +325,32 @@ def parse_week(
 
     keep = pa.array(~reading_rejects)
     n_kept = int((~reading_rejects).sum())
+    all_kept = n_kept == len(reading_rejects)
+
+    def _keep(column, mask):
+        return column if all_kept else pc.filter(column, mask)
 
     if spec is _ELEVEN:
-        station, linename, division = (pc.filter(column, keep) for column in keys[3:6])
+        station, linename, division = (_keep(column, keep) for column in keys[3:6])
     else:
         station, linename, division = _stations_from_key(
-            pc.filter(keys[1], keep), pc.filter(keys[0], keep), station_key
+            _keep(keys[1], keep), _keep(keys[0], keep), station_key
         )
 
     def counter(column: pa.Array) -> pa.Array:
         # Cast only after rejects are filtered out, so every input is 1 to 18 digits.
-        return pc.cast(pc.filter(column, keep), pa.int64())
+        return pc.cast(_keep(column, keep), pa.int64())
 
     table = pa.Table.from_arrays(
         [
-            pc.filter(keys[0], keep),
-            pc.filter(keys[1], keep),
-            pc.filter(keys[2], keep),
+            _keep(keys[0], keep),
+            _keep(keys[1], keep),
+            _keep(keys[2], keep),
             station,
             linename,
             division,
-            pc.filter(reading_time, keep),
-            pc.filter(desc, keep),
+            _keep(reading_time, keep),
+            _keep(desc, keep),
             counter(entries),
             counter(exits),
             pa.repeat(pa.scalar(week_day, pa.date32()), n_kept),

@@ -20,7 +20,7 @@ from mta_assets.partitions import file_name_for_week, legacy_file_name_for_week
 DEFAULT_SOURCE_URL = "http://web.mta.info/developers/data/nyct/turnstile"
 _RETRY_STATUSES = (429, 500, 502, 503, 504)
 # Date and time of every reading, in either layout: MM/DD/YYYY,HH:MM:SS or MM-DD-YY,HH:MM:SS.
-_READING_TIME = re.compile(rb"(\d\d)[/-](\d\d)[/-](\d{4}|\d\d),(\d\d:\d\d:\d\d)")
+_READING_TIME = re.compile(rb",(\d\d[/-]\d\d[/-](?:\d{4}|\d\d),\d\d:\d\d:\d\d)")
 
 
 class SourceError(RuntimeError):
@@ -84,8 +84,9 @@ def reading_time_span(path: Path) -> tuple[str | None, str | None]:
     if not stamps:
         return None, None
 
-    def iso(stamp: tuple[bytes, bytes, bytes, bytes]) -> str:
-        month, day, year, clock = (part.decode() for part in stamp)
+    def iso(stamp: bytes) -> str:
+        date, clock = stamp.decode().split(",")
+        month, day, year = date[:2], date[3:5], date[6:]
         return f"{year if len(year) == 4 else '20' + year}-{month}-{day}T{clock}"
 
     ordered = sorted(iso(stamp) for stamp in stamps)

@@ -26,7 +26,7 @@ GOOD = readings_table([{"reading_time": dt.datetime(2023, 12, 30, 3) + dt.timede
 
 
 def test_a_good_week_passes_every_check():
-    results = checks.evaluate_week(parsed(GOOD), WEEK, 0.001, [42, 40, 44], 0.25)
+    results = [*checks.table_checks(parsed(GOOD), WEEK, 0.001), checks.check_volume(GOOD.num_rows, [42, 40, 44], 0.25)]
     assert {r.check_name for r in results} == {spec.name for spec in checks.readings_check_specs}
     assert all(r.passed for r in results)
     assert checks.blocking_failures(results) == []
@@ -98,5 +98,5 @@ def test_volume_zero_fails_and_a_large_deviation_warns():
 
 
 def test_blocking_failures_only_count_blocking_errors():
-    results = checks.evaluate_week(parsed(GOOD, rejected=50, seen=100), WEEK, 0.001, [1000], 0.25)
+    results = [*checks.table_checks(parsed(GOOD, rejected=50, seen=100), WEEK, 0.001), checks.check_volume(42, [1000], 0.25)]
     assert checks.blocking_failures(results) == ["reject_rate_under_threshold"]
