@@ -17,32 +17,18 @@ request the same week, the second run rewrites identical lake objects.
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 
 from mta_assets.jobs import mta_turnstile_job
 from mta_assets.partitions import TIMEZONE
+from mta_assets.settings import int_from_env
 
 DEFAULT_SCHEDULE_HOUR = 9
 DEFAULT_SCHEDULE_MINUTE = 0
 
 
-def _env_clock_value(name: str, default: int, upper: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a whole number") from None
-    if not 0 <= value <= upper:
-        raise ValueError(f"{name}={value} is outside 0..{upper}")
-    return value
-
-
-SCHEDULE_HOUR = _env_clock_value("MTA_SCHEDULE_HOUR", DEFAULT_SCHEDULE_HOUR, 23)
-SCHEDULE_MINUTE = _env_clock_value("MTA_SCHEDULE_MINUTE", DEFAULT_SCHEDULE_MINUTE, 59)
+SCHEDULE_HOUR = int_from_env("MTA_SCHEDULE_HOUR", DEFAULT_SCHEDULE_HOUR, 0, 23)
+SCHEDULE_MINUTE = int_from_env("MTA_SCHEDULE_MINUTE", DEFAULT_SCHEDULE_MINUTE, 0, 59)
 
 mta_weekly_schedule = dg.build_schedule_from_partitioned_job(
     mta_turnstile_job,

@@ -35,13 +35,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import time
 
 import dagster as dg
 
 from mta_assets.jobs import mta_turnstile_job
 from mta_assets.partitions import FIRST_WEEK, KEY_FORMAT, latest_published_week
+from mta_assets.settings import int_from_env
 from mta_assets.source import MTASource, RemoteFile, SourceUnavailable
 
 DEFAULT_INTERVAL_S = 15 * 60
@@ -59,20 +59,7 @@ VALIDATOR_TAG = "mta/source_validator"
 URL_TAG = "mta/source_url"
 
 
-def _interval_from_env() -> int:
-    raw = os.environ.get("MTA_SENSOR_INTERVAL_S", "").strip()
-    if not raw:
-        return DEFAULT_INTERVAL_S
-    try:
-        seconds = int(raw)
-    except ValueError:
-        raise ValueError(f"MTA_SENSOR_INTERVAL_S={raw!r} is not a whole number of seconds") from None
-    if seconds < 30:
-        raise ValueError(f"MTA_SENSOR_INTERVAL_S={seconds} is below 30 s; MTA publishes once a week")
-    return seconds
-
-
-SENSOR_INTERVAL_S = _interval_from_env()
+SENSOR_INTERVAL_S = int_from_env("MTA_SENSOR_INTERVAL_S", DEFAULT_INTERVAL_S, 30, why="MTA publishes once a week")
 
 
 def _shift(week: str, weeks: int) -> str:
