@@ -206,6 +206,7 @@ def load_station_key(path: str | Path) -> StationKey:
 # --- parsing ---------------------------------------------------------------------------------
 
 REJECT_SAMPLE_LIMIT = 10
+CHUNK_LINES = 32_768
 REJECT_TEXT_CHARS = 120
 # Enough digits for any register while staying inside int64.
 _COUNTER_MAX_DIGITS = 18
@@ -261,28 +262,91 @@ def parse_week(
 
     Raises ``UnknownLayout`` when the first non-blank line fits neither layout.
     """
-    import numpy as np
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     week_day = week_start(week)
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     lines = _split_lines(raw)
+    header_line, layout = _first_line_and_layout(lines)
+    spec = _ELEVEN if layout == "eleven_column" else _WIDE
+    # Chunks of lines bound the memory of the intermediate arrays (split fields, positions,
+    # masks) to a fraction of a week's, whatever the file's size; the result is the same.
+    chunks = [
+        _parse_chunk(
+            lines.slice(start, CHUNK_LINES),
+            first_line=start,
+            header_line=header_line if spec.has_header else -1,
+            spec=spec,
+            layout=layout,
+            week_day=week_day,
+            source_file=source_file,
+            station_key=station_key,
+        )
+        for start in range(0, len(lines), CHUNK_LINES)
+    ]
+    table = pa.concat_tables([chunk.table for chunk in chunks]) if chunks else arrow_schema().empty_table()
+    table, duplicates = _drop_exact_duplicates(table.combine_chunks())
+    rejected = sum(chunk.rejected for chunk in chunks)
+    return ParsedWeek(
+        table=table,
+        layout=layout,
+        lines=len(lines),
+        blank_lines=sum(chunk.blank_lines for chunk in chunks),
+        readings_seen=sum(chunk.kept for chunk in chunks) + rejected,
+        rejected=rejected,
+        rejected_samples=[sample for chunk in chunks for sample in chunk.samples][:REJECT_SAMPLE_LIMIT],
+        duplicates=duplicates,
+    )
+
+
+@dataclass
+class _Chunk:
+    table: pa.Table  # duplicates not yet removed: they may span chunks
+    kept: int
+    rejected: int
+    blank_lines: int
+    samples: list[dict[str, Any]]
+
+
+def _first_line_and_layout(lines: pa.Array) -> tuple[int, Layout]:
+    """Index of the first non-blank line and the layout it shows; raises ``UnknownLayout``."""
+    for index in range(len(lines)):
+        text = lines[index].as_py().strip()
+        if text:
+            return index, detect_layout(text)
+    detect_layout("")  # raises UnknownLayout with the reason
+    raise AssertionError("unreachable")
+
+
+def _parse_chunk(
+    lines: pa.Array,
+    *,
+    first_line: int,
+    header_line: int,
+    spec: _LayoutSpec,
+    layout: Layout,
+    week_day: dt.date,
+    source_file: str,
+    station_key: StationKey | None,
+) -> _Chunk:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     line_count = len(lines)
     # Only ASCII whitespace pads MTA's lines; the ASCII kernel is safe on UTF-8 and faster.
     trimmed = pc.ascii_trim_whitespace(lines)
     nonblank = np.flatnonzero(pc.binary_length(trimmed).to_numpy(zero_copy_only=False) > 0)
     blank_lines = line_count - len(nonblank)
-    if len(nonblank) == 0:
-        detect_layout("")  # raises UnknownLayout with the reason
-    layout = detect_layout(trimmed[int(nonblank[0])].as_py())
-    spec = _ELEVEN if layout == "eleven_column" else _WIDE
-    row_lines = nonblank[1:] if spec.has_header else nonblank
+    row_lines = nonblank[nonblank != header_line - first_line]
 
     contiguous = len(row_lines) > 0 and int(row_lines[-1]) - int(row_lines[0]) + 1 == len(row_lines)
-    # Usually every line after the header is a row: a zero-copy slice instead of a 25 MB take.
-    rows = trimmed.slice(int(row_lines[0]), len(row_lines)) if contiguous else trimmed.take(pa.array(row_lines))
+    # Usually every line after the header is a row: a zero-copy slice instead of a take.
+    if contiguous:
+        rows = trimmed.slice(int(row_lines[0]), len(row_lines))
+    else:
+        rows = trimmed.take(pa.array(row_lines, pa.int64()))
     split = pc.split_pattern(rows, ",")
     del rows
     field_counts = pc.list_value_length(split).to_numpy(zero_copy_only=False).astype(np.int64)
@@ -358,32 +422,24 @@ def parse_week(
         ],
         schema=arrow_schema(),
     )
-    table, duplicates = _drop_exact_duplicates(table)
-
     rejected = int(whole_row_rejects.sum() + partial_group_rejects.sum() + reading_rejects.sum())
-    samples = _reject_samples(
-        trimmed=trimmed,
-        row_lines=row_lines,
-        whole_row_rejects=whole_row_rejects,
-        partial_group_rejects=partial_group_rejects,
-        field_counts=field_counts,
-        reading_rows=reading_rows,
-        group_index=group_index,
-        reading_reasons=(bad_time, ~entries_ok, ~exits_ok, empty_key),
-        entries=entries,
-        exits=exits,
-        layout=layout,
-    )
-    return ParsedWeek(
-        table=table,
-        layout=layout,
-        lines=line_count,
-        blank_lines=blank_lines,
-        readings_seen=n_kept + rejected,
-        rejected=rejected,
-        rejected_samples=samples,
-        duplicates=duplicates,
-    )
+    samples = []
+    if rejected:
+        samples = _reject_samples(
+            trimmed=trimmed,
+            row_lines=row_lines,
+            first_line=first_line,
+            whole_row_rejects=whole_row_rejects,
+            partial_group_rejects=partial_group_rejects,
+            field_counts=field_counts,
+            reading_rows=reading_rows,
+            group_index=group_index,
+            reading_reasons=(bad_time, ~entries_ok, ~exits_ok, empty_key),
+            entries=entries,
+            exits=exits,
+            layout=layout,
+        )
+    return _Chunk(table=table, kept=n_kept, rejected=rejected, blank_lines=blank_lines, samples=samples)
 
 
 def _split_lines(raw: bytes) -> pa.Array:
@@ -504,6 +560,7 @@ def _reject_samples(
     *,
     trimmed: pa.Array,
     row_lines: Any,
+    first_line: int,
     whole_row_rejects: Any,
     partial_group_rejects: Any,
     field_counts: Any,
@@ -560,6 +617,6 @@ def _reject_samples(
     for row, _, reason in candidates[:limit]:
         line_index = int(row_lines[row])
         samples.append(
-            {"line": line_index + 1, "reason": reason, "text": trimmed[line_index].as_py()[:REJECT_TEXT_CHARS]}
+            {"line": first_line + line_index + 1, "reason": reason, "text": trimmed[line_index].as_py()[:REJECT_TEXT_CHARS]}
         )
     return samples
