@@ -21,7 +21,7 @@ from mta_assets.partitions import require_published, weekly_partitions
 from mta_assets.source import MTASource, SourceUnavailable
 
 GROUP = "mta_turnstile"
-DEFAULT_GZIP_LEVEL = 6  # see README "Compression level": 6 is within 3% of 9's size at a third of its time
+DEFAULT_GZIP_LEVEL = 6  # README "Compression level": 19% smaller than 1, a quarter of 9's time
 
 _weekly = dict(
     group_name=GROUP,
@@ -150,7 +150,7 @@ def turnstile_csv_gz(
 
     results, errors = map_weeks(list(turnstile_csv), compress, config.max_workers)
     batch = WeekBatch(failures={week: str(exc) for week, exc in errors.items()})
-    for week, (item, metadata) in results.items():
+    for item, metadata in results.values():
         _record_week(batch, item, metadata)
     return _result(context, list(turnstile_csv), batch)
 

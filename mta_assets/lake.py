@@ -31,7 +31,6 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
-
 from typing import Any
 
 import dagster as dg

@@ -19,7 +19,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 from pydantic import BaseModel, Field
@@ -371,8 +371,8 @@ def _parse_chunk(
     reading_base = row_starts[reading_rows]
     group_base = reading_base + spec.first_group + WIDE_GROUP_FIELDS * group_index
 
-    def take_field(positions: Any) -> pa.Array:
-        return values.take(pa.array(positions))
+    def take_field(positions: Any, fields: pa.Array = values) -> pa.Array:
+        return fields.take(pa.array(positions))
 
     keys = [take_field(reading_base + position) for position in spec.key_positions]
     date, time_of_day, desc, entries, exits = (take_field(group_base + offset) for offset in range(5))

@@ -8,7 +8,6 @@ import os
 import re
 import uuid
 from pathlib import Path
-
 from typing import Any
 
 import dagster as dg

@@ -26,7 +26,7 @@ from dagster_docker import DockerRunLauncher
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 
 from mta_assets_tests.fixtures_gcs import free_port
-from mta_assets_tests.postgres import PostgresDatabase, postgres_database, postgres_server  # noqa: F401
+from mta_assets_tests.postgres import PostgresDatabase
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"

@@ -25,15 +25,7 @@ from mta_assets.monitoring import (
     mta_run_failure_alert_sensor,
     weeks_of_run,
 )
-from mta_assets_tests.test_alerting import (
-    SMTP_PASSWORD,
-    WEBHOOK_TOKEN,
-    alert_env,  # noqa: F401 - fixture
-    destinations,
-    sensor_log,  # noqa: F401 - fixture
-    smtp_receiver,
-    webhook_receiver,
-)
+from mta_assets_tests.fixtures_alerts import SMTP_PASSWORD, WEBHOOK_TOKEN, destinations, smtp_receiver, webhook_receiver
 
 NEW_YORK = ZoneInfo("America/New_York")
 WEEK = "2024-01-06"  # file turnstile_240113.txt, published Saturday 2024-01-13

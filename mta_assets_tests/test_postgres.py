@@ -22,7 +22,7 @@ from mta_assets.jobs import mta_turnstile_job
 from mta_assets.lake import Lake
 from mta_assets.sensors import evaluate_file_arrival
 from mta_assets.source import MTASource
-from mta_assets_tests.postgres import PostgresDatabase, postgres_database, postgres_server  # noqa: F401
+from mta_assets_tests.postgres import PostgresDatabase
 
 pytestmark = pytest.mark.postgres
 
