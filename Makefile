@@ -6,7 +6,6 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 WEEK ?= 2023-12-30
-MIRROR_PORT ?= 8765
 PYTEST_ARGS ?= -n 2
 
 .PHONY: setup run dev test bench clean
@@ -22,7 +21,7 @@ setup: $(BIN)/dagster
 	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
 # Offline by default: a synthetic week served by the loopback mirror. Point
-# MTA_SOURCE_URL at MTA (or leave MIRROR= empty) to fetch the real file instead.
+# MTA_SOURCE_URL at MTA to fetch the real file instead; WEEK=YYYY-MM-DD picks the week.
 run: setup
 	bash scripts/run-week.sh $(WEEK)
 

@@ -7,8 +7,10 @@ names its week without touching the other weeks' results.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -85,7 +87,13 @@ def _attempt(work: Callable[[str], T], week: str) -> tuple[T | None, WeekError |
 
 
 def staging_dir(name: str) -> Path:
-    """A fresh local folder for one step's intermediate files (env MTA_STAGING_DIR, else the temp dir)."""
+    """A fresh local folder for one step's intermediate files (env MTA_STAGING_DIR, else the temp dir).
+
+    The lake consumes the files it stores; whatever a failed step leaves behind goes
+    when the process ends.
+    """
     base = Path(os.environ.get("MTA_STAGING_DIR") or tempfile.gettempdir())
     base.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f"mta-{name}-", dir=base))
+    folder = Path(tempfile.mkdtemp(prefix=f"mta-{name}-", dir=base))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder

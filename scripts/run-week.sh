@@ -13,7 +13,8 @@ mirror_pid=""
 cleanup() { [ -n "$mirror_pid" ] && kill "$mirror_pid" 2>/dev/null || true; }
 trap cleanup EXIT
 if [ -z "${MTA_SOURCE_URL:-}" ]; then
-  port="${MIRROR_PORT:-8765}"
+  # A free loopback port unless MIRROR_PORT says which.
+  port="${MIRROR_PORT:-$("$bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
   "$bin/python" -m mta_assets.synthetic --out data/mirror --week "$week"
   "$bin/python" -m mta_assets.mirror data/mirror --port "$port" >/dev/null &
   mirror_pid=$!
