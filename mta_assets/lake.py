@@ -59,6 +59,7 @@ class StoredObject:
     # How the object got there, not what it is: not part of equality.
     chunks: int = dataclasses.field(default=1, compare=False)
     seconds: float = dataclasses.field(default=0.0, compare=False)
+    unchanged: bool = dataclasses.field(default=False, compare=False)  # already held these bytes
 
     @property
     def throughput_mib_s(self) -> float:
@@ -71,6 +72,7 @@ class StoredObject:
             "crc32c": self.crc32c,
             "md5": self.md5,
             "upload_chunks": self.chunks,
+            "already_stored": self.unchanged,
             "upload_seconds": round(self.seconds, 3),
             "upload_mib_per_s": round(self.throughput_mib_s, 1),
         }
@@ -200,11 +202,18 @@ class Lake(dg.ConfigurableResource):
         on_chunk: ChunkCallback | None = None,
         keep_local_copy: bool = True,
     ) -> StoredObject:
-        """Store ``source`` at ``key`` atomically and verified; the source file is consumed."""
+        """Store ``source`` at ``key`` atomically and verified; the source file is consumed.
+
+        An object that already holds exactly these bytes is left as it is (no upload, same
+        GCS generation): re-running an unchanged week costs one metadata request.
+        """
         crc32c, md5 = file_checksums(source)
         size = source.stat().st_size
         started = time.perf_counter()
-        if self.is_gcs:
+        existing = self._existing_if_identical(key, size, crc32c, md5)
+        if existing is not None:
+            stored = dataclasses.replace(existing, chunks=0, unchanged=True)
+        elif self.is_gcs:
             stored = self._put_gcs(source, key, content_type, size, crc32c, md5, on_chunk)
         else:
             stored = self._put_local(source, key, size, crc32c, md5)
@@ -214,6 +223,14 @@ class Lake(dg.ConfigurableResource):
         else:
             source.unlink(missing_ok=True)
         return stored
+
+    def _existing_if_identical(self, key: str, size: int, crc32c: str, md5: str) -> StoredObject | None:
+        if not self.is_gcs and (not (self.root / key).exists() or (self.root / key).stat().st_size != size):
+            return None  # cheap answer before reading a local file to hash it
+        existing = self.stat(key)
+        if existing is not None and (existing.size, existing.crc32c, existing.md5) == (size, crc32c, md5):
+            return existing
+        return None
 
     def _put_local(self, source: Path, key: str, size: int, crc32c: str, md5: str) -> StoredObject:
         target = self.root / key

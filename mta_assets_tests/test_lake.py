@@ -60,13 +60,36 @@ def test_gzip_output_is_deterministic(tmp_path):
 
 def test_rewriting_a_week_gives_identical_object_bytes(any_lake, tmp_path):
     key = any_lake.key_for("raw", WEEK, ".txt")
+    results, versions = [], []
     for attempt in range(2):
         path = tmp_path / f"copy{attempt}.txt"
         path.write_bytes(b"identical content\n" * 50_000)
-        any_lake.put_file(path, key, "text/plain")
-        if attempt == 0:
-            first = any_lake.stat(key)
-    assert any_lake.stat(key) == first
+        results.append(any_lake.put_file(path, key, "text/plain"))
+        assert not path.exists()
+        versions.append(stored_version(any_lake, key))
+    assert results[0] == results[1] == any_lake.stat(key)
+    assert (results[0].unchanged, results[1].unchanged) == (False, True)
+    assert results[1].chunks == 0 and results[1].metadata()["already_stored"] is True
+    assert versions[0] == versions[1], "an unchanged week is not written again"
+
+
+def stored_version(lake: Lake, key: str):
+    """GCS's generation of the object, or the local file's inode and mtime."""
+    if lake.is_gcs:
+        client = storage.Client(project="mta-test", credentials=AnonymousCredentials())
+        return client.bucket(lake.bucket_name).get_blob(key).generation
+    info = (lake.root / key).stat()
+    return info.st_ino, info.st_mtime_ns
+
+
+def test_a_changed_week_replaces_the_object(any_lake, tmp_path):
+    key = any_lake.key_for("raw", WEEK, ".txt")
+    for content in (b"first\n", b"second\n"):
+        path = tmp_path / "week.txt"
+        path.write_bytes(content)
+        stored = any_lake.put_file(path, key, "text/plain")
+        assert not stored.unchanged
+    assert any_lake.read_bytes(key) == b"second\n"
 
 
 def test_an_upload_interrupted_between_chunks_keeps_the_previous_object(own_gcs_emulator, tmp_path):
