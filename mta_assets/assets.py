@@ -41,9 +41,11 @@ class CompressionConfig(RangeConfig):
 
 
 class ReadingsConfig(RangeConfig):
-    # A parse holds the week's text, its split fields and the table at once (about
-    # 200 MB for a full week): one at a time keeps a backfill's memory flat.
-    max_workers: int = Field(default=1, description="Weeks parsed at once in a range; 0 means one per CPU.")
+    # Each week parsed at once costs about 200 MB at its peak: memory grows with the
+    # workers, never with the number of weeks. Set 1 on a machine short of memory.
+    max_workers: int = Field(
+        default=0, description="Weeks parsed at once in a range; 0 means one per CPU (about 200 MB each)."
+    )
     max_reject_share: float = Field(
         default=0.001, ge=0, le=1, description="Largest share of unparseable readings a week may have (0.1%)."
     )
