@@ -14,7 +14,7 @@ import dagster as dg
 from pydantic import Field
 
 from mta_assets.batches import WeekBatch, WeekFile, map_weeks, staging_dir
-from mta_assets.checks import READINGS, blocking_failures, check_volume, readings_check_specs, table_checks
+from mta_assets.checks import BLOCKING, READINGS, blocking_failures, check_volume, readings_check_specs, table_checks
 from mta_assets.io_manager import lake_metadata
 from mta_assets.lake import Lake
 from mta_assets.partitions import require_published, weekly_partitions
@@ -275,7 +275,7 @@ def _check_results(context: dg.AssetExecutionContext, weeks: list[str], results:
                     metadata=result.metadata,
                     severity=result.severity,
                     partition=week,
-                    blocking=result.check_name in {s.name for s in readings_check_specs if s.blocking},
+                    blocking=result.check_name in BLOCKING,
                 )
             )
     for name in names:
@@ -286,9 +286,10 @@ def _check_results(context: dg.AssetExecutionContext, weeks: list[str], results:
             check_name=name,
             asset_key=READINGS,
             passed=not failing and not unparsed,
-            severity=max(
-                (outcomes[w].severity for w in failing), default=dg.AssetCheckSeverity.ERROR,
-                key=lambda s: s == dg.AssetCheckSeverity.ERROR,
+            severity=(
+                dg.AssetCheckSeverity.WARN
+                if failing and not unparsed and all(outcomes[w].severity == dg.AssetCheckSeverity.WARN for w in failing)
+                else dg.AssetCheckSeverity.ERROR
             ),
             metadata={
                 "weeks_checked": len(outcomes),

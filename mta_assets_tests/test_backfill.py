@@ -244,3 +244,44 @@ def test_the_cli_runs_a_four_week_range_as_one_run(
     assert run.status == dg.DagsterRunStatus.SUCCESS
     assert run.tags["dagster/asset_partition_range_start"] == WEEKS[0]
     assert run.tags["dagster/asset_partition_range_end"] == WEEKS[-1]
+
+
+def test_a_range_records_every_check_per_week_and_a_blocking_failure_spares_the_other_weeks(
+    mirror: MirrorServer, synthetic_week, local_lake: Lake, instance: dg.DagsterInstance
+) -> None:
+    weeks = WEEKS[:3]
+    for index, week in enumerate(weeks):
+        synthetic_week(week, readings=READINGS, seed=index)
+    assert materialize_range(mirror, local_lake, instance, weeks[0], weeks[-1]).success
+    good_tables = {week: local_lake.read_bytes(local_lake.key_for("readings", week, ".parquet")) for week in weeks}
+
+    # The middle week is re-published with a negative-signed counter on 1% of its lines.
+    bad_week = weeks[1]
+    path = synthetic_week(bad_week, readings=READINGS, seed=7)
+    lines = path.read_bytes().split(b"\n")
+    for index in range(1, len(lines) - 1, 100):
+        fields = lines[index].split(b",")
+        fields[9] = b"-" + fields[9][1:]
+        lines[index] = b",".join(fields)
+    path.write_bytes(b"\n".join(lines))
+    for week in (weeks[0], weeks[2]):  # and the other two change, so their tables must be rewritten
+        synthetic_week(week, readings=READINGS, seed=11)
+
+    result = materialize_range(mirror, local_lake, instance, weeks[0], weeks[-1])
+
+    assert not result.success
+    assert any(f"week {bad_week}: blocking checks failed: reject_rate_under_threshold" in m for m in step_failure_messages(result))
+    evaluations = [
+        record.dagster_event.event_specific_data
+        for record in instance.all_logs(result.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    ]
+    per_week = {(e.check_name, e.partition): e.passed for e in evaluations if e.partition is not None}
+    check_names = {e.check_name for e in evaluations if e.partition is not None}
+    assert len(check_names) == 6
+    assert {partition for _, partition in per_week} == set(weeks)
+    assert per_week[("reject_rate_under_threshold", bad_week)] is False
+    assert all(per_week[(name, week)] for name in check_names for week in (weeks[0], weeks[2]))
+    # The failing week keeps its last good table; the others got their new one.
+    assert local_lake.read_bytes(local_lake.key_for("readings", bad_week, ".parquet")) == good_tables[bad_week]
+    for week in (weeks[0], weeks[2]):
+        assert local_lake.read_bytes(local_lake.key_for("readings", week, ".parquet")) != good_tables[week]
