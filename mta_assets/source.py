@@ -125,7 +125,7 @@ class MTASource(dg.ConfigurableResource):
         adapter = HTTPAdapter(max_retries=retry)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
-        session.headers["User-Agent"] = "mta_assets (+https://github.com/dagster-io/dagster)"
+        session.headers["User-Agent"] = "mta_assets/0.1 (Dagster turnstile pipeline)"
         return session
 
     def _get(self, session, week: str, url: str, method: str, **kwargs):
@@ -220,10 +220,13 @@ class MTASource(dg.ConfigurableResource):
             if first_reading is None:
                 raise SourceError(f"week {week}: {url} has a {layout} header but no readings")
             os.replace(partial, final)
-        except (requests.RequestException, OSError) as exc:
+        except requests.RequestException as exc:
             partial.unlink(missing_ok=True)
             received = f"after {size} of {expected or 'unknown'} bytes"
             raise SourceError(f"week {week}: {url} body cut short {received}: {_first_line(exc)}") from exc
+        except OSError as exc:  # after RequestException, which is an OSError too
+            partial.unlink(missing_ok=True)
+            raise SourceError(f"week {week}: cannot save {url} to {dest_dir}: {exc}") from exc
         except UnknownLayout as exc:
             partial.unlink(missing_ok=True)
             raise SourceError(f"week {week}: {url} is not a turnstile file: {exc}") from exc
