@@ -26,7 +26,7 @@ run: setup
 	bash scripts/run-week.sh $(WEEK)
 
 dev: setup
-	$(BIN)/dagster dev -m mta_assets.definitions
+	$(BIN)/dagster dev -w workspace.yaml
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
