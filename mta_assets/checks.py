@@ -16,6 +16,7 @@ import dagster as dg
 
 from mta_assets.partitions import LEGACY_NAMING_ENDS, week_window
 from mta_assets.partitions import weekly_partitions as _weekly_partitions
+from mta_assets.tables import markdown_table
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -100,7 +101,7 @@ def check_non_negative(table: pa.Table) -> dg.AssetCheckResult:
         {
             "negative_entries": negative["entries"],
             "negative_exits": negative["exits"],
-            "examples": dg.MetadataValue.md(_markdown_rows(bad.slice(0, 5))),
+            "examples": dg.MetadataValue.md(markdown_table(bad.slice(0, 5))),
         },
     )
 
@@ -126,7 +127,7 @@ def check_inside_week(table: pa.Table, week: str) -> dg.AssetCheckResult:
             "readings_outside": len(outside),
             "first_reading": first.isoformat() if first else "",
             "last_reading": last.isoformat() if last else "",
-            "examples": dg.MetadataValue.md(_markdown_rows(outside.slice(0, 5))),
+            "examples": dg.MetadataValue.md(markdown_table(outside.slice(0, 5))),
         },
         severity,
     )
@@ -144,7 +145,7 @@ def check_no_duplicates(table: pa.Table) -> dg.AssetCheckResult:
         {
             "duplicated_keys": len(repeated),
             "extra_rows": max(extra_rows, 0),
-            "examples": dg.MetadataValue.md(_markdown_rows(repeated.slice(0, 5))),
+            "examples": dg.MetadataValue.md(markdown_table(repeated.slice(0, 5))),
         },
     )
 
@@ -194,13 +195,3 @@ def blocking_failures(results: Sequence[dg.AssetCheckResult]) -> list[str]:
         for r in results
         if r.check_name in BLOCKING and not r.passed and r.severity == dg.AssetCheckSeverity.ERROR
     ]
-
-
-def _markdown_rows(table: pa.Table) -> str:
-    if table.num_rows == 0:
-        return "(none)"
-    names = table.column_names
-    lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
-    for row in table.to_pylist():
-        lines.append("| " + " | ".join(str(row[name]) for name in names) + " |")
-    return "\n".join(lines)

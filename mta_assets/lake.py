@@ -118,7 +118,7 @@ class _LocalCopies:
                 atexit.register(shutil.rmtree, self._dir, ignore_errors=True)
             return self._dir
 
-    def adopt(self, uri: str, source: Path, crc32c: str) -> None:
+    def adopt(self, uri: str, source: Path, crc32c: str) -> Path:
         """Keep ``source`` (moved, not copied) as the local copy of ``uri``, under the object's name."""
         target = self.directory() / uuid.uuid4().hex / uri.rsplit("/", 1)[-1]
         target.parent.mkdir()
@@ -128,6 +128,7 @@ class _LocalCopies:
             self._entries[uri] = (target, crc32c, target.stat().st_size)
             while sum(size for _, _, size in self._entries.values()) > self.max_bytes and len(self._entries) > 1:
                 self._forget(next(iter(self._entries)))
+        return target
 
     def get(self, uri: str, crc32c: str) -> Path | None:
         with self._lock:
@@ -338,8 +339,7 @@ class Lake(dg.ConfigurableResource):
         except Exception as exc:
             download.unlink(missing_ok=True)
             raise self._explain(exc, key, "download") from exc
-        LOCAL_COPIES.adopt(uri, download, stored.crc32c)
-        return LOCAL_COPIES.get(uri, stored.crc32c) or self.local_path(key)
+        return LOCAL_COPIES.adopt(uri, download, stored.crc32c)
 
     def read_bytes(self, key: str) -> bytes:
         return self.local_path(key).read_bytes()

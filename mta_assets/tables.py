@@ -34,12 +34,6 @@ def write_parquet(table: pa.Table, target: Path) -> None:
         os.fsync(handle.fileno())
 
 
-def read_parquet(path: Path) -> pa.Table:
-    import pyarrow.parquet as pq
-
-    return pq.read_table(path)
-
-
 def readings_metadata(parsed: ParsedWeek) -> dict[str, Any]:
     import pyarrow.compute as pc
 
@@ -68,15 +62,15 @@ def readings_metadata(parsed: ParsedWeek) -> dict[str, Any]:
         "stations": stations,
         "first_reading": first.isoformat() if first else "",
         "last_reading": last.isoformat() if last else "",
-        "preview": dg.MetadataValue.md(_preview(table)),
+        "preview": dg.MetadataValue.md(markdown_table(table.slice(0, PREVIEW_ROWS), empty="(no rows)")),
     }
 
 
-def _preview(table: pa.Table) -> str:
-    rows = table.slice(0, PREVIEW_ROWS).to_pylist()
-    if not rows:
-        return "(no rows)"
+def markdown_table(table: pa.Table, empty: str = "(none)") -> str:
+    """A few rows as a markdown table, for metadata the UI renders."""
+    if table.num_rows == 0:
+        return empty
     names = table.column_names
     lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
-    lines += ["| " + " | ".join("" if row[n] is None else str(row[n]) for n in names) + " |" for row in rows]
+    lines += ["| " + " | ".join("" if row[n] is None else str(row[n]) for n in names) + " |" for row in table.to_pylist()]
     return "\n".join(lines)
