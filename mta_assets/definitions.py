@@ -2,12 +2,20 @@
 
 import dagster as dg
 
-from mta_assets.assets import turnstile_csv, turnstile_csv_gz, turnstile_readings
-from mta_assets.jobs import mta_turnstile_job
-from mta_assets.monitoring import alert_sensors, monitoring_checks, monitoring_resources
-from mta_assets.resources import build_resources
-from mta_assets.schedules import mta_weekly_schedule
-from mta_assets.sensors import mta_file_arrival_sensor
+from mta_assets.defs.monitoring.sensors import (
+    alert_sensors,
+    monitoring_checks,
+    monitoring_resources,
+)
+from mta_assets.defs.resources import build_resources
+from mta_assets.defs.turnstile.assets import (
+    turnstile_csv,
+    turnstile_csv_gz,
+    turnstile_readings,
+)
+from mta_assets.defs.turnstile.jobs import mta_turnstile_job
+from mta_assets.defs.turnstile.schedules import mta_weekly_schedule
+from mta_assets.defs.turnstile.sensors import mta_file_arrival_sensor
 
 defs = dg.Definitions(
     assets=[turnstile_csv, turnstile_csv_gz, turnstile_readings],

@@ -4,10 +4,10 @@
 
 1. Prepares the weeks from 2023-12-30 on: each is rebuilt from the real sample
    (``../shared/mta-samples/full-weeks/``, with the samples' ``to_mta_format.py``)
-   when there is one, else written by ``mta_assets.synthetic`` with ``--readings``
+   when there is one, else written by ``mta_assets.devtools.synthetic`` with ``--readings``
    readings. The samples hold 7 consecutive weeks (2023-12-30 .. 2024-02-10), so
    the 8th week of the default range (2024-02-17) is synthetic, of the same size.
-2. Serves them from a loopback mirror (``python -m mta_assets.mirror``) and stores
+2. Serves them from a loopback mirror (``python -m mta_assets.devtools.mirror``) and stores
    into gcp-storage-emulator on loopback; both run as their own processes so their
    memory is reported apart.
 3. Measures, alternating the sides ``--repeats`` times (medians reported):
@@ -79,8 +79,8 @@ def child_env(code_root: Path = REPO_ROOT, **extra: str) -> dict[str, str]:
 
 def prepare_weeks(dest: Path, count: int, readings: int, real: bool) -> dict[str, str]:
     """Write ``count`` consecutive weeks into ``dest``; returns {week: where it came from}."""
-    from mta_assets.partitions import file_name_for_week
-    from mta_assets.synthetic import consecutive_weeks, write_week
+    from mta_assets.devtools.synthetic import consecutive_weeks, write_week
+    from mta_assets.mta.calendar import file_name_for_week
 
     dest.mkdir(parents=True, exist_ok=True)
     folder = samples_dir()
@@ -232,8 +232,8 @@ class Bench:
         """Per week: does the .csv.gz decompress to the served file, and the Parquet row count."""
         import pyarrow.parquet as pq
 
-        from mta_assets.lake import object_key
-        from mta_assets.partitions import file_name_for_week
+        from mta_assets.mta.calendar import file_name_for_week
+        from mta_assets.storage.lake import object_key
 
         bucket = self.client.bucket(self.bucket)
         found = {}
@@ -343,7 +343,7 @@ def markdown_table(report: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from mta_assets.synthetic import consecutive_weeks
+    from mta_assets.devtools.synthetic import consecutive_weeks
 
     weeks = consecutive_weeks(FIRST_WEEK, args.weeks)
     workdir = Path(tempfile.mkdtemp(prefix="mta-bench-", dir=args.workdir))
@@ -354,7 +354,7 @@ def run(args: argparse.Namespace) -> dict:
 
         mirror_port, emulator_port = free_port(), free_port()
         mirror = Server(
-            [sys.executable, "-m", "mta_assets.mirror", str(workdir / "mirror"), "--port", str(mirror_port)],
+            [sys.executable, "-m", "mta_assets.devtools.mirror", str(workdir / "mirror"), "--port", str(mirror_port)],
             f"http://127.0.0.1:{mirror_port}", workdir / "mirror.log",
         )
         servers.append(mirror)

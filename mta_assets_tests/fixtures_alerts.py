@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from aiosmtpd.smtp import SMTP, AuthResult
 
-from mta_assets.alerting import AlertDestinations
+from mta_assets.defs.monitoring.delivery import AlertDestinations
 
 WEBHOOK_TOKEN = "T000-SECRET-HOOK-TOKEN-4f9a"
 SMTP_PASSWORD = "smtp-Secret-Pa55word-77"

@@ -23,7 +23,11 @@ import dagster as dg
 import pytest
 import yaml
 from dagster_docker import DockerRunLauncher
-from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
+from dagster_postgres import (
+    PostgresEventLogStorage,
+    PostgresRunStorage,
+    PostgresScheduleStorage,
+)
 
 from mta_assets_tests.fixtures_gcs import free_port
 from mta_assets_tests.postgres import PostgresDatabase

@@ -16,12 +16,16 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from mta_assets.assets import turnstile_csv, turnstile_csv_gz, turnstile_readings
-from mta_assets.io_manager import LakeIOManager
-from mta_assets.jobs import mta_turnstile_job
-from mta_assets.lake import Lake
-from mta_assets.sensors import evaluate_file_arrival
-from mta_assets.source import MTASource
+from mta_assets.defs.io_manager import LakeIOManager
+from mta_assets.defs.turnstile.assets import (
+    turnstile_csv,
+    turnstile_csv_gz,
+    turnstile_readings,
+)
+from mta_assets.defs.turnstile.jobs import mta_turnstile_job
+from mta_assets.defs.turnstile.sensors import evaluate_file_arrival
+from mta_assets.storage.http import MTASource
+from mta_assets.storage.lake import Lake
 from mta_assets_tests.postgres import PostgresDatabase
 
 pytestmark = pytest.mark.postgres

@@ -15,8 +15,8 @@ trap cleanup EXIT
 if [ -z "${MTA_SOURCE_URL:-}" ]; then
   # A free loopback port unless MIRROR_PORT says which.
   port="${MIRROR_PORT:-$("$bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
-  "$bin/python" -m mta_assets.synthetic --out data/mirror --week "$week"
-  "$bin/python" -m mta_assets.mirror data/mirror --port "$port" >/dev/null &
+  "$bin/python" -m mta_assets.devtools.synthetic --out data/mirror --week "$week"
+  "$bin/python" -m mta_assets.devtools.mirror data/mirror --port "$port" >/dev/null &
   mirror_pid=$!
   export MTA_SOURCE_URL="http://127.0.0.1:$port"
   "$bin/python" -c "

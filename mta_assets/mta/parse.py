@@ -1,0 +1,622 @@
+"""The row contract of ``turnstile_readings`` and a vectorized parser for both MTA layouts.
+
+``Reading`` is the single source of truth for the table: the Arrow schema, the Dagster
+column schema and the README's table of columns are all derived from its fields.
+Rows are never validated one by one through pydantic: a week holds about 250,000
+readings, so ``parse_week`` checks them column-wise with pyarrow compute kernels.
+
+pyarrow and numpy are imported inside functions: the Dagster code location imports
+this module and must load fast.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import functools
+import io
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import dagster as dg
+from pydantic import BaseModel, Field
+
+from mta_assets.mta.calendar import TIMEZONE, week_start
+from mta_assets.mta.formats import (
+    WIDE_GROUP_FIELDS,
+    WIDE_KEY_FIELDS,
+    WIDE_MAX_GROUPS,
+    Layout,
+    detect_layout,
+)
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+
+class Reading(BaseModel):
+    """One audit reading of one turnstile: the row contract of ``turnstile_readings``."""
+
+    ca: str = Field(description="Control area (booth), e.g. A002; `C/A` in MTA's files.")
+    unit: str = Field(description="Remote unit of the station, e.g. R051.")
+    scp: str = Field(description="Subunit channel position: the turnstile's address in its unit, e.g. 02-00-00.")
+    station: str | None = Field(
+        default=None,
+        description="Station name. From the file from 2014-10-11 on; for earlier (wide) files "
+        "only when a Remote-Booth-Station key is configured, else null."
+    )
+    linename: str | None = Field(
+        default=None,
+        description="Lines stopping at the station, one character per line, e.g. NQR456W; null like `station`."
+    )
+    division: str | None = Field(
+        default=None,
+        description="Division the station belonged to (BMT, IND, IRT, PTH, ...); null like `station`."
+    )
+    reading_time: dt.datetime = Field(
+        description=f"When the reading was taken: naive local wall time in {TIMEZONE}, exactly as MTA "
+        "wrote it. MTA's files carry no UTC offset and the repeated hour of a DST fall-back is "
+        "ambiguous, so converting would invent information; localize downstream if needed."
+    )
+    desc: str = Field(description="Audit event: REGULAR (every 4 hours), RECOVR AUD, DOOR OPEN, LOGON, ...")
+    entries: int = Field(
+        description="Cumulative entry register (int64: it reaches ~2.1e9). Can run backwards or reset."
+    )
+    exits: int = Field(description="Cumulative exit register (int64). Can run backwards or reset.")
+    week: dt.date = Field(
+        description="Partition key: the Saturday the week of readings begins (the file is named for the next Saturday)."
+    )
+    source_file: str = Field(description="Name of the MTA file the reading came from, e.g. turnstile_240106.txt.")
+
+
+COLUMN_NAMES: tuple[str, ...] = tuple(Reading.model_fields)
+
+
+def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
+    """``X | None`` -> (X, True); ``X`` -> (X, False)."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        members = [member for member in typing.get_args(annotation) if member is not type(None)]
+        if len(members) != 1:
+            raise TypeError(f"unsupported column annotation {annotation!r}")
+        return members[0], True
+    return annotation, False
+
+
+def _column_specs() -> list[tuple[str, Any, bool, str]]:
+    """(name, python type, nullable, description) for every ``Reading`` field, in order."""
+    specs = []
+    for name, info in Reading.model_fields.items():
+        python_type, nullable = _unwrap_optional(info.annotation)
+        specs.append((name, python_type, nullable, info.description or ""))
+    return specs
+
+
+def _arrow_type(python_type: Any) -> pa.DataType:
+    import pyarrow as pa
+
+    # datetime is checked before date: it is a subclass of date.
+    if python_type is dt.datetime:
+        return pa.timestamp("s")
+    if python_type is dt.date:
+        return pa.date32()
+    if python_type is int:
+        return pa.int64()
+    if python_type is str:
+        return pa.string()
+    raise TypeError(f"no Arrow type for {python_type!r}")
+
+
+@functools.cache
+def arrow_schema() -> pa.Schema:
+    """The Parquet/Arrow schema of ``turnstile_readings``, derived from ``Reading``."""
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            pa.field(name, _arrow_type(python_type), nullable=nullable)
+            for name, python_type, nullable, _ in _column_specs()
+        ]
+    )
+
+
+def table_schema() -> dg.TableSchema:
+    """The same columns as Dagster ``dagster/column_schema`` metadata."""
+    schema = arrow_schema()
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(
+                name=name,
+                type=str(schema.field(name).type),
+                description=description,
+                constraints=dg.TableColumnConstraints(nullable=nullable),
+            )
+            for name, _, nullable, description in _column_specs()
+        ]
+    )
+
+
+def columns_markdown() -> str:
+    """A markdown table of the columns (for the README), derived from ``Reading``."""
+    schema = arrow_schema()
+    lines = ["| column | type | nullable | description |", "|---|---|---|---|"]
+    for name, _, nullable, description in _column_specs():
+        cell = description.replace("|", "\\|")
+        lines.append(f"| `{name}` | {schema.field(name).type} | {'yes' if nullable else 'no'} | {cell} |")
+    return "\n".join(lines) + "\n"
+
+
+# --- station key -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class StationKey:
+    """MTA's Remote-Booth-Station key: (unit, ca) -> (station, linename, division).
+
+    The wide 2010-2014 files carry no station columns; this key gives their rows one.
+    """
+
+    stations: dict[tuple[str, str], tuple[str, str | None, str | None]]
+    source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.stations)
+
+
+# Both published variants of the key: MTA's own header and an older re-save.
+_KEY_COLUMN_ALIASES = {
+    "unit": ("remote", "unit"),
+    "ca": ("booth", "control_area", "c/a", "ca"),
+    "station": ("station",),
+    "linename": ("line name", "linename", "line_name"),
+    "division": ("division",),
+}
+
+
+def load_station_key(path: str | Path) -> StationKey:
+    """Read a Remote-Booth-Station CSV (``Remote,Booth,Station,Line Name,Division`` or
+    ``unit,control_area,station``). The first entry wins when a (unit, ca) pair repeats."""
+    path = Path(path)
+    text = path.read_bytes().decode("utf-8-sig", errors="replace")
+    reader = csv.reader(io.StringIO(text))
+    header = [column.strip().lower() for column in next(reader, [])]
+    positions: dict[str, int | None] = {}
+    for column, aliases in _KEY_COLUMN_ALIASES.items():
+        positions[column] = next((header.index(alias) for alias in aliases if alias in header), None)
+    missing = [column for column in ("unit", "ca", "station") if positions[column] is None]
+    if missing:
+        raise ValueError(f"{path.name}: no {', '.join(missing)} column in header {header}")
+
+    def cell(record: list[str], column: str) -> str | None:
+        position = positions[column]
+        if position is None or position >= len(record):
+            return None
+        return record[position].strip() or None
+
+    stations: dict[tuple[str, str], tuple[str, str | None, str | None]] = {}
+    for record in reader:
+        unit, ca, station = cell(record, "unit"), cell(record, "ca"), cell(record, "station")
+        if unit and ca and station:
+            stations.setdefault((unit, ca), (station, cell(record, "linename"), cell(record, "division")))
+    return StationKey(stations=stations, source=path.name)
+
+
+# --- parsing ---------------------------------------------------------------------------------
+
+REJECT_SAMPLE_LIMIT = 10
+CHUNK_LINES = 32_768
+REJECT_TEXT_CHARS = 120
+# Enough digits for any register while staying inside int64.
+_COUNTER_MAX_DIGITS = 18
+
+
+@dataclass(frozen=True)
+class _LayoutSpec:
+    key_positions: tuple[int, ...]  # C/A, UNIT, SCP and, in the 11-column file, STATION, LINENAME, DIVISION
+    first_group: int  # position of the first DATE field
+    date_pattern: str  # shape check: strptime alone accepts 1-digit fields and stray spaces
+    date_format: str
+    has_header: bool
+
+
+_ELEVEN = _LayoutSpec((0, 1, 2, 3, 4, 5), 6, r"^\d\d/\d\d/\d{4} \d\d:\d\d:\d\d$", "%m/%d/%Y %H:%M:%S", True)
+_WIDE = _LayoutSpec((0, 1, 2), WIDE_KEY_FIELDS, r"^\d\d-\d\d-\d\d \d\d:\d\d:\d\d$", "%m-%d-%y %H:%M:%S", False)
+_ELEVEN_FIELDS = 11
+
+
+@dataclass
+class ParsedWeek:
+    """A parsed MTA file and the bookkeeping that proves nothing was dropped silently."""
+
+    table: pa.Table  # in arrow_schema(), exact duplicates removed, rows in file order
+    layout: Layout
+    lines: int  # physical lines; a final newline does not start another line
+    blank_lines: int  # empty or only whitespace: padding, not rejects
+    readings_seen: int  # parsed + rejected, before duplicates are removed
+    rejected: int
+    rejected_samples: list[dict[str, Any]] = field(default_factory=list)  # first few: line, reason, text
+    duplicates: int = 0  # exact duplicate rows removed
+
+    @property
+    def reject_share(self) -> float:
+        return self.rejected / max(self.readings_seen, 1)
+
+
+def parse_week(
+    raw: bytes,
+    week: str,
+    source_file: str,
+    station_key: StationKey | None = None,
+) -> ParsedWeek:
+    """Parse a whole decompressed MTA file (either layout) into ``arrow_schema()`` rows.
+
+    Rejected readings (wrong field count, bad date or time, non-numeric or negative
+    counter, empty C/A, UNIT, SCP or DESC) are counted and the first few sampled with
+    their 1-based physical line number. A wide row whose last group is cut short keeps
+    its complete groups; the partial group is one rejected reading. A wide row with
+    fewer than 8 fields (no complete group) or more than 43 (more than 8 groups) is
+    one rejected reading. A counter cut
+    short that still reads as digits is kept: it is what MTA published.
+
+    Raises ``UnknownLayout`` when the first non-blank line fits neither layout.
+    """
+    import pyarrow as pa
+
+    week_day = week_start(week)
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    lines = _split_lines(raw)
+    header_line, layout = _first_line_and_layout(lines)
+    spec = _ELEVEN if layout == "eleven_column" else _WIDE
+    # Chunks of lines bound the memory of the intermediate arrays (split fields, positions,
+    # masks) to a fraction of a week's, whatever the file's size; the result is the same.
+    chunks = [
+        _parse_chunk(
+            lines.slice(start, CHUNK_LINES),
+            first_line=start,
+            header_line=header_line if spec.has_header else -1,
+            spec=spec,
+            layout=layout,
+            week_day=week_day,
+            source_file=source_file,
+            station_key=station_key,
+        )
+        for start in range(0, len(lines), CHUNK_LINES)
+    ]
+    table = pa.concat_tables([chunk.table for chunk in chunks]) if chunks else arrow_schema().empty_table()
+    table, duplicates = _drop_exact_duplicates(table.combine_chunks())
+    rejected = sum(chunk.rejected for chunk in chunks)
+    return ParsedWeek(
+        table=table,
+        layout=layout,
+        lines=len(lines),
+        blank_lines=sum(chunk.blank_lines for chunk in chunks),
+        readings_seen=sum(chunk.kept for chunk in chunks) + rejected,
+        rejected=rejected,
+        rejected_samples=[sample for chunk in chunks for sample in chunk.samples][:REJECT_SAMPLE_LIMIT],
+        duplicates=duplicates,
+    )
+
+
+@dataclass
+class _Chunk:
+    table: pa.Table  # duplicates not yet removed: they may span chunks
+    kept: int
+    rejected: int
+    blank_lines: int
+    samples: list[dict[str, Any]]
+
+
+def _first_line_and_layout(lines: pa.Array) -> tuple[int, Layout]:
+    """Index of the first non-blank line and the layout it shows; raises ``UnknownLayout``."""
+    for index in range(len(lines)):
+        text = lines[index].as_py().strip()
+        if text:
+            return index, detect_layout(text)
+    detect_layout("")  # raises UnknownLayout with the reason
+    raise AssertionError("unreachable")
+
+
+def _parse_chunk(
+    lines: pa.Array,
+    *,
+    first_line: int,
+    header_line: int,
+    spec: _LayoutSpec,
+    layout: Layout,
+    week_day: dt.date,
+    source_file: str,
+    station_key: StationKey | None,
+) -> _Chunk:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    line_count = len(lines)
+    # Only ASCII whitespace pads MTA's lines; the ASCII kernel is safe on UTF-8 and faster.
+    trimmed = pc.ascii_trim_whitespace(lines)
+    nonblank = np.flatnonzero(pc.binary_length(trimmed).to_numpy(zero_copy_only=False) > 0)
+    blank_lines = line_count - len(nonblank)
+    row_lines = nonblank[nonblank != header_line - first_line]
+
+    contiguous = len(row_lines) > 0 and int(row_lines[-1]) - int(row_lines[0]) + 1 == len(row_lines)
+    # Usually every line after the header is a row: a zero-copy slice instead of a take.
+    if contiguous:
+        rows = trimmed.slice(int(row_lines[0]), len(row_lines))
+    else:
+        rows = trimmed.take(pa.array(row_lines, pa.int64()))
+    split = pc.split_pattern(rows, ",")
+    del rows
+    field_counts = pc.list_value_length(split).to_numpy(zero_copy_only=False).astype(np.int64)
+    row_starts = split.offsets.to_numpy()[:-1].astype(np.int64)
+    values = split.values
+
+    if spec is _ELEVEN:
+        groups = (field_counts == _ELEVEN_FIELDS).astype(np.int64)
+        whole_row_rejects = field_counts != _ELEVEN_FIELDS
+        partial_group_rejects = np.zeros(len(field_counts), dtype=bool)
+    else:
+        complete = (field_counts - WIDE_KEY_FIELDS) // WIDE_GROUP_FIELDS
+        leftover = (field_counts - WIDE_KEY_FIELDS) % WIDE_GROUP_FIELDS
+        usable = (complete >= 1) & (complete <= WIDE_MAX_GROUPS) & ~((complete == WIDE_MAX_GROUPS) & (leftover > 0))
+        groups = np.where(usable, complete, 0)
+        whole_row_rejects = ~usable
+        partial_group_rejects = usable & (leftover > 0)
+
+    # One entry per reading, in file order: which row it comes from and which group it is.
+    reading_rows = np.repeat(np.arange(len(groups)), groups)
+    group_index = np.arange(len(reading_rows)) - np.repeat(np.cumsum(groups) - groups, groups)
+    reading_base = row_starts[reading_rows]
+    group_base = reading_base + spec.first_group + WIDE_GROUP_FIELDS * group_index
+
+    def take_field(positions: Any, fields: pa.Array = values) -> pa.Array:
+        return fields.take(pa.array(positions))
+
+    keys = [take_field(reading_base + position) for position in spec.key_positions]
+    date, time_of_day, desc, entries, exits = (take_field(group_base + offset) for offset in range(5))
+    del split, values  # every field is copied out; the list array is the largest buffer
+
+    reading_time = _parse_times(pc.binary_join_element_wise(date, time_of_day, " "), spec)
+    bad_time = pc.is_null(reading_time).to_numpy(zero_copy_only=False)
+    entries_ok = _is_counter(entries)
+    exits_ok = _is_counter(exits)
+    empty_key = np.zeros(len(reading_rows), dtype=bool)
+    for column in (*keys[:3], desc):
+        empty_key |= (pc.binary_length(column).to_numpy(zero_copy_only=False) == 0)
+    reading_rejects = bad_time | ~entries_ok | ~exits_ok | empty_key
+
+    keep = pa.array(~reading_rejects)
+    n_kept = int((~reading_rejects).sum())
+    all_kept = n_kept == len(reading_rejects)
+
+    def _keep(column, mask):
+        return column if all_kept else pc.filter(column, mask)
+
+    if spec is _ELEVEN:
+        station, linename, division = (_keep(column, keep) for column in keys[3:6])
+    else:
+        station, linename, division = _stations_from_key(
+            _keep(keys[1], keep), _keep(keys[0], keep), station_key
+        )
+
+    def counter(column: pa.Array) -> pa.Array:
+        # Cast only after rejects are filtered out, so every input is 1 to 18 digits.
+        return pc.cast(_keep(column, keep), pa.int64())
+
+    table = pa.Table.from_arrays(
+        [
+            _keep(keys[0], keep),
+            _keep(keys[1], keep),
+            _keep(keys[2], keep),
+            station,
+            linename,
+            division,
+            _keep(reading_time, keep),
+            _keep(desc, keep),
+            counter(entries),
+            counter(exits),
+            pa.repeat(pa.scalar(week_day, pa.date32()), n_kept),
+            pa.repeat(pa.scalar(source_file, pa.string()), n_kept),
+        ],
+        schema=arrow_schema(),
+    )
+    rejected = int(whole_row_rejects.sum() + partial_group_rejects.sum() + reading_rejects.sum())
+    samples = []
+    if rejected:
+        samples = _reject_samples(
+            trimmed=trimmed,
+            row_lines=row_lines,
+            first_line=first_line,
+            whole_row_rejects=whole_row_rejects,
+            partial_group_rejects=partial_group_rejects,
+            field_counts=field_counts,
+            reading_rows=reading_rows,
+            group_index=group_index,
+            reading_reasons=(bad_time, ~entries_ok, ~exits_ok, empty_key),
+            entries=entries,
+            exits=exits,
+            layout=layout,
+        )
+    return _Chunk(table=table, kept=n_kept, rejected=rejected, blank_lines=blank_lines, samples=samples)
+
+
+def _split_lines(raw: bytes) -> pa.Array:
+    """The physical lines of ``raw`` as one Arrow string array, without copying the bytes.
+
+    Each line keeps its terminator; trimming removes it with the padding.
+    """
+    import numpy as np
+    import pyarrow as pa
+
+    def build(text: bytes) -> pa.Array:
+        data = np.frombuffer(text, dtype=np.uint8)
+        ends = np.flatnonzero(data == ord("\n")) + 1
+        if len(text) and (len(ends) == 0 or ends[-1] != len(text)):
+            ends = np.append(ends, len(text))  # no final newline: the last line still counts
+        offsets = np.concatenate([[0], ends]).astype(np.int32)
+        return pa.Array.from_buffers(pa.string(), len(ends), [None, pa.py_buffer(offsets), pa.py_buffer(text)])
+
+    # A week is about 33 MB; 32-bit string offsets are Arrow's default and the schema's.
+    if len(raw) >= 2**31:
+        raise ValueError(f"{len(raw):,} bytes is not a weekly turnstile file (a week is about 33 MB)")
+    lines = build(raw)
+    try:
+        lines.validate(full=True)  # UTF-8 check, without decoding a copy of the file
+    except pa.ArrowInvalid:
+        # MTA's files are ASCII; a stray byte from a re-save must not lose the week.
+        lines = build(raw.decode("cp1252", errors="replace").encode("utf-8"))
+    return lines
+
+
+def _is_counter(text: pa.Array) -> Any:
+    """numpy mask: 1 to 18 ASCII digits (no sign, no spaces), so the int64 cast cannot fail."""
+    import pyarrow.compute as pc
+
+    digits = pc.ascii_is_decimal(text).to_numpy(zero_copy_only=False)
+    return digits & (pc.binary_length(text).to_numpy(zero_copy_only=False) <= _COUNTER_MAX_DIGITS)
+
+
+def _parse_times(date_time: pa.Array, spec: _LayoutSpec) -> pa.Array:
+    """``MM-DD-YY HH:MM:SS`` / ``MM/DD/YYYY HH:MM:SS`` -> timestamp[s], null where invalid.
+
+    A week has only a few thousand distinct timestamps, so they are parsed once each
+    through a dictionary. strptime rolls impossible days over (02-30 -> 03-02), so the
+    parsed value is printed back and must equal the text.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    encoded = pc.dictionary_encode(date_time)
+    distinct = encoded.dictionary
+    shaped = pc.match_substring_regex(distinct, spec.date_pattern)
+    parsed = pc.strptime(pc.if_else(shaped, distinct, ""), format=spec.date_format, unit="s", error_is_null=True)
+    if len(distinct):
+        printed = pc.strftime(parsed, format=spec.date_format)
+        round_trip = pc.fill_null(pc.equal(printed, distinct), False)
+        parsed = pc.if_else(round_trip, parsed, pa.scalar(None, pa.timestamp("s")))
+    return parsed.take(encoded.indices)
+
+
+def _stations_from_key(
+    units: pa.Array, control_areas: pa.Array, station_key: StationKey | None
+) -> tuple[pa.Array, pa.Array, pa.Array]:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if station_key is None or not len(station_key):
+        empty = pa.nulls(len(units), pa.string())
+        return empty, empty, empty
+    pairs = list(station_key.stations)
+    wanted = pc.binary_join_element_wise(units, control_areas, "\x1f")
+    known = pa.array([f"{unit}\x1f{ca}" for unit, ca in pairs], pa.string())
+    positions = pc.index_in(wanted, value_set=known)
+    columns = []
+    for slot in range(3):
+        column = pa.array([station_key.stations[pair][slot] for pair in pairs], pa.string())
+        columns.append(column.take(positions))
+    return columns[0], columns[1], columns[2]
+
+
+def _drop_exact_duplicates(table: pa.Table) -> tuple[pa.Table, int]:
+    """Keep the first of each group of identical rows; file order is preserved."""
+    import numpy as np
+    import pyarrow as pa
+
+    if table.num_rows == 0:
+        return table, 0
+    # Identical rows share their three integer columns; sorting on those finds the few
+    # candidates cheaply, and only they are compared on every column.
+    numbers = [
+        table.column(name).combine_chunks().cast(pa.int64()).to_numpy(zero_copy_only=False)
+        for name in ("exits", "entries", "reading_time")
+    ]
+    order = np.lexsort(numbers)
+    same_as_next = np.ones(len(order) - 1, dtype=bool)
+    for column in numbers:
+        ordered = column[order]
+        same_as_next &= ordered[1:] == ordered[:-1]
+    in_group = np.zeros(len(order), dtype=bool)
+    in_group[:-1] |= same_as_next
+    in_group[1:] |= same_as_next
+    candidates = np.sort(order[in_group])
+    if len(candidates) == 0:
+        return table, 0
+    # week and source_file are constant within one file: no need to compare them.
+    varying = [name for name in table.column_names if name not in ("week", "source_file")]
+    subset = table.select(varying).take(pa.array(candidates))
+    subset = subset.append_column("__row", pa.array(candidates))
+    firsts = subset.group_by(varying, use_threads=False).aggregate([("__row", "min")])
+    drop = np.setdiff1d(candidates, firsts.column("__row_min").to_numpy())
+    if len(drop) == 0:
+        return table, 0
+    keep = np.ones(table.num_rows, dtype=bool)
+    keep[drop] = False
+    return table.filter(pa.array(keep)), len(drop)
+
+
+def _reject_samples(
+    *,
+    trimmed: pa.Array,
+    row_lines: Any,
+    first_line: int,
+    whole_row_rejects: Any,
+    partial_group_rejects: Any,
+    field_counts: Any,
+    reading_rows: Any,
+    group_index: Any,
+    reading_reasons: tuple[Any, Any, Any, Any],
+    entries: pa.Array,
+    exits: pa.Array,
+    layout: Layout,
+) -> list[dict[str, Any]]:
+    """The first rejects in file order; only these few are turned into Python objects."""
+    import numpy as np
+
+    bad_time, bad_entries, bad_exits, empty_key = reading_reasons
+    limit = REJECT_SAMPLE_LIMIT
+    candidates: list[tuple[int, int, str]] = []  # (row, order within row, reason)
+
+    for row in np.flatnonzero(whole_row_rejects)[:limit]:
+        count = int(field_counts[row])
+        if layout == "eleven_column":
+            reason = f"expected {_ELEVEN_FIELDS} fields, found {count}"
+        else:
+            reason = (
+                f"expected C/A,UNIT,SCP and 1 to {WIDE_MAX_GROUPS} groups of {WIDE_GROUP_FIELDS} fields "
+                f"({WIDE_KEY_FIELDS + WIDE_GROUP_FIELDS} to {WIDE_KEY_FIELDS + WIDE_MAX_GROUPS * WIDE_GROUP_FIELDS}"
+                f" fields), found {count}"
+            )
+        candidates.append((int(row), 0, reason))
+    for row in np.flatnonzero(partial_group_rejects)[:limit]:
+        count = int(field_counts[row])
+        leftover = (count - WIDE_KEY_FIELDS) % WIDE_GROUP_FIELDS
+        reason = (
+            f"last reading group cut short: {leftover} of {WIDE_GROUP_FIELDS} fields "
+            f"(the row's {(count - WIDE_KEY_FIELDS) // WIDE_GROUP_FIELDS} complete groups are kept)"
+        )
+        candidates.append((int(row), WIDE_MAX_GROUPS + 1, reason))
+    any_reading_reject = bad_time | bad_entries | bad_exits | empty_key
+    for reading in np.flatnonzero(any_reading_reject)[:limit]:
+        reading = int(reading)
+        if bad_time[reading]:
+            reason = "bad date or time"
+        elif empty_key[reading]:
+            reason = "empty C/A, UNIT, SCP or DESC"
+        else:
+            which = "ENTRIES" if bad_entries[reading] else "EXITS"
+            text = (entries if bad_entries[reading] else exits)[reading].as_py()
+            kind = "negative" if text.startswith("-") and text[1:].isdigit() else "non-numeric"
+            reason = f"{kind} {which} counter {text[:20]!r}"
+        row = int(reading_rows[reading])
+        candidates.append((row, int(group_index[reading]), reason))
+
+    candidates.sort(key=lambda candidate: (candidate[0], candidate[1]))
+    samples = []
+    for row, _, reason in candidates[:limit]:
+        line_index = int(row_lines[row])
+        samples.append(
+            {"line": first_line + line_index + 1, "reason": reason, "text": trimmed[line_index].as_py()[:REJECT_TEXT_CHARS]}
+        )
+    return samples

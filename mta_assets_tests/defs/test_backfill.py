@@ -1,0 +1,292 @@
+"""Partition ranges in one run: 4 weeks, 4 independent lake objects per asset, failures by name."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from mta_assets.defs.io_manager import LakeIOManager
+from mta_assets.defs.turnstile.assets import (
+    RangeConfig,
+    turnstile_csv,
+    turnstile_csv_gz,
+    turnstile_readings,
+)
+from mta_assets.devtools.mirror import MirrorServer
+from mta_assets.devtools.synthetic import consecutive_weeks, count_readings
+from mta_assets.mta.calendar import file_name_for_week, latest_published_week
+from mta_assets.storage.http import MTASource
+from mta_assets.storage.lake import Lake
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+WEEKS = consecutive_weeks("2023-12-30", 4)  # across New Year: files turnstile_240106 .. turnstile_240127
+READINGS = 3000
+ASSETS = [turnstile_csv, turnstile_csv_gz, turnstile_readings]
+DATASETS = {"raw": ".txt", "csv_gz": ".csv.gz", "readings": ".parquet"}
+
+
+def resources(mirror: MirrorServer, lake: Lake) -> dict[str, object]:
+    return {
+        "mta_source": MTASource(base_url=mirror.url, retries=0, backoff_factor_s=0),
+        "lake": lake,
+        "lake_io_manager": LakeIOManager(lake=lake),
+    }
+
+
+def materialize_range(mirror: MirrorServer, lake: Lake, instance: dg.DagsterInstance, first: str, last: str):
+    return dg.materialize(
+        ASSETS,
+        instance=instance,
+        resources=resources(mirror, lake),
+        tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
+        raise_on_error=False,
+    )
+
+
+def lake_snapshot(lake: Lake) -> dict[str, bytes]:
+    return {key: lake.read_bytes(key) for dataset in DATASETS for key in lake.list_keys(dataset)}
+
+
+def expected_keys(lake: Lake, dataset: str, weeks: list[str]) -> list[str]:
+    return sorted(lake.key_for(dataset, week, DATASETS[dataset]) for week in weeks)
+
+
+def materialized(instance: dg.DagsterInstance, asset: str) -> list[str]:
+    return sorted(instance.get_materialized_partitions(dg.AssetKey(asset)))
+
+
+def step_failure_messages(result) -> list[str]:
+    return [event.event_specific_data.error.message for event in result.all_events if event.is_step_failure]
+
+
+def table_rows(lake: Lake, week: str) -> int:
+    import pyarrow.parquet as pq
+
+    return pq.read_metadata(lake.local_path(lake.key_for("readings", week, ".parquet"))).num_rows
+
+
+def latest_readings_metadata(instance: dg.DagsterInstance, week: str) -> dict:
+    (record,) = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("turnstile_readings"), asset_partitions=[week]), limit=1
+    ).records
+    return {key: value.value for key, value in record.asset_materialization.metadata.items()}
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.DagsterInstance.ephemeral() as ephemeral:
+        yield ephemeral
+
+
+def test_a_four_week_range_runs_once_and_writes_four_objects_per_asset(
+    mirror: MirrorServer, synthetic_week, any_lake: Lake, instance: dg.DagsterInstance
+) -> None:
+    served = {week: synthetic_week(week, readings=READINGS, seed=index).read_bytes() for index, week in enumerate(WEEKS)}
+
+    result = materialize_range(mirror, any_lake, instance, WEEKS[0], WEEKS[-1])
+
+    assert result.success, step_failure_messages(result)
+    assert len(instance.get_runs()) == 1
+    for dataset in DATASETS:
+        assert sorted(any_lake.list_keys(dataset)) == expected_keys(any_lake, dataset, WEEKS)
+    for asset in ("turnstile_csv", "turnstile_csv_gz", "turnstile_readings"):
+        assert materialized(instance, asset) == WEEKS
+    for week in WEEKS:
+        assert any_lake.read_bytes(any_lake.key_for("raw", week, ".txt")) == served[week]
+        assert gzip.decompress(any_lake.read_bytes(any_lake.key_for("csv_gz", week, ".csv.gz"))) == served[week]
+        metadata = latest_readings_metadata(instance, week)
+        assert metadata["readings_seen"] == count_readings(served[week]) == READINGS
+        assert table_rows(any_lake, week) == metadata["dagster/row_count"]
+        assert metadata["dagster/row_count"] == READINGS - metadata["duplicates_removed"] - metadata["rejected"]
+        assert metadata["dagster/row_count"] > 0.99 * READINGS
+
+    before = lake_snapshot(any_lake)
+    again = materialize_range(mirror, any_lake, instance, WEEKS[0], WEEKS[-1])
+    assert again.success, step_failure_messages(again)
+    assert lake_snapshot(any_lake) == before  # idempotent: the same keys with the same bytes
+
+
+@pytest.mark.parametrize("fault", ["missing", "html"])
+def test_a_failing_week_is_named_and_the_other_weeks_are_stored(
+    mirror: MirrorServer, synthetic_week, any_lake: Lake, instance: dg.DagsterInstance, fault: str
+) -> None:
+    failing = WEEKS[2]
+    served = {week: synthetic_week(week, readings=READINGS).read_bytes() for week in WEEKS}
+    if fault == "missing":
+        (Path(mirror.root) / file_name_for_week(failing)).unlink()
+    else:
+        mirror.inject(file_name_for_week(failing), "html")
+
+    result = materialize_range(mirror, any_lake, instance, WEEKS[0], WEEKS[-1])
+
+    assert not result.success
+    (message,) = step_failure_messages(result)
+    assert f"1 of 4 week(s) failed: week {failing}: " in message
+    assert {"missing": "is not published (HTTP 404)", "html": "HTML page"}[fault] in message
+    others = [week for week in WEEKS if week != failing]
+    assert sorted(any_lake.list_keys("raw")) == expected_keys(any_lake, "raw", others)
+    for week in others:
+        assert any_lake.read_bytes(any_lake.key_for("raw", week, ".txt")) == served[week]
+    assert materialized(instance, "turnstile_csv") == others
+    # Downstream steps of a failed step do not run: nothing half-made reaches the later datasets.
+    assert any_lake.list_keys("csv_gz") == []
+    assert materialized(instance, "turnstile_csv_gz") == []
+
+
+def test_a_week_not_yet_published_fails_naming_the_week_and_its_publication_day(local_lake: Lake) -> None:
+    latest = latest_published_week()
+    future = consecutive_weeks(latest, 2)[1]
+    publication = dt.date.fromisoformat(future) + dt.timedelta(days=7)
+
+    with pytest.raises(dg.Failure) as failure:
+        turnstile_csv(
+            context=dg.build_asset_context(partition_key=future),
+            config=RangeConfig(),
+            mta_source=MTASource(base_url="http://127.0.0.1:9"),  # never contacted
+            lake=local_lake,
+        )
+
+    assert failure.value.description.startswith(f"week {future} is not published yet: {file_name_for_week(future)}")
+    assert f"appears on Saturday {publication:%Y-%m-%d} (America/New_York)" in failure.value.description
+
+
+def test_a_range_reaching_into_the_future_fails_before_downloading(
+    mirror: MirrorServer, synthetic_week, local_lake: Lake, instance: dg.DagsterInstance
+) -> None:
+    latest = latest_published_week()
+    future = consecutive_weeks(latest, 2)[1]
+    synthetic_week(latest, readings=READINGS)
+
+    result = materialize_range(mirror, local_lake, instance, latest, future)
+
+    assert not result.success
+    (message,) = step_failure_messages(result)
+    assert f"week {future} is not published yet" in message
+    assert mirror.requests == []
+    assert local_lake.list_keys("raw") == []
+
+
+def test_dagster_refuses_a_single_future_partition(local_lake: Lake) -> None:
+    future = consecutive_weeks(latest_published_week(), 2)[1]
+
+    with pytest.raises(dg.DagsterUnknownPartitionError, match=re.escape(future)):
+        dg.materialize(
+            [turnstile_csv],
+            partition_key=future,
+            resources={
+                "mta_source": MTASource(base_url="http://127.0.0.1:9"),
+                "lake": local_lake,
+                "lake_io_manager": LakeIOManager(lake=local_lake),
+            },
+        )
+
+
+def cli_environment(tmp_path: Path, mirror: MirrorServer, lake_dir: Path) -> dict[str, str]:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("")
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("MTA_", "DAGSTER_"))}
+    env.update(
+        DAGSTER_HOME=str(home),
+        MTA_SOURCE_URL=mirror.url,
+        MTA_LAKE_URL=str(lake_dir),
+        MTA_STAGING_DIR=str(tmp_path / "cli-staging"),
+        PYTHONWARNINGS="ignore",
+    )
+    return env
+
+
+def runs_in(home: str, monkeypatch: pytest.MonkeyPatch) -> list[dg.DagsterRun]:
+    monkeypatch.setenv("DAGSTER_HOME", home)
+    with dg.DagsterInstance.get() as instance:
+        return list(instance.get_runs())
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        pytest.param(
+            ["dagster", "asset", "materialize", "-m", "mta_assets.definitions", "--select", "turnstile_csv*"],
+            id="dagster-asset-materialize",
+        ),
+        pytest.param(["dg", "launch", "--assets", "turnstile_csv*"], id="dg-launch"),
+    ],
+)
+def test_the_cli_runs_a_four_week_range_as_one_run(
+    tmp_path: Path, mirror: MirrorServer, synthetic_week, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    for week in WEEKS:
+        synthetic_week(week, readings=READINGS)
+    lake_dir = tmp_path / "cli-lake"
+    env = cli_environment(tmp_path, mirror, lake_dir)
+    executable = str(Path(sys.executable).parent / command[0])
+
+    completed = subprocess.run(
+        [executable, *command[1:], "--partition-range", f"{WEEKS[0]}...{WEEKS[-1]}"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    lake = Lake(url=str(lake_dir))
+    for dataset in DATASETS:
+        assert sorted(lake.list_keys(dataset)) == expected_keys(lake, dataset, WEEKS)
+    for week in WEEKS:
+        assert lake.read_bytes(lake.key_for("raw", week, ".txt")) == (mirror.root / file_name_for_week(week)).read_bytes()
+    (run,) = runs_in(env["DAGSTER_HOME"], monkeypatch)
+    assert run.status == dg.DagsterRunStatus.SUCCESS
+    assert run.tags["dagster/asset_partition_range_start"] == WEEKS[0]
+    assert run.tags["dagster/asset_partition_range_end"] == WEEKS[-1]
+
+
+def test_a_range_records_every_check_per_week_and_a_blocking_failure_spares_the_other_weeks(
+    mirror: MirrorServer, synthetic_week, local_lake: Lake, instance: dg.DagsterInstance
+) -> None:
+    weeks = WEEKS[:3]
+    for index, week in enumerate(weeks):
+        synthetic_week(week, readings=READINGS, seed=index)
+    assert materialize_range(mirror, local_lake, instance, weeks[0], weeks[-1]).success
+    good_tables = {week: local_lake.read_bytes(local_lake.key_for("readings", week, ".parquet")) for week in weeks}
+
+    # The middle week is re-published with a negative-signed counter on 1% of its lines.
+    bad_week = weeks[1]
+    path = synthetic_week(bad_week, readings=READINGS, seed=7)
+    lines = path.read_bytes().split(b"\n")
+    for index in range(1, len(lines) - 1, 100):
+        fields = lines[index].split(b",")
+        fields[9] = b"-" + fields[9][1:]
+        lines[index] = b",".join(fields)
+    path.write_bytes(b"\n".join(lines))
+    for week in (weeks[0], weeks[2]):  # and the other two change, so their tables must be rewritten
+        synthetic_week(week, readings=READINGS, seed=11)
+
+    result = materialize_range(mirror, local_lake, instance, weeks[0], weeks[-1])
+
+    assert not result.success
+    assert any(f"week {bad_week}: blocking checks failed: reject_rate_under_threshold" in m for m in step_failure_messages(result))
+    evaluations = [
+        record.dagster_event.event_specific_data
+        for record in instance.all_logs(result.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    ]
+    per_week = {(e.check_name, e.partition): e.passed for e in evaluations if e.partition is not None}
+    check_names = {e.check_name for e in evaluations if e.partition is not None}
+    assert len(check_names) == 6
+    assert {partition for _, partition in per_week} == set(weeks)
+    assert per_week[("reject_rate_under_threshold", bad_week)] is False
+    assert all(per_week[(name, week)] for name in check_names for week in (weeks[0], weeks[2]))
+    # The failing week keeps its last good table; the others got their new one.
+    assert local_lake.read_bytes(local_lake.key_for("readings", bad_week, ".parquet")) == good_tables[bad_week]
+    for week in (weeks[0], weeks[2]):
+        assert local_lake.read_bytes(local_lake.key_for("readings", week, ".parquet")) != good_tables[week]

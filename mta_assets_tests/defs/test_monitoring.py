@@ -1,0 +1,429 @@
+"""Failure and late-week alerts end to end: real runs in a test instance, real receivers."""
+
+import datetime as dt
+import json
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+import pytest
+
+from mta_assets.defs.monitoring.sensors import (
+    ALERTS_RESOURCE_KEY,
+    LATE_WEEK_CHECK_NAME,
+    READINGS_KEY,
+    LateWeekDeadline,
+    alert_sensors,
+    evaluate_late_week_tick,
+    evaluate_latest_week_on_time,
+    expected_week,
+    late_week_status,
+    latest_week_on_time,
+    monitoring_checks,
+    monitoring_resources,
+    mta_late_week_sensor,
+    mta_run_failure_alert_sensor,
+    weeks_of_run,
+)
+from mta_assets.defs.turnstile.partitions import weekly_partitions
+from mta_assets.mta import calendar as partitions
+from mta_assets_tests.fixtures_alerts import (
+    SMTP_PASSWORD,
+    WEBHOOK_TOKEN,
+    destinations,
+    smtp_receiver,
+    webhook_receiver,
+)
+
+NEW_YORK = ZoneInfo("America/New_York")
+WEEK = "2024-01-06"  # file turnstile_240113.txt, published Saturday 2024-01-13
+DEFAULT_DEADLINE = LateWeekDeadline.parse("sunday 12:00")
+
+
+def new_york(*args) -> dt.datetime:
+    return dt.datetime(*args, tzinfo=NEW_YORK)
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as test_instance:
+        yield test_instance
+
+
+# -- assets standing in for the pipeline's ---------------------------------------
+
+
+@dg.asset(name="turnstile_readings", partitions_def=weekly_partitions)
+def readings_that_explode(context: dg.AssetExecutionContext) -> None:
+    raise ValueError(f"turnstile_240113.txt has no readings for week {context.partition_key}\nsecond line")
+
+
+@dg.asset(
+    name="turnstile_readings",
+    partitions_def=weekly_partitions,
+    check_specs=[dg.AssetCheckSpec("rows_in_week_window", asset="turnstile_readings", blocking=True)],
+)
+def readings_with_rows_outside_the_week(context: dg.AssetExecutionContext):
+    yield dg.Output(None)
+    yield dg.AssetCheckResult(
+        check_name="rows_in_week_window",
+        passed=False,
+        description="12 readings fall outside the week\nmore detail",
+    )
+
+
+@dg.asset(partitions_def=weekly_partitions, deps=["turnstile_readings"])
+def downstream_of_readings() -> None:
+    pass
+
+
+@dg.asset(name="turnstile_readings", partitions_def=weekly_partitions)
+def readings_that_work() -> None:
+    pass
+
+
+def materialize_readings(instance, week: str) -> None:
+    result = dg.materialize([readings_that_work], instance=instance, partition_key=week)
+    assert result.success
+
+
+def sensor_tick(sensor, instance, resource, cursor=None):
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={ALERTS_RESOURCE_KEY: resource}
+    )
+    return sensor.evaluate_tick(context)
+
+
+def secrets_in_event_log(instance) -> list[str]:
+    """Every stored event (messages, metadata, errors) and run config that holds a secret."""
+    leaks = []
+    for run in instance.get_runs():
+        if WEBHOOK_TOKEN in repr(run.run_config) or SMTP_PASSWORD in repr(run.run_config):
+            leaks.append(f"run config of {run.run_id}")
+        for entry in instance.all_logs(run.run_id):
+            text = repr(entry)
+            if WEBHOOK_TOKEN in text or SMTP_PASSWORD in text:
+                leaks.append(text[:200])
+    return leaks
+
+
+# -- failed runs ------------------------------------------------------------------
+
+
+def test_failed_run_alerts_exactly_once_with_week_step_error_and_link(instance, alert_env, sensor_log):
+    with webhook_receiver() as hook, smtp_receiver() as smtp:
+        resource = alert_env(destinations(hook, smtp))
+        # The first tick only places the cursor after existing failures.
+        first = sensor_tick(mta_run_failure_alert_sensor, instance, resource)
+        result = dg.materialize(
+            [readings_that_explode], instance=instance, partition_key=WEEK, raise_on_error=False
+        )
+        assert not result.success
+        run_id = result.run_id
+
+        second = sensor_tick(mta_run_failure_alert_sensor, instance, resource, first.cursor)
+        third = sensor_tick(mta_run_failure_alert_sensor, instance, resource, second.cursor)
+
+    assert len(hook.requests) == 1
+    text = hook.requests[0]["json"]["text"]
+    assert text.splitlines() == [
+        f"[mta_assets] materialization of turnstile_readings failed for week {WEEK}: step turnstile_readings",
+        "Job: materialization of turnstile_readings",
+        f"Partition: week {WEEK}",
+        "Failed step: turnstile_readings",
+        f"Error: ValueError: turnstile_240113.txt has no readings for week {WEEK}",
+        f"Run: http://dagster.test:3000/runs/{run_id}",
+    ]
+    assert len(smtp.messages) == 1
+    assert smtp.messages[0]["Subject"] == text.splitlines()[0]
+    assert f"http://dagster.test:3000/runs/{run_id}" in smtp.messages[0].get_content()
+    assert [r.run_status for r in second.dagster_run_reactions] == [dg.DagsterRunStatus.FAILURE]
+    assert third.dagster_run_reactions == []
+
+    assert secrets_in_event_log(instance) == []
+    logged = sensor_log()
+    assert "Alert delivered by webhook" in logged
+    assert WEBHOOK_TOKEN not in logged and SMTP_PASSWORD not in logged
+
+
+def test_failed_blocking_check_alerts_with_the_check_name(instance, alert_env):
+    with webhook_receiver() as hook:
+        resource = alert_env(destinations(hook))
+        first = sensor_tick(mta_run_failure_alert_sensor, instance, resource)
+        result = dg.materialize(
+            [readings_with_rows_outside_the_week, downstream_of_readings],
+            instance=instance,
+            partition_key=WEEK,
+            raise_on_error=False,
+        )
+        second = sensor_tick(mta_run_failure_alert_sensor, instance, resource, first.cursor)
+        sensor_tick(mta_run_failure_alert_sensor, instance, resource, second.cursor)
+
+    # Dagster fails the step whose blocking check failed, so the run fails and the
+    # downstream asset is not materialized: the run failure sensor sees it.
+    assert not result.success
+    assert result.get_asset_check_evaluations()[0].passed is False
+    assert [e.asset_key.to_user_string() for e in result.get_asset_materialization_events()] == [
+        "turnstile_readings"
+    ]
+    assert len(hook.requests) == 1
+    lines = hook.requests[0]["json"]["text"].splitlines()
+    assert lines[0] == (
+        "[mta_assets] materialization of downstream_of_readings, turnstile_readings failed for week "
+        f"{WEEK}: blocking check turnstile_readings:rows_in_week_window"
+    )
+    assert "Failed step: turnstile_readings" in lines
+    assert "Error: DagsterAssetCheckFailedError: 1 blocking asset check failed with ERROR severity:" in lines
+    assert "Blocking check failed: turnstile_readings:rows_in_week_window (12 readings fall outside the week)" in lines
+    assert lines[-1] == f"Run: http://dagster.test:3000/runs/{result.run_id}"
+
+
+def test_hanging_receiver_does_not_stop_the_tick_and_the_run_is_not_alerted_twice(
+    instance, alert_env, sensor_log
+):
+    with webhook_receiver(hang=True) as hook:
+        resource = alert_env(destinations(hook, MTA_ALERT_TIMEOUT_SECONDS="0.3"))
+        first = sensor_tick(mta_run_failure_alert_sensor, instance, resource)
+        dg.materialize([readings_that_explode], instance=instance, partition_key=WEEK, raise_on_error=False)
+        second = sensor_tick(mta_run_failure_alert_sensor, instance, resource, first.cursor)
+        third = sensor_tick(mta_run_failure_alert_sensor, instance, resource, second.cursor)
+    assert len(hook.requests) == 1
+    assert len(second.dagster_run_reactions) == 1 and third.dagster_run_reactions == []
+    logged = sensor_log()
+    assert "Alert webhook not delivered (not retried): ReadTimeout" in logged
+    assert "failed: webhook" in logged
+    assert WEBHOOK_TOKEN not in logged
+
+
+def test_failing_receiver_is_retried_and_logged(instance, alert_env, sensor_log):
+    with webhook_receiver(status=500) as hook:
+        resource = alert_env(destinations(hook, MTA_ALERT_ATTEMPTS="2"))
+        first = sensor_tick(mta_run_failure_alert_sensor, instance, resource)
+        dg.materialize([readings_that_explode], instance=instance, partition_key=WEEK, raise_on_error=False)
+        second = sensor_tick(mta_run_failure_alert_sensor, instance, resource, first.cursor)
+        sensor_tick(mta_run_failure_alert_sensor, instance, resource, second.cursor)
+    assert len(hook.requests) == 2
+    assert "Alert webhook not delivered after 2 attempt(s): webhook answered HTTP 500" in sensor_log()
+
+
+def test_no_destination_logs_once_per_tick_and_sends_nothing(instance, alert_env, sensor_log):
+    resource = alert_env(destinations())
+    first = sensor_tick(mta_run_failure_alert_sensor, instance, resource)
+    for _ in range(2):
+        dg.materialize([readings_that_explode], instance=instance, partition_key=WEEK, raise_on_error=False)
+    second = sensor_tick(mta_run_failure_alert_sensor, instance, resource, first.cursor)
+    assert len(second.dagster_run_reactions) == 2
+    assert sensor_log().count("No alert destination configured") == 1
+
+
+@dg.asset
+def another_projects_asset() -> None:
+    raise RuntimeError("not ours")
+
+
+def test_only_this_code_locations_failures_alert(instance, alert_env):
+    definitions = dg.Definitions(
+        assets=[readings_that_work],
+        sensors=[mta_run_failure_alert_sensor],
+        resources=monitoring_resources,
+    )
+    with webhook_receiver() as hook:
+        resource = alert_env(destinations(hook))
+
+        def tick(cursor=None):
+            context = dg.build_sensor_context(
+                instance=instance,
+                cursor=cursor,
+                definitions=definitions,
+                resources={ALERTS_RESOURCE_KEY: resource},
+            )
+            return mta_run_failure_alert_sensor.evaluate_tick(context)
+
+        first = tick()
+        # Like `dagster asset materialize` from the CLI: a run with no code location origin.
+        dg.materialize([another_projects_asset], instance=instance, raise_on_error=False)
+        ours = dg.materialize([readings_that_explode], instance=instance, partition_key=WEEK, raise_on_error=False)
+        second = tick(first.cursor)
+        tick(second.cursor)
+    assert len(second.dagster_run_reactions) == 2
+    assert len(hook.requests) == 1
+    assert f"/runs/{ours.run_id}" in hook.requests[0]["json"]["text"]
+
+
+def test_weeks_of_run_reads_single_and_range_tags():
+    assert weeks_of_run({"dagster/partition": WEEK}) == f"week {WEEK}"
+    assert (
+        weeks_of_run(
+            {"dagster/asset_partition_range_start": "2023-12-30", "dagster/asset_partition_range_end": WEEK}
+        )
+        == f"weeks 2023-12-30 to {WEEK}"
+    )
+    assert weeks_of_run({}) == "no particular week"
+
+
+# -- late weeks: pure logic -------------------------------------------------------
+
+
+def test_deadline_formats():
+    assert DEFAULT_DEADLINE.for_week(WEEK) == new_york(2024, 1, 14, 12, 0)
+    assert LateWeekDeadline.parse("Saturday 18:30").for_week(WEEK) == new_york(2024, 1, 13, 18, 30)
+    assert LateWeekDeadline.parse("36h").for_week(WEEK) == new_york(2024, 1, 14, 12, 0)
+    assert LateWeekDeadline.parse("+48 hours").for_week(WEEK) == new_york(2024, 1, 15, 0, 0)
+    assert LateWeekDeadline.from_env({}) == DEFAULT_DEADLINE
+    assert LateWeekDeadline.from_env({"MTA_LATE_WEEK_DEADLINE": "monday 09:00"}).for_week(WEEK) == new_york(
+        2024, 1, 15, 9, 0
+    )
+    for bad in ["someday 12:00", "sunday 25:00", "noon", "12"]:
+        with pytest.raises(ValueError, match="MTA_LATE_WEEK_DEADLINE"):
+            LateWeekDeadline.parse(bad)
+
+
+def test_late_week_status_before_and_after_the_deadline():
+    before = new_york(2024, 1, 14, 11, 59)
+    after = new_york(2024, 1, 14, 12, 1)
+    # Before this week's deadline the previous week is the one that must exist.
+    assert late_week_status(before, None, DEFAULT_DEADLINE) == (True, "2023-12-30", new_york(2024, 1, 7, 12))
+    assert late_week_status(before, before, DEFAULT_DEADLINE) == (False, "2023-12-30", new_york(2024, 1, 7, 12))
+    assert late_week_status(after, None, DEFAULT_DEADLINE) == (True, WEEK, new_york(2024, 1, 14, 12))
+    assert late_week_status(after, after, DEFAULT_DEADLINE) == (False, WEEK, new_york(2024, 1, 14, 12))
+    # Saturday morning of the next publication: still week WEEK that is due.
+    assert expected_week(new_york(2024, 1, 20, 8, 0), DEFAULT_DEADLINE) == (WEEK, new_york(2024, 1, 14, 12))
+    assert late_week_status(dt.datetime(2010, 5, 2, tzinfo=dt.timezone.utc), None, DEFAULT_DEADLINE) == (
+        False,
+        None,
+        None,
+    )
+
+
+def test_deadline_across_daylight_saving_change():
+    # 2024-03-09 is the publication Saturday; clocks go forward on Sunday 2024-03-10.
+    week = "2024-03-02"
+    assert DEFAULT_DEADLINE.for_week(week) == new_york(2024, 3, 10, 12, 0)
+    assert DEFAULT_DEADLINE.for_week(week).utcoffset() == dt.timedelta(hours=-4)
+    assert LateWeekDeadline.parse("36h").for_week(week) == new_york(2024, 3, 10, 13, 0)
+
+
+# -- late weeks: the check, on a real instance ----------------------------------
+
+
+def test_late_week_check_is_partition_aware(instance):
+    before = new_york(2024, 1, 14, 11, 59)
+    after = new_york(2024, 1, 14, 12, 1)
+    materialize_readings(instance, "2023-12-30")
+
+    assert evaluate_latest_week_on_time(instance, before, DEFAULT_DEADLINE).passed is True
+    late = evaluate_latest_week_on_time(instance, after, DEFAULT_DEADLINE)
+    assert late.passed is False
+    assert late.metadata["expected_week"].value == WEEK
+    assert late.metadata["file_name"].value == "turnstile_240113.txt"
+    assert late.metadata["deadline"].value == "2024-01-14T12:00:00-05:00"
+    assert late.description == (
+        f"Week {WEEK} (turnstile_240113.txt) is not materialized; it was due Sun 2024-01-14 12:00 EST."
+    )
+
+    # Backfilling older weeks is newer activity on the asset but not the week that is due.
+    for older in ["2023-12-16", "2023-12-23"]:
+        materialize_readings(instance, older)
+    assert evaluate_latest_week_on_time(instance, after, DEFAULT_DEADLINE).passed is False
+    assert evaluate_latest_week_on_time(instance, before, DEFAULT_DEADLINE).passed is True
+
+    materialize_readings(instance, WEEK)
+    on_time = evaluate_latest_week_on_time(instance, after, DEFAULT_DEADLINE)
+    assert on_time.passed is True and on_time.description == f"Week {WEEK} is materialized."
+
+
+def test_late_week_check_runs_as_an_asset_check(instance):
+    now = dt.datetime.now(dt.timezone.utc)
+    due_week, _ = expected_week(now, DEFAULT_DEADLINE)
+    older = (partitions.week_start(due_week) - dt.timedelta(days=28)).strftime(partitions.KEY_FORMAT)
+    result = dg.materialize([readings_that_work, latest_week_on_time], instance=instance, partition_key=older)
+    assert result.success  # not blocking: a late week does not fail unrelated backfills
+    [evaluation] = result.get_asset_check_evaluations()
+    assert evaluation.check_name == LATE_WEEK_CHECK_NAME
+    assert evaluation.asset_key == READINGS_KEY
+    assert evaluation.passed is False
+    assert evaluation.metadata["expected_week"].value in {
+        due_week,
+        expected_week(dt.datetime.now(dt.timezone.utc), DEFAULT_DEADLINE)[0],
+    }
+
+
+# -- late weeks: the sensor --------------------------------------------------------
+
+
+def late_tick(instance, resource, now, cursor=None):
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={ALERTS_RESOURCE_KEY: resource})
+    with context:
+        return evaluate_late_week_tick(context, context.resources.mta_alerts, now, DEFAULT_DEADLINE)
+
+
+def test_late_week_alerts_once_per_week(instance, alert_env, sensor_log):
+    after = new_york(2024, 1, 14, 12, 1)
+    materialize_readings(instance, "2023-12-30")
+    with webhook_receiver() as hook, smtp_receiver() as smtp:
+        resource = alert_env(destinations(hook, smtp))
+        before_tick = late_tick(instance, resource, new_york(2024, 1, 14, 11, 59))
+        late = late_tick(instance, resource, after, before_tick.cursor)
+        again = late_tick(instance, resource, after + dt.timedelta(minutes=15), late.cursor)
+        materialize_readings(instance, "2023-12-23")  # a backfill changes nothing
+        after_backfill = late_tick(instance, resource, after + dt.timedelta(minutes=30), again.cursor)
+        next_week = late_tick(instance, resource, new_york(2024, 1, 21, 12, 1), after_backfill.cursor)
+
+    assert before_tick.skip_reason.skip_message == "Week 2023-12-30 is materialized."
+    assert [e.passed for e in before_tick.asset_events] == [True]
+    assert [e.passed for e in late.asset_events] == [False]
+    assert again.asset_events == [] and after_backfill.asset_events == []
+    assert again.skip_reason.skip_message == f"Week {WEEK} is late; already alerted."
+
+    texts = [request["json"]["text"] for request in hook.requests]
+    assert len(texts) == 2
+    assert texts[0].splitlines() == [
+        f"[mta_assets] Week {WEEK} is late: turnstile_readings not materialized",
+        f"Week: {WEEK} (file turnstile_240113.txt, published Sat 2024-01-13)",
+        "Deadline: Sun 2024-01-14 12:00 EST (rule: sunday 12:00 (America/New_York))",
+        f"Check: turnstile_readings:{LATE_WEEK_CHECK_NAME}",
+        "Asset: http://dagster.test:3000/assets/turnstile_readings",
+    ]
+    assert texts[1].startswith("[mta_assets] Week 2024-01-13 is late")
+    assert [m["Subject"] for m in smtp.messages] == [t.splitlines()[0] for t in texts]
+    assert json.loads(next_week.cursor)["alerted_week"] == "2024-01-13"
+    logged = sensor_log()
+    assert WEBHOOK_TOKEN not in logged and SMTP_PASSWORD not in logged
+    assert secrets_in_event_log(instance) == []
+
+
+def test_late_week_alert_is_retried_next_tick_when_no_destination_took_it(instance, alert_env):
+    after = new_york(2024, 1, 14, 12, 1)
+    with webhook_receiver(status=500) as broken:
+        failed = late_tick(instance, alert_env(destinations(broken, MTA_ALERT_ATTEMPTS="1")), after)
+    assert failed.skip_reason.skip_message == f"Week {WEEK} is late; alert delivery failed (webhook), will retry."
+    with webhook_receiver() as hook:
+        retried = late_tick(instance, alert_env(destinations(hook)), after, failed.cursor)
+    assert len(hook.requests) == 1
+    assert json.loads(retried.cursor)["alerted_week"] == WEEK
+
+
+def test_late_week_sensor_definition_evaluates_with_its_resource(instance, alert_env):
+    with webhook_receiver() as hook:
+        resource = alert_env(destinations(hook))
+        first = sensor_tick(mta_late_week_sensor, instance, resource)
+        second = sensor_tick(mta_late_week_sensor, instance, resource, first.cursor)
+    # Nothing is materialized in this instance, so whatever week is due now is late.
+    assert len(hook.requests) == 1
+    assert "is late: turnstile_readings not materialized" in hook.requests[0]["json"]["text"]
+    assert len(first.asset_events) == 1 and second.asset_events == []
+
+
+def test_exports_for_definitions():
+    assert {s.name for s in alert_sensors} == {"mta_run_failure_alert_sensor", "mta_late_week_sensor"}
+    assert [c.check_key.name for c in monitoring_checks] == [LATE_WEEK_CHECK_NAME]
+    assert mta_late_week_sensor.minimum_interval_seconds == 15 * 60
+    assert mta_late_week_sensor.required_resource_keys == {ALERTS_RESOURCE_KEY}
+    assert mta_run_failure_alert_sensor.required_resource_keys == {ALERTS_RESOURCE_KEY}
+    dg.Definitions.validate_loadable(
+        dg.Definitions(
+            assets=[readings_that_work],
+            asset_checks=monitoring_checks,
+            sensors=alert_sensors,
+            resources=monitoring_resources,
+        )
+    )

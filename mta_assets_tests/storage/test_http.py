@@ -1,0 +1,106 @@
+import hashlib
+import shutil
+
+import pytest
+
+from mta_assets.storage.http import (
+    MTASource,
+    NotPublished,
+    SourceError,
+    SourceUnavailable,
+)
+from mta_assets_tests.samples import rebuild_full_week
+
+WEEK = "2023-12-30"
+NAME = "turnstile_240106.txt"
+
+
+def source_for(mirror, **overrides) -> MTASource:
+    settings = dict(base_url=mirror.url, retries=2, backoff_factor_s=0.0, read_timeout_s=2.0, connect_timeout_s=2.0)
+    return MTASource(**{**settings, **overrides})
+
+
+def test_real_week_is_stored_byte_identical_with_its_metadata(mirror, mirror_root, tmp_path):
+    served = rebuild_full_week("240106.csv.gz", mirror_root)
+    download = source_for(mirror).download(WEEK, tmp_path / "out")
+
+    assert download.path.name == NAME
+    assert download.path.read_bytes() == served.read_bytes()
+    assert download.size == served.stat().st_size
+    assert download.sha256 == hashlib.sha256(served.read_bytes()).hexdigest()
+    assert download.lines == 250_816 + 1  # readings plus the header
+    assert download.layout == "eleven_column"
+    assert download.first_reading == "2023-12-30T00:00:00"
+    assert download.last_reading.startswith("2024-01-05T")
+    assert download.url == f"{mirror.url}/{NAME}"
+    assert download.etag
+
+
+def test_a_503_then_200_is_retried_and_succeeds(mirror, synthetic_week, tmp_path):
+    served = synthetic_week(WEEK)
+    mirror.inject(NAME, "503", "429")
+    download = source_for(mirror).download(WEEK, tmp_path / "out")
+    assert download.path.read_bytes() == served.read_bytes()
+    assert [r for r in mirror.requests if r[0] == "GET"] == [("GET", f"/{NAME}")] * 3
+
+
+def test_persistent_5xx_is_reported_as_unavailable(mirror, synthetic_week, tmp_path):
+    synthetic_week(WEEK)
+    mirror.inject(NAME, "503", "503", "503")
+    with pytest.raises(SourceUnavailable, match=rf"week {WEEK}: .*{NAME} answered HTTP 503 after 2 retries"):
+        source_for(mirror).download(WEEK, tmp_path / "out")
+    assert not list((tmp_path / "out").iterdir())
+
+
+def test_a_body_cut_short_fails_and_leaves_nothing(mirror, synthetic_week, tmp_path):
+    synthetic_week(WEEK, readings=20_000)
+    mirror.inject(NAME, "truncate")
+    with pytest.raises(SourceError, match=rf"week {WEEK}: .*{NAME} body cut short"):
+        source_for(mirror, retries=0).download(WEEK, tmp_path / "out")
+    assert not list((tmp_path / "out").iterdir())
+
+
+def test_an_html_page_served_with_200_is_refused(mirror, synthetic_week, tmp_path):
+    synthetic_week(WEEK)
+    mirror.inject(NAME, "html")
+    with pytest.raises(SourceError, match=rf"week {WEEK}: .*{NAME} is not a turnstile file: .*HTML"):
+        source_for(mirror).download(WEEK, tmp_path / "out")
+    assert not list((tmp_path / "out").iterdir())
+
+
+def test_an_unknown_header_is_refused(mirror, mirror_root, tmp_path):
+    (mirror_root / NAME).write_text("STATION,DAY,COUNT\nTIMES SQ,2023-12-30,5\n")
+    with pytest.raises(SourceError, match=r"not a turnstile file: unknown row layout"):
+        source_for(mirror).download(WEEK, tmp_path / "out")
+    assert not list((tmp_path / "out").iterdir())
+
+
+def test_404_says_not_published(mirror, tmp_path):
+    with pytest.raises(NotPublished, match=rf"week {WEEK}: .*{NAME} is not published \(HTTP 404\)"):
+        source_for(mirror).download(WEEK, tmp_path / "out")
+    assert not list((tmp_path / "out").iterdir())
+
+
+def test_unreachable_source_is_reported_as_unavailable(mirror, tmp_path):
+    mirror.down()
+    with pytest.raises(SourceUnavailable, match=rf"week {WEEK}: cannot fetch .*{NAME}"):
+        source_for(mirror, retries=1).download(WEEK, tmp_path / "out")
+
+
+def test_2010_wednesday_file_is_found_for_the_first_week(mirror, synthetic_week, mirror_root, tmp_path):
+    # MTA's first file was named for Wednesday 2010-05-05; the week key is Saturday 2010-05-01.
+    saturday_named = synthetic_week("2010-05-01", readings=500)
+    shutil.move(saturday_named, mirror_root / "turnstile_100505.txt")
+    download = source_for(mirror).download("2010-05-01", tmp_path / "out")
+    assert download.path.name == "turnstile_100505.txt"
+    assert download.layout == "wide"
+
+
+def test_probe_reports_validators_and_404(mirror, mirror_root, synthetic_week):
+    synthetic_week(WEEK)
+    remote = source_for(mirror).probe(WEEK)
+    assert remote is not None
+    assert remote.url == f"{mirror.url}/{NAME}"
+    assert remote.size == (mirror_root / NAME).stat().st_size
+    assert remote.validator == remote.etag
+    assert source_for(mirror).probe("2024-01-06") is None
