@@ -8,17 +8,13 @@ from mta_assets.defs.monitoring.sensors import (
     monitoring_resources,
 )
 from mta_assets.defs.resources import build_resources
-from mta_assets.defs.turnstile.assets import (
-    turnstile_csv,
-    turnstile_csv_gz,
-    turnstile_readings,
-)
+from mta_assets.defs.turnstile.assets import turnstile_weeks
 from mta_assets.defs.turnstile.jobs import mta_turnstile_job
 from mta_assets.defs.turnstile.schedules import mta_weekly_schedule
 from mta_assets.defs.turnstile.sensors import mta_file_arrival_sensor
 
 defs = dg.Definitions(
-    assets=[turnstile_csv, turnstile_csv_gz, turnstile_readings],
+    assets=[turnstile_weeks],
     asset_checks=monitoring_checks,
     jobs=[mta_turnstile_job],
     schedules=[mta_weekly_schedule],

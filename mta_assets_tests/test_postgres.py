@@ -17,11 +17,7 @@ import dagster as dg
 import pytest
 
 from mta_assets.defs.io_manager import LakeIOManager
-from mta_assets.defs.turnstile.assets import (
-    turnstile_csv,
-    turnstile_csv_gz,
-    turnstile_readings,
-)
+from mta_assets.defs.turnstile.assets import turnstile_weeks
 from mta_assets.defs.turnstile.jobs import mta_turnstile_job
 from mta_assets.defs.turnstile.sensors import evaluate_file_arrival
 from mta_assets.storage.http import MTASource
@@ -33,7 +29,7 @@ pytestmark = pytest.mark.postgres
 REPO = Path(__file__).resolve().parents[1]
 WEEK = "2023-12-30"
 READINGS = 600
-ASSETS = [turnstile_csv, turnstile_csv_gz, turnstile_readings]
+ASSETS = [turnstile_weeks]
 ASSET_KEYS = [dg.AssetKey(name) for name in ("turnstile_csv", "turnstile_csv_gz", "turnstile_readings")]
 # The Saturday turnstile_240106.txt (week 2023-12-30) is published, in the afternoon.
 PUBLICATION_DAY = dt.datetime(2024, 1, 6, 20, 0, tzinfo=dt.timezone.utc)

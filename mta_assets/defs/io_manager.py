@@ -1,19 +1,28 @@
-"""One IO manager for every weekly asset: files in, files out, never pickles.
+"""The lake IO manager: how downstream assets load the weekly objects, one week at a time.
 
-Each asset declares its dataset and file extension in its definition metadata
-(``lake/dataset``, ``lake/extension``); the IO manager stores the week's local file
-under ``Lake.key_for(dataset, week, extension)`` and hands downstream assets a
-``{week: local Path}`` mapping, so a 33 MB file is streamed, not loaded, and a
-Parquet table is read only by the code that needs it.
+The turnstile assets commit their weeks themselves, inside their step, only after the
+week has passed every blocking check (``turnstile/week.py``); an IO manager's
+``handle_output`` runs after the whole step, too late for that. What the IO manager
+does is hand a downstream asset its upstream weeks as a ``WeekFiles`` mapping
+(week → local file), fetched when a week is read and dropped when the next one is, so a
+range of any length keeps at most one upstream object per reader on local disk. Weeks
+with no object (the week before the first one, say) are simply absent.
+
+Each asset declares where its weeks live in its definition metadata
+(``lake/dataset``, ``lake/extension``); nothing is pickled.
 """
 
-from typing import Any
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 
 import dagster as dg
-from pydantic import Field
 
-from mta_assets.batches import WeekBatch, map_weeks
-from mta_assets.storage.lake import Lake, StoredObject
+from mta_assets.storage.lake import Lake
 
 DATASET_KEY = "lake/dataset"
 EXTENSION_KEY = "lake/extension"
@@ -24,90 +33,77 @@ def lake_metadata(dataset: str, extension: str) -> dict[str, str]:
     return {DATASET_KEY: dataset, EXTENSION_KEY: extension}
 
 
-def _layout(definition_metadata, asset_key: dg.AssetKey) -> tuple[str, str]:
-    try:
-        return definition_metadata[DATASET_KEY], definition_metadata[EXTENSION_KEY]
-    except (KeyError, TypeError):
-        raise dg.Failure(
-            f"asset {asset_key.to_user_string()} has no {DATASET_KEY}/{EXTENSION_KEY} definition metadata; "
-            "the lake IO manager cannot tell where its objects live"
-        ) from None
+class WeekFiles(Mapping[str, Path]):
+    """Upstream weeks as local files, fetched on access; only the week last read stays on disk."""
+
+    def __init__(self, lake: Lake, dataset: str, extension: str, weeks: list[str]):
+        self._lake = lake
+        self._dataset = dataset
+        self._extension = extension
+        self._keys = {week: key for week in weeks if (key := self._find(week)) is not None}
+        self._lock = threading.Lock()
+        self._current: Path | None = None
+
+    def _find(self, week: str) -> str | None:
+        from mta_assets.defs.turnstile.week import candidate_file_names
+
+        for name in candidate_file_names(week):
+            key = self._lake.key_for(self._dataset, week, self._extension, file_name=name)
+            if self._lake.stat(key) is not None:
+                return key
+        return None
+
+    def __getitem__(self, week: str) -> Path:
+        key = self._keys[week]
+        with self._lock:
+            self._drop()
+            folder = Path(tempfile.mkdtemp(prefix="mta-load-"))
+            path = self._lake.fetch(key, folder)
+            if path.parent != folder:  # a local lake hands out the object itself, no copy
+                shutil.rmtree(folder, ignore_errors=True)
+            else:
+                self._current = folder
+            return path
+
+    def _drop(self) -> None:
+        if self._current is not None:
+            shutil.rmtree(self._current, ignore_errors=True)
+            self._current = None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __contains__(self, week: object) -> bool:
+        return week in self._keys
+
+    def __del__(self) -> None:
+        self._drop()
 
 
 class LakeIOManager(dg.ConfigurableIOManager):
-    """Stores weekly files in the lake (GCS or a local folder) atomically and verified."""
+    """Loads weekly lake objects (GCS or a local folder) for downstream assets; stores nothing itself."""
 
     lake: dg.ResourceDependency[Lake]
-    max_workers: int = Field(default=0, description="Parallel uploads in a range; 0 means one per CPU.")
 
-    def handle_output(self, context: dg.OutputContext, obj: WeekBatch) -> None:
-        if not isinstance(obj, WeekBatch):
-            raise dg.Failure(f"the lake IO manager stores WeekBatch values, got {type(obj).__name__}")
-        dataset, extension = _layout(context.definition_metadata, context.asset_key)
-        weeks = list(context.asset_partition_keys)
-        failures = {week: reason for week, reason in obj.failures.items() if week in weeks}
-        to_store = [week for week in weeks if week in obj.files]
-        for week in weeks:
-            if week not in obj.files and week not in failures:
-                failures[week] = f"week {week}: the asset produced no file"
-
-        def store(week: str) -> StoredObject:
-            item = obj.files[week]
-            key = self.lake.key_for(dataset, week, extension)
-
-            def progress(chunk: int, sent: int, total: int) -> None:
-                context.log.debug(f"week {week}: uploaded chunk {chunk} ({sent:,} of {total:,} bytes) to {key}")
-
-            return self.lake.put_file(item.path, key, item.content_type, on_chunk=progress)
-
-        stored, upload_errors = map_weeks(to_store, store, self.max_workers)
-        failures.update({week: str(exc) for week, exc in upload_errors.items()})
-
-        if not failures:
-            context.add_output_metadata(_stored_metadata(stored))
-            return
-        # Only some weeks succeeded: record those as materialized, then fail naming the others.
-        for week, item in stored.items():
-            context.log_event(
-                dg.AssetMaterialization(
-                    asset_key=context.asset_key,
-                    partition=week,
-                    metadata={**obj.metadata.get(week, {}), **item.metadata()},
-                )
+    def handle_output(self, context: dg.OutputContext, obj: object) -> None:
+        if obj is not None:
+            raise dg.Failure(
+                f"{context.asset_key.to_user_string()}: weekly assets commit their own objects to the lake after "
+                "validation and return MaterializeResult; the lake IO manager does not store returned values"
             )
-        failed = sorted(failures)
-        raise dg.Failure(
-            allow_retries=obj.retryable or bool(upload_errors),
-            description=f"{len(failed)} of {len(weeks)} week(s) failed: "
-            + "; ".join(failures[week] for week in failed),
-            metadata={
-                "failed_weeks": dg.MetadataValue.json(failed),
-                "stored_weeks": dg.MetadataValue.json(sorted(stored)),
-                "reasons": dg.MetadataValue.json({week: failures[week] for week in failed}),
-            },
-        )
 
-    def load_input(self, context: dg.InputContext):
+    def load_input(self, context: dg.InputContext) -> WeekFiles:
         upstream = context.upstream_output
-        dataset, extension = _layout(upstream.definition_metadata if upstream else None, context.asset_key)
-        paths = {}
-        for week in context.asset_partition_keys:
-            key = self.lake.key_for(dataset, week, extension)
-            paths[week] = self.lake.local_path(key)
-        return paths
-
-
-def _stored_metadata(stored: dict[str, StoredObject]) -> dict[str, Any]:
-    if len(stored) == 1:
-        return next(iter(stored.values())).metadata()
-    objects = list(stored.values())
-    total = sum(item.size for item in objects)
-    seconds = sum(item.seconds for item in objects)
-    rows = "\n".join(f"| {week} | {item.uri} | {item.size:,} | {item.crc32c} |" for week, item in stored.items())
-    return {
-        "stored_objects": len(objects),
-        "stored_bytes": total,
-        "upload_seconds": round(seconds, 3),
-        "upload_chunks": sum(item.chunks for item in objects),
-        "objects": dg.MetadataValue.md("| week | uri | bytes | crc32c |\n|---|---|---|---|\n" + rows),
-    }
+        metadata = upstream.definition_metadata if upstream else None
+        try:
+            dataset, extension = metadata[DATASET_KEY], metadata[EXTENSION_KEY]
+        except (KeyError, TypeError):
+            raise dg.Failure(
+                f"asset {context.asset_key.to_user_string()} has no {DATASET_KEY}/{EXTENSION_KEY} definition "
+                "metadata; the lake IO manager cannot tell where its objects live"
+            ) from None
+        weeks = list(context.asset_partition_keys) if context.has_asset_partitions else []
+        return WeekFiles(self.lake, dataset, extension, weeks)

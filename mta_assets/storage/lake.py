@@ -187,8 +187,64 @@ class Lake(dg.ConfigurableResource):
     def root(self) -> Path:
         return Path(self.url).expanduser().resolve()
 
-    def key_for(self, dataset: str, week: str, extension: str) -> str:
+    def key_for(self, dataset: str, week: str, extension: str, file_name: str | None = None) -> str:
+        if file_name:
+            name = file_name.removesuffix(".txt") + extension
+            year = "20" + name[len("turnstile_") : len("turnstile_") + 2]
+            return "/".join(part for part in (self.prefix, "turnstile", dataset, year, name) if part)
         return object_key(dataset, week, extension, self.prefix)
+
+    def key(self, *parts: str) -> str:
+        return "/".join(part for part in (self.prefix, *parts) if part)
+
+    def fetch(self, key: str, dest_dir: Path) -> Path:
+        if not self.is_gcs:
+            return self.local_path(key)
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        target = dest_dir / key.rsplit("/", 1)[-1]
+        try:
+            self._bucket().blob(key).download_to_filename(str(target), checksum="crc32c", retry=self._retry())
+        except Exception as exc:
+            target.unlink(missing_ok=True)
+            raise self._explain(exc, key, "download") from exc
+        return target
+
+    def delete(self, key: str) -> None:
+        if not self.is_gcs:
+            (self.root / key).unlink(missing_ok=True)
+            return
+        from google.api_core import exceptions as gexc
+
+        try:
+            self._bucket().blob(key).delete(retry=self._retry())
+        except gexc.NotFound:
+            pass
+
+    def create_if_absent(self, key: str, data: bytes) -> bool:
+        if not self.is_gcs:
+            path = self.root / key
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            return True
+        from google.api_core import exceptions as gexc
+
+        try:
+            self._bucket().blob(key).upload_from_string(data, if_generation_match=0)
+        except gexc.PreconditionFailed:
+            return False
+        return True
+
+    def read_bytes(self, key: str) -> bytes | None:
+        if not self.is_gcs:
+            path = self.root / key
+            return path.read_bytes() if path.exists() else None
+        blob = self._bucket().get_blob(key)
+        return None if blob is None else blob.download_as_bytes()
 
     def uri_for(self, key: str) -> str:
         return f"gs://{self.bucket_name}/{key}" if self.is_gcs else str(self.root / key)
@@ -201,7 +257,8 @@ class Lake(dg.ConfigurableResource):
         key: str,
         content_type: str,
         on_chunk: ChunkCallback | None = None,
-        keep_local_copy: bool = True,
+        keep_local_copy: bool = False,
+        metadata: dict[str, str] | None = None,
     ) -> StoredObject:
         """Store ``source`` at ``key`` atomically and verified; the source file is consumed.
 
@@ -221,8 +278,6 @@ class Lake(dg.ConfigurableResource):
         stored = dataclasses.replace(stored, seconds=time.perf_counter() - started)
         if self.is_gcs and keep_local_copy:
             LOCAL_COPIES.adopt(stored.uri, source, crc32c)
-        else:
-            source.unlink(missing_ok=True)
         return stored
 
     def _existing_if_identical(self, key: str, size: int, crc32c: str, md5: str) -> StoredObject | None:
@@ -340,9 +395,6 @@ class Lake(dg.ConfigurableResource):
             download.unlink(missing_ok=True)
             raise self._explain(exc, key, "download") from exc
         return LOCAL_COPIES.adopt(uri, download, stored.crc32c)
-
-    def read_bytes(self, key: str) -> bytes:
-        return self.local_path(key).read_bytes()
 
     def list_keys(self, dataset: str) -> list[str]:
         start = "/".join(part for part in (self.prefix, "turnstile", dataset) if part) + "/"

@@ -7,11 +7,7 @@ import pytest
 
 from mta_assets.batches import WeekBatch
 from mta_assets.defs.io_manager import LakeIOManager
-from mta_assets.defs.turnstile.assets import (
-    turnstile_csv,
-    turnstile_csv_gz,
-    turnstile_readings,
-)
+from mta_assets.defs.turnstile.assets import turnstile_weeks
 from mta_assets.defs.turnstile.checks import readings_check_specs
 from mta_assets.storage.http import MTASource
 from mta_assets.storage.lake import Lake
@@ -19,7 +15,7 @@ from mta_assets_tests.samples import rebuild_full_week
 
 WEEK = "2023-12-30"
 NAME = "turnstile_240106.txt"
-ASSETS = [turnstile_csv, turnstile_csv_gz, turnstile_readings]
+ASSETS = [turnstile_weeks]
 CHECK_NAMES = {spec.name for spec in readings_check_specs}
 
 

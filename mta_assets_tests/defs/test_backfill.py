@@ -15,12 +15,7 @@ import dagster as dg
 import pytest
 
 from mta_assets.defs.io_manager import LakeIOManager
-from mta_assets.defs.turnstile.assets import (
-    RangeConfig,
-    turnstile_csv,
-    turnstile_csv_gz,
-    turnstile_readings,
-)
+from mta_assets.defs.turnstile.assets import turnstile_weeks
 from mta_assets.devtools.mirror import MirrorServer
 from mta_assets.devtools.synthetic import consecutive_weeks, count_readings
 from mta_assets.mta.calendar import file_name_for_week, latest_published_week
@@ -30,7 +25,7 @@ from mta_assets.storage.lake import Lake
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WEEKS = consecutive_weeks("2023-12-30", 4)  # across New Year: files turnstile_240106 .. turnstile_240127
 READINGS = 3000
-ASSETS = [turnstile_csv, turnstile_csv_gz, turnstile_readings]
+ASSETS = [turnstile_weeks]
 DATASETS = {"raw": ".txt", "csv_gz": ".csv.gz", "readings": ".parquet"}
 
 

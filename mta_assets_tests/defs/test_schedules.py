@@ -11,11 +11,7 @@ import pytest
 
 from mta_assets.defs.resources import build_resources
 from mta_assets.defs.turnstile import schedules
-from mta_assets.defs.turnstile.assets import (
-    turnstile_csv,
-    turnstile_csv_gz,
-    turnstile_readings,
-)
+from mta_assets.defs.turnstile.assets import turnstile_weeks
 from mta_assets.defs.turnstile.jobs import mta_turnstile_job
 from mta_assets.mta.calendar import file_name_for_week
 
@@ -25,7 +21,7 @@ NEW_YORK = ZoneInfo("America/New_York")
 def resolved(schedule) -> dg.ScheduleDefinition:
     """The schedule as the code location resolves it against the job's assets."""
     defs = dg.Definitions(
-        assets=[turnstile_csv, turnstile_csv_gz, turnstile_readings],
+        assets=[turnstile_weeks],
         jobs=[mta_turnstile_job],
         schedules=[schedule],
         resources=build_resources(),

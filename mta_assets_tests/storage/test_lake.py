@@ -6,7 +6,7 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
-from mta_assets.defs.turnstile.assets import gzip_file
+from mta_assets.defs.turnstile.week import gzip_file
 from mta_assets.storage.lake import Lake, LakeError, file_checksums, object_key
 from mta_assets_tests.samples import rebuild_full_week
 

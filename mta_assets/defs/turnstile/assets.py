@@ -1,183 +1,308 @@
-"""The three weekly assets: raw file -> gzip lake object -> validated readings table.
+"""The weekly turnstile assets: the file as published → its gzip object → the validated table.
 
-Each asset handles a whole partition range in one step (``BackfillPolicy.single_run``),
-working on the weeks in parallel threads, and hands the IO manager one file per
-week. A week that fails is named and not stored; the other weeks are stored.
+One multi-asset step produces all three, week by week: each week goes through download →
+gzip → parse → validate → commit (``week.py``) a few weeks at a time, so a range of any
+length stages only the weeks in flight, a week is committed only once it has passed
+every blocking check, and a week that fails stops only itself. The three assets keep
+their own keys, lineage and per-week metadata; any subset can be materialized (the
+table alone is rebuilt from the lake's gzip object).
 """
 
-import gzip
-import shutil
+
+import os
+import threading
 import time
 import warnings
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
-from mta_assets.batches import WeekBatch, WeekFile, map_weeks, staging_dir
 from mta_assets.defs.io_manager import lake_metadata
-from mta_assets.defs.turnstile.checks import (
-    BLOCKING,
-    READINGS,
-    blocking_failures,
-    check_volume,
-    readings_check_specs,
-    table_checks,
-)
-from mta_assets.defs.turnstile.partitions import weekly_partitions
+from mta_assets.defs.turnstile.checks import readings_check_specs, to_check_result
+from mta_assets.defs.turnstile.partitions import backfill_policy, weekly_partitions
+from mta_assets.defs.turnstile.week import GZ, RAW, READINGS, WeekContext, WeekFailed, WeekPlan, WeekResult, process_week
 from mta_assets.mta.calendar import require_published
-from mta_assets.storage.http import MTASource, SourceUnavailable
+from mta_assets.mta.validate import ValidationSettings
+from mta_assets.storage.http import MTASource
 from mta_assets.storage.lake import Lake
+from mta_assets.storage.staging import RunStaging
 
 GROUP = "mta_turnstile"
 DEFAULT_GZIP_LEVEL = 6  # README "Compression level": 19% smaller than 1, a quarter of 9's time
+READINGS_KEY = dg.AssetKey(READINGS)
 
 # Single-run backfills (a beta parameter) are what make a range one run: chosen knowingly,
 # so that the warning is not repeated by every command that loads the code location.
 warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=dg.BetaWarning)
 
-_weekly = dict(
-    group_name=GROUP,
-    partitions_def=weekly_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    io_manager_key="lake_io_manager",
-    owners=["team:data-engineering"],
-)
+
+def _lake_kind() -> str:
+    # Kinds are drawn when the code location loads; the lake URL is known then.
+    return "gcs" if os.environ.get("MTA_LAKE_URL", "").startswith("gs://") else "file"
 
 
-class RangeConfig(dg.Config):
-    max_workers: int = Field(default=0, description="Weeks processed at once in a range; 0 means one per CPU.")
-
-
-class CompressionConfig(RangeConfig):
+class TurnstileConfig(dg.Config):
+    weeks_in_flight: int = Field(
+        default=2, ge=1, le=16, description="Weeks worked on at once; local disk holds about 40 MB per week in flight."
+    )
+    parse_slots: int = Field(
+        default=1, ge=1, le=8, description="Weeks parsed at once; each parse needs about 100 MB of memory."
+    )
     gzip_level: int = Field(default=DEFAULT_GZIP_LEVEL, ge=1, le=9, description="gzip compression level.")
-
-
-class ReadingsConfig(RangeConfig):
-    # Each week parsed at once costs about 200 MB at its peak: memory grows with the
-    # workers, never with the number of weeks. Set 1 on a machine short of memory.
-    max_workers: int = Field(
-        default=0, description="Weeks parsed at once in a range; 0 means one per CPU (about 200 MB each)."
+    store_raw_text: bool = Field(
+        default=False,
+        description="Also keep the uncompressed .txt in the lake (33 MB a week); the gzip object is already "
+        "the published file, byte for byte.",
     )
-    max_reject_share: float = Field(
-        default=0.001, ge=0, le=1, description="Largest share of unparseable readings a week may have (0.1%)."
-    )
+    max_reject_share: float = Field(default=0.001, ge=0, le=1, description="Largest share of readings lost to parse errors.")
     volume_tolerance: float = Field(
-        default=0.25, ge=0, description="Warn when a week's row count differs more than this share from earlier weeks."
+        default=0.25, ge=0, description="Warn when the row count differs more than this share from earlier weeks."
+    )
+    max_row_drop: float = Field(
+        default=0.5, ge=0, le=1, description="Block a week whose row count falls more than this share below earlier weeks."
     )
     station_key_path: str | None = Field(
         default=None,
         description="MTA Remote-Booth-Station CSV giving station, line names and division to the 2010-2014 rows.",
     )
+    lock_wait_s: float = Field(default=300.0, ge=0, description="How long a week waits for another run committing it.")
 
 
-def _record_week(batch: WeekBatch, item: WeekFile, metadata: dict) -> None:
-    batch.files[item.week] = item
-    batch.metadata[item.week] = metadata
+_specs = [
+    dg.AssetSpec(
+        RAW,
+        description="The week's turnstile file as MTA published it (kept byte for byte in the lake's gzip object).",
+        kinds={"http", "csv"},
+        metadata=lake_metadata("csv_gz", ".csv.gz"),  # its durable copy (README "Where the raw file lives")
+        group_name=GROUP,
+        owners=["team:data-engineering"],
+        skippable=True,
+    ).with_io_manager_key("lake_io_manager"),
+    dg.AssetSpec(
+        GZ,
+        description="The week's file gzip-compressed in the data lake, uploaded in chunks and verified.",
+        kinds={"gzip", _lake_kind()},
+        deps=[RAW],
+        metadata=lake_metadata("csv_gz", ".csv.gz"),
+        group_name=GROUP,
+        owners=["team:data-engineering"],
+        skippable=True,
+    ).with_io_manager_key("lake_io_manager"),
+    dg.AssetSpec(
+        READINGS,
+        description="One validated row per turnstile reading for the week, both MTA layouts in one schema.",
+        kinds={"parquet", "pyarrow", _lake_kind()},
+        deps=[GZ],
+        metadata=lake_metadata("readings", ".parquet"),
+        group_name=GROUP,
+        owners=["team:data-engineering"],
+        skippable=True,
+    ).with_io_manager_key("lake_io_manager"),
+]
 
 
-def _result(context: dg.AssetExecutionContext, weeks: list[str], batch: WeekBatch) -> dg.MaterializeResult:
-    """The step's result, with each week's own metadata on that week's materialization."""
-    if len(weeks) == 1:
-        return dg.MaterializeResult(value=batch, metadata=batch.metadata.get(weeks[0], {}))
-    for week, metadata in batch.metadata.items():
-        context.add_asset_metadata(metadata, partition_key=week)
-    return dg.MaterializeResult(value=batch, metadata={"weeks": len(weeks), "weeks_failed": len(batch.failures)})
-
-
-def _fail_fast_on_unpublished(weeks: list[str]) -> None:
+@dg.multi_asset(
+    specs=_specs,
+    check_specs=readings_check_specs,
+    partitions_def=weekly_partitions,
+    backfill_policy=backfill_policy(),
+    can_subset=True,
+    retry_policy=dg.RetryPolicy(max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS),
+    code_version="2",
+)
+def turnstile_weeks(context: dg.AssetExecutionContext, config: TurnstileConfig, mta_source: MTASource, lake: Lake):
+    """Each selected week, downloaded once, validated, then committed to the lake as a whole."""
+    weeks = list(context.partition_keys)
     for week in weeks:
         try:
             require_published(week)
         except ValueError as exc:
             raise dg.Failure(str(exc), allow_retries=False) from None
-
-
-@dg.asset(
-    **_weekly,
-    kinds={"http", "csv"},
-    metadata=lake_metadata("raw", ".txt"),
-    retry_policy=dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS),
-    code_version="1",
-)
-def turnstile_csv(
-    context: dg.AssetExecutionContext, config: RangeConfig, mta_source: MTASource, lake: Lake
-) -> dg.MaterializeResult:
-    """The week's turnstile file, byte for byte as MTA published it."""
-    weeks = list(context.partition_keys)
-    _fail_fast_on_unpublished(weeks)
-    staging = staging_dir("raw")
-    downloads, errors = map_weeks(weeks, lambda week: mta_source.download(week, staging / week), config.max_workers)
-    batch = WeekBatch(
-        failures={week: str(exc) for week, exc in errors.items()},
-        retryable=any(isinstance(exc.cause, SourceUnavailable) for exc in errors.values()),
+    selected = {key.to_user_string() for key in context.selected_asset_keys}
+    plan = WeekPlan(assets=frozenset(selected), store_raw_text=config.store_raw_text, gzip_level=config.gzip_level)
+    staging = RunStaging(context.run_id).open()
+    runner = _RangeRunner(context, config, plan, weeks)
+    ctx = WeekContext(
+        source=mta_source,
+        lake=lake,
+        staging=staging,
+        run_id=context.run_id,
+        plan=plan,
+        validation=ValidationSettings(config.max_reject_share, config.volume_tolerance, config.max_row_drop),
+        earlier_row_counts=runner.earlier_row_counts,
+        parse_slots=threading.Semaphore(config.parse_slots),
+        station_key=_station_key(config.station_key_path),
+        lock_wait_s=config.lock_wait_s,
+        log=context.log.debug,
     )
-    for week, download in downloads.items():
-        key = lake.key_for("raw", week, ".txt")
-        _record_week(
-            batch,
-            WeekFile(week, download.path, "text/plain"),
-            {**download.metadata(), "lake_uri": lake.uri_for(key)},
-        )
-        context.log.info(f"week {week}: downloaded {download.size:,} bytes from {download.url} ({download.layout})")
-    return _result(context, weeks, batch)
+    try:
+        runner.run(ctx)
+    finally:
+        retry_coming = runner.retryable and context.retry_number < 2
+        if not retry_coming:
+            staging.close()
+    yield from runner.report(staging)
 
 
-def gzip_file(source: Path, target: Path, level: int) -> None:
-    """Deterministic gzip: no file name and mtime 0 in the header, so equal input gives equal bytes."""
-    with open(source, "rb") as src, open(target, "wb") as raw_out:
-        with gzip.GzipFile(filename="", mode="wb", compresslevel=level, fileobj=raw_out, mtime=0) as out:
-            shutil.copyfileobj(src, out, 1024 * 1024)
+def _station_key(path: str | None):
+    if not path:
+        return None
+    from mta_assets.mta.parse import load_station_key
+
+    return load_station_key(Path(path))
 
 
-@dg.asset(
-    **_weekly,
-    kinds={"gcs", "gzip"},
-    metadata=lake_metadata("csv_gz", ".csv.gz"),
-    code_version="1",
-)
-def turnstile_csv_gz(
-    context: dg.AssetExecutionContext,
-    config: CompressionConfig,
-    lake: Lake,
-    turnstile_csv: dict[str, Path],
-) -> dg.MaterializeResult:
-    """The week's file gzip-compressed in the data lake, uploaded in chunks and verified."""
-    staging = staging_dir("gz")
+class _RangeRunner:
+    """Runs the weeks a few at a time and turns each week's result into Dagster events."""
 
-    def compress(week: str) -> tuple[WeekFile, dict]:
-        source = turnstile_csv[week]
-        target = staging / f"{source.name.removesuffix('.txt')}.csv.gz"
-        started = time.perf_counter()
-        gzip_file(source, target, config.gzip_level)
-        seconds = time.perf_counter() - started
-        size_in, size_out = source.stat().st_size, target.stat().st_size
-        return WeekFile(week, target, "application/gzip"), {
-            "bytes_in": size_in,
-            "bytes_out": size_out,
-            "compression_ratio": round(size_in / size_out, 2) if size_out else 0.0,
-            "gzip_level": config.gzip_level,
-            "gzip_seconds": round(seconds, 3),
-            "lake_uri": lake.uri_for(lake.key_for("csv_gz", week, ".csv.gz")),
-            "chunk_size_bytes": lake.chunk_size_bytes,
-            "upload_chunks": max(1, -(-size_out // lake.chunk_size_bytes)),
+    def __init__(self, context: dg.AssetExecutionContext, config: TurnstileConfig, plan: WeekPlan, weeks: list[str]):
+        self.context = context
+        self.config = config
+        self.plan = plan
+        self.weeks = weeks
+        self.results: dict[str, WeekResult] = {}
+        self.failures: dict[str, WeekFailed] = {}
+        self._rows_seen: dict[str, int] = {}
+        self._rows_lock = threading.Lock()
+        self._earlier_from_instance: dict[str, int] | None = None
+        self.started = time.perf_counter()
+
+    @property
+    def single(self) -> bool:
+        return len(self.weeks) == 1
+
+    @property
+    def retryable(self) -> bool:
+        return any(not failure.permanent for failure in self.failures.values())
+
+    def earlier_row_counts(self, week: str) -> list[int]:
+        """Row counts of up to 8 earlier weeks: from the event log, and from this run's finished weeks."""
+        with self._rows_lock:
+            if self._earlier_from_instance is None:
+                # One query for the whole range: 8 weeks before its start through its end.
+                self._earlier_from_instance = earlier_row_counts(
+                    self.context.instance, self.weeks[-1], limit=8 + len(self.weeks)
+                )
+            known = {**self._earlier_from_instance, **self._rows_seen}
+        return [known[w] for w in sorted(known) if w < week][-8:]
+
+    def run(self, ctx: WeekContext) -> None:
+        pending = iter(self.weeks)
+        in_flight: dict[Future, str] = {}
+        with ThreadPoolExecutor(max_workers=self.config.weeks_in_flight, thread_name_prefix="mta-week") as pool:
+            while True:
+                while len(in_flight) < self.config.weeks_in_flight:
+                    week = next(pending, None)
+                    if week is None:
+                        break
+                    in_flight[pool.submit(process_week, week, ctx)] = week
+                if not in_flight:
+                    break
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    week = in_flight.pop(future)
+                    try:
+                        result = future.result()
+                    except WeekFailed as failure:
+                        self.failures[week] = failure
+                        self._log_checks(week, failure.outcomes)
+                        self.context.log.error(f"{failure} ({self._progress()})")
+                        continue
+                    except Exception as exc:  # a bug, not a week's fault: still name the week
+                        failure = WeekFailed(week, f"week {week}: {type(exc).__name__}: {exc}", permanent=True)
+                        self.failures[week] = failure
+                        self.context.log.error(f"{failure} ({self._progress()})")
+                        continue
+                    with self._rows_lock:
+                        self._rows_seen[week] = result.rows
+                    self.results[week] = result
+                    self._log_checks(week, result.outcomes)
+                    self.context.log.info(
+                        f"week {week} committed: {result.rows:,} rows in {result.seconds:.1f} s ({self._progress()})"
+                    )
+
+    def _progress(self) -> str:
+        finished = len(self.results) + len(self.failures)
+        total = len(self.weeks)
+        elapsed = time.perf_counter() - self.started
+        eta = elapsed / finished * (total - finished) if finished else 0.0
+        return f"{finished} of {total} weeks, {len(self.failures)} failed, elapsed {elapsed:.0f} s, ETA {eta:.0f} s"
+
+    def _log_checks(self, week: str, outcomes) -> None:
+        """Each week's check results go to that week's partition (also in a range)."""
+        if READINGS_KEY not in self.context.selected_asset_keys:
+            return
+        if self.single and week not in self.failures:
+            return  # a single week's results are yielded as AssetCheckResult by report()
+        for outcome in outcomes:
+            result = to_check_result(outcome)
+            self.context.log_event(
+                dg.AssetCheckEvaluation(
+                    asset_key=READINGS_KEY,
+                    check_name=result.check_name,
+                    passed=result.passed,
+                    metadata=result.metadata,
+                    severity=result.severity,
+                    partition=week,
+                    blocking=outcome.blocking,
+                )
+            )
+
+    def report(self, staging: RunStaging):
+        """Materializations and check results: each week with its own metadata."""
+        totals = {
+            "weeks": len(self.weeks),
+            "weeks_committed": len(self.results),
+            "weeks_failed": len(self.failures),
+            "peak_staging_bytes": staging.peak_bytes,
+            "seconds": round(time.perf_counter() - self.started, 1),
         }
-
-    results, errors = map_weeks(list(turnstile_csv), compress, config.max_workers)
-    batch = WeekBatch(failures={week: str(exc) for week, exc in errors.items()})
-    for item, metadata in results.values():
-        _record_week(batch, item, metadata)
-    return _result(context, list(turnstile_csv), batch)
+        self.context.log.info(f"range totals: {totals}")
+        keys = sorted(self.context.selected_asset_keys, key=lambda key: key.to_user_string())
+        if self.failures:
+            for week, result in self.results.items():
+                for key in keys:
+                    self.context.log_event(
+                        dg.AssetMaterialization(asset_key=key, partition=week, metadata=result.metadata[key.path[-1]])
+                    )
+            failed = sorted(self.failures)
+            raise dg.Failure(
+                description=f"{len(failed)} of {len(self.weeks)} week(s) failed: "
+                + "; ".join(str(self.failures[week]) for week in failed),
+                metadata={
+                    "failed_weeks": dg.MetadataValue.json(failed),
+                    "committed_weeks": dg.MetadataValue.json(sorted(self.results)),
+                    **totals,
+                },
+                allow_retries=self.retryable,
+            )
+        if self.single:
+            (result,) = self.results.values()
+            for key in keys:
+                yield dg.MaterializeResult(asset_key=key, metadata=result.metadata[key.path[-1]])
+            for outcome in result.outcomes:
+                check = to_check_result(outcome)
+                if dg.AssetCheckKey(READINGS_KEY, check.check_name) in self.context.selected_asset_check_keys:
+                    yield check
+            return
+        for week, result in self.results.items():
+            for key in keys:
+                self.context.add_asset_metadata(result.metadata[key.path[-1]], asset_key=key, partition_key=week)
+        for key in keys:
+            yield dg.MaterializeResult(asset_key=key)
 
 
 def earlier_row_counts(instance: dg.DagsterInstance, week: str, limit: int = 8) -> dict[str, int]:
-    """Row counts of up to ``limit`` earlier weeks of the table that exist, by week."""
+    """Row counts of up to ``limit`` weeks before ``week`` that have a table, by week."""
     keys = list(weekly_partitions.get_partition_keys())
     earlier = [key for key in keys if key < week][-limit:]
     if not earlier:
         return {}
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=READINGS, asset_partitions=earlier), limit=limit * 4
+        dg.AssetRecordsFilter(asset_key=READINGS_KEY, asset_partitions=earlier), limit=limit * 4
     ).records
     counts: dict[str, int] = {}
     for record in records:  # newest first: keep each week's latest materialization
@@ -190,123 +315,4 @@ def earlier_row_counts(instance: dg.DagsterInstance, week: str, limit: int = 8) 
     return counts
 
 
-@dg.asset(
-    **_weekly,
-    kinds={"parquet", "pandas"},
-    metadata=lake_metadata("readings", ".parquet"),
-    check_specs=readings_check_specs,
-    code_version="1",
-)
-def turnstile_readings(
-    context: dg.AssetExecutionContext,
-    config: ReadingsConfig,
-    turnstile_csv_gz: dict[str, Path],
-):
-    """One validated row per turnstile reading for the week, both MTA layouts in one schema."""
-    from mta_assets.defs.turnstile.tables import readings_metadata, write_parquet
-    from mta_assets.mta.parse import load_station_key, parse_week
-
-    station_key = load_station_key(Path(config.station_key_path)) if config.station_key_path else None
-    staging = staging_dir("readings")
-    weeks = list(turnstile_csv_gz)
-    counts_seen_in_run: dict[str, int] = {}
-
-    def build(week: str):
-        import pyarrow as pa
-
-        source = turnstile_csv_gz[week]
-        started = time.perf_counter()
-        with gzip.open(source, "rb") as handle:
-            raw = handle.read()
-        source_file = source.name.removesuffix(".csv.gz") + ".txt"
-        parsed = parse_week(raw, week, source_file, station_key)
-        del raw
-        parse_seconds = time.perf_counter() - started
-        target = staging / f"{source_file.removesuffix('.txt')}.parquet"
-        write_parquet(parsed.table, target)
-        # Everything that needs the table happens here, so a range keeps one table per worker
-        # in memory, not one per week; the volume check only needs row counts, later.
-        results = table_checks(parsed, week, config.max_reject_share)
-        metadata = {**readings_metadata(parsed), "parse_seconds": round(parse_seconds, 3)}
-        rows = parsed.table.num_rows
-        del parsed
-        pa.default_memory_pool().release_unused()
-        return rows, results, metadata, target
-
-    built, errors = map_weeks(weeks, build, config.max_workers)
-    batch = WeekBatch(failures={week: str(exc) for week, exc in errors.items()})
-    all_results: dict[str, list[dg.AssetCheckResult]] = {}
-    for week in weeks:
-        if week not in built:
-            continue
-        rows, results, metadata, target = built[week]
-        # Weeks earlier in this same range count too: they are not in the event log yet.
-        earlier = {**earlier_row_counts(context.instance, week), **counts_seen_in_run}
-        recent = [earlier[w] for w in sorted(earlier) if w < week][-8:]
-        counts_seen_in_run[week] = rows
-        results = [*results, check_volume(rows, recent, config.volume_tolerance)]
-        all_results[week] = results
-        failed = blocking_failures(results)
-        if failed:
-            batch.failures[week] = (
-                f"week {week}: blocking checks failed: {', '.join(failed)}; the last good table is kept"
-            )
-            target.unlink(missing_ok=True)
-            continue
-        _record_week(batch, WeekFile(week, target, "application/vnd.apache.parquet"), metadata)
-
-    yield from _check_results(context, weeks, all_results)
-    yield _result(context, weeks, batch)
-
-
-def _check_results(context: dg.AssetExecutionContext, weeks: list[str], results: dict[str, list[dg.AssetCheckResult]]):
-    """One evaluation per check and week.
-
-    A single-week step reports its results directly. Dagster ties a step's check results
-    to one partition only, so for a range each week's evaluation is logged with its
-    partition, and the step's own result summarizes the range.
-    """
-    names = [spec.name for spec in readings_check_specs]
-    if len(weeks) == 1:
-        week = weeks[0]
-        if week in results:
-            yield from results[week]
-        else:
-            for name in names:
-                yield dg.AssetCheckResult(
-                    check_name=name, asset_key=READINGS, passed=False,
-                    metadata={"reason": "the week could not be parsed; see the step's error"},
-                )
-        return
-    for week, week_results in results.items():
-        for result in week_results:
-            context.log_event(
-                dg.AssetCheckEvaluation(
-                    asset_key=READINGS,
-                    check_name=result.check_name,
-                    passed=result.passed,
-                    metadata=result.metadata,
-                    severity=result.severity,
-                    partition=week,
-                    blocking=result.check_name in BLOCKING,
-                )
-            )
-    for name in names:
-        outcomes = {week: next(r for r in rs if r.check_name == name) for week, rs in results.items()}
-        failing = sorted(week for week, r in outcomes.items() if not r.passed)
-        unparsed = sorted(set(weeks) - set(results))
-        yield dg.AssetCheckResult(
-            check_name=name,
-            asset_key=READINGS,
-            passed=not failing and not unparsed,
-            severity=(
-                dg.AssetCheckSeverity.WARN
-                if failing and not unparsed and all(outcomes[w].severity == dg.AssetCheckSeverity.WARN for w in failing)
-                else dg.AssetCheckSeverity.ERROR
-            ),
-            metadata={
-                "weeks_checked": len(outcomes),
-                "weeks_failed": dg.MetadataValue.json(failing),
-                "weeks_not_parsed": dg.MetadataValue.json(unparsed),
-            },
-        )
+__all__: list[Any] = ["turnstile_weeks", "TurnstileConfig", "GROUP"]

@@ -195,3 +195,15 @@ def blocking_failures(results: Sequence[dg.AssetCheckResult]) -> list[str]:
         for r in results
         if r.check_name in BLOCKING and not r.passed and r.severity == dg.AssetCheckSeverity.ERROR
     ]
+
+
+def to_check_result(outcome) -> dg.AssetCheckResult:
+    """TEMPORARY bridge: a pure validation outcome as Dagster's check result."""
+    severity = dg.AssetCheckSeverity.ERROR if outcome.blocking else dg.AssetCheckSeverity.WARN
+    return dg.AssetCheckResult(
+        check_name=outcome.name,
+        asset_key=READINGS,
+        passed=outcome.passed,
+        severity=severity,
+        metadata={k: (dg.MetadataValue.md(v) if k.endswith("_md") else v) for k, v in outcome.metadata.items()},
+    )

@@ -23,3 +23,8 @@ weekly_partitions = dg.WeeklyPartitionsDefinition(
 def published_weeks(now: dt.datetime | None = None) -> list[str]:
     """All weeks whose file is published at ``now`` (default: the current time)."""
     return list(weekly_partitions.get_partition_keys(current_time=now))
+
+
+def backfill_policy() -> dg.BackfillPolicy:
+    """TEMPORARY: one run per range (the deploy branch adds MTA_WEEKS_PER_RUN)."""
+    return dg.BackfillPolicy.single_run()

@@ -1,0 +1,338 @@
+"""One week, start to finish: download → gzip → parse → validate → commit.
+
+The week is the unit of truth. Nothing reaches the lake until the new file has passed
+every blocking validation; then the week's objects are replaced together, under the
+week's lock, from this one download. A week that fails keeps every object it had, and
+its rejected file is kept aside under ``quarantine/`` and named in the error.
+
+This module has no Dagster import: the multi-asset in ``assets.py`` decides which
+objects a run commits (``WeekPlan``), runs weeks through ``process_week`` a few at a
+time, and reports each week's result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import json
+import shutil
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from mta_assets.mta.validate import Outcome, ValidationSettings, WeekEvidence, blocking_failures, validate_week
+from mta_assets.storage.locks import week_lock
+from mta_assets.storage.staging import RunStaging
+
+RAW, GZ, READINGS = "turnstile_csv", "turnstile_csv_gz", "turnstile_readings"
+CONTENT_TYPES = {".txt": "text/plain", ".csv.gz": "application/gzip", ".parquet": "application/vnd.apache.parquet"}
+_COPY_BLOCK = 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class WeekPlan:
+    """What a run does for each week: which assets it materializes and what it stores."""
+
+    assets: frozenset[str]
+    store_raw_text: bool = False  # the raw .txt beside the gzip object (README "Where the raw file lives")
+    gzip_level: int = 6
+
+    @property
+    def downloads(self) -> bool:
+        # The table alone is rebuilt from the lake's gzip object, the byte-exact published file.
+        return bool(self.assets & {RAW, GZ})
+
+    @property
+    def writes_gzip(self) -> bool:
+        # turnstile_csv's durable copy is the gzip object unless the raw text is stored too.
+        return GZ in self.assets or (RAW in self.assets and not self.store_raw_text)
+
+    @property
+    def writes_raw(self) -> bool:
+        return RAW in self.assets and self.store_raw_text
+
+    @property
+    def writes_table(self) -> bool:
+        return READINGS in self.assets
+
+
+@dataclasses.dataclass
+class WeekContext:
+    """Everything a week needs from the run: shared by the weeks processed at once."""
+
+    source: Any  # MTASource
+    lake: Any  # Lake
+    staging: RunStaging
+    run_id: str
+    plan: WeekPlan
+    validation: ValidationSettings
+    earlier_row_counts: Callable[[str], Sequence[int]]
+    parse_slots: threading.Semaphore
+    station_key: Any = None
+    lock_wait_s: float = 300.0
+    log: Callable[[str], None] = lambda message: None
+
+
+@dataclasses.dataclass
+class WeekResult:
+    """A committed week: each asset's metadata, the check outcomes and the row count."""
+
+    week: str
+    metadata: dict[str, dict[str, Any]]  # asset name -> that week's metadata
+    outcomes: list[Outcome]
+    rows: int
+    seconds: float
+
+
+class WeekFailed(RuntimeError):
+    """A week that was not committed; its message names the week, the file or object, and the cause."""
+
+    def __init__(self, week: str, message: str, permanent: bool, outcomes: Sequence[Outcome] = ()):
+        super().__init__(message if week in message else f"week {week}: {message}")
+        self.week = week
+        self.permanent = permanent
+        self.outcomes = list(outcomes)
+
+
+@dataclasses.dataclass
+class _Staged:
+    """The week's published file on local disk, as downloaded (or rebuilt from the lake)."""
+
+    path: Path
+    file_name: str
+    length_stated: bool
+    metadata: dict[str, Any]
+
+
+def process_week(week: str, ctx: WeekContext) -> WeekResult:
+    started = time.perf_counter()
+    folder = ctx.staging.week(week)
+    keep_download = False
+    try:
+        staged = _stage_source(week, ctx, folder)
+        objects: list[tuple[str, Path, str]] = []  # (asset, local file, extension)
+        gz_path = None
+        if ctx.plan.writes_gzip or ctx.plan.downloads:
+            gz_path = folder / (staged.file_name.removesuffix(".txt") + ".csv.gz")
+            gz_seconds = gzip_file(staged.path, gz_path, ctx.plan.gzip_level)
+        outcomes, table_path, table_metadata, rows = _parse_and_validate(week, ctx, staged, folder)
+        failed = blocking_failures(outcomes)
+        if failed:
+            where = _quarantine(week, ctx, staged, gz_path)
+            names = ", ".join(f"{o.name} ({_why(o)})" for o in failed)
+            raise WeekFailed(
+                week,
+                f"week {week}: {staged.file_name} from {staged.metadata.get('url', 'the lake')} failed blocking "
+                f"checks: {names}; every object of the week is kept as it was; the rejected file is at {where}",
+                permanent=True,
+                outcomes=outcomes,
+            )
+        if ctx.plan.writes_gzip:
+            objects.append((GZ, gz_path, ".csv.gz"))
+        if ctx.plan.writes_raw:
+            objects.append((RAW, staged.path, ".txt"))
+        if ctx.plan.writes_table:
+            objects.append((READINGS, table_path, ".parquet"))
+        stored = _commit(week, ctx, staged, objects)
+        ctx.staging.note_usage()
+        metadata = _metadata(week, ctx, staged, stored, table_metadata, gz_path, locals().get("gz_seconds"))
+        return WeekResult(week, metadata, outcomes, rows, time.perf_counter() - started)
+    except WeekFailed:
+        raise
+    except Exception as exc:
+        permanent = bool(getattr(exc, "permanent", not _looks_transient(exc)))
+        keep_download = not permanent
+        raise WeekFailed(week, str(exc) or type(exc).__name__, permanent) from exc
+    finally:
+        ctx.staging.note_usage()
+        if keep_download:
+            _keep_only_download(folder)
+        else:
+            ctx.staging.done(week)
+
+
+def _keep_only_download(folder: Path) -> None:
+    # A transient failure (a lake outage) will be retried: the whole download stays so the
+    # retry does not fetch 33 MB again; everything else the week staged goes now.
+    for path in folder.iterdir() if folder.exists() else ():
+        if path.name not in ("source.txt", "source.json"):
+            path.unlink(missing_ok=True) if path.is_file() else shutil.rmtree(path, ignore_errors=True)
+
+
+def _looks_transient(exc: Exception) -> bool:
+    name = type(exc).__name__
+    return isinstance(exc, ConnectionError | TimeoutError) or "Unavailable" in name or "Timeout" in name
+
+
+def _stage_source(week: str, ctx: WeekContext, folder: Path) -> _Staged:
+    """The week's published bytes on disk: downloaded once, or from the lake's gzip object."""
+    raw_path, record = folder / "source.txt", folder / "source.json"
+    if record.exists() and raw_path.exists():
+        # A retry of this step in the same run: the file was staged whole before.
+        saved = json.loads(record.read_text())
+        if raw_path.stat().st_size == saved["metadata"]["source_bytes"]:
+            ctx.log(f"week {week}: reusing the download staged whole by an earlier attempt")
+            return _Staged(raw_path, saved["file_name"], saved["length_stated"], saved["metadata"])
+    if ctx.plan.downloads:
+        download = ctx.source.download(week, folder / "download")
+        download.path.replace(raw_path)
+        shutil.rmtree(folder / "download", ignore_errors=True)
+        file_name = getattr(download, "file_name", None) or download.url.rsplit("/", 1)[-1]
+        metadata = {**download.metadata(), "source_file": file_name}
+        metadata["url"] = download.url
+        staged = _Staged(raw_path, file_name, bool(getattr(download, "length_stated", True)), metadata)
+    else:
+        staged = _from_lake(week, ctx, folder, raw_path)
+    record.write_text(
+        json.dumps(
+            {"file_name": staged.file_name, "length_stated": staged.length_stated, "metadata": _plain(staged.metadata)}
+        )
+    )
+    return staged
+
+
+def _from_lake(week: str, ctx: WeekContext, folder: Path, raw_path: Path) -> _Staged:
+    from mta_assets.mta.calendar import file_name_for_week
+
+    names = candidate_file_names(week) or [file_name_for_week(week)]
+    for name in names:
+        key = ctx.lake.key_for("csv_gz", week, ".csv.gz", file_name=name)
+        if ctx.lake.stat(key) is not None:
+            break
+    else:
+        raise WeekFailed(
+            week,
+            f"week {week}: no gzip object in the lake ({ctx.lake.uri_for(key)}); materialize turnstile_csv_gz first",
+            permanent=True,
+        )
+    local = ctx.lake.fetch(key, folder / "lake")
+    with gzip.open(local, "rb") as src, open(raw_path, "wb") as out:
+        shutil.copyfileobj(src, out, _COPY_BLOCK)
+    if local.parent == folder / "lake":
+        shutil.rmtree(folder / "lake", ignore_errors=True)
+    size = raw_path.stat().st_size
+    # Rebuilt from a gzip object that was committed whole: its length is known.
+    return _Staged(raw_path, name, True, {"source_file": name, "source_bytes": size, "url": ctx.lake.uri_for(key)})
+
+
+def candidate_file_names(week: str) -> list[str]:
+    """The file names a week may have been published under, most likely first."""
+    from mta_assets.mta import calendar
+
+    candidates = getattr(calendar, "candidate_file_names", None)
+    if candidates is not None:
+        return list(candidates(week))
+    legacy = calendar.legacy_file_name_for_week(week)
+    return [calendar.file_name_for_week(week)] + ([legacy] if legacy else [])
+
+
+def gzip_file(source: Path, target: Path, level: int) -> float:
+    """Deterministic gzip (no file name, mtime 0), so equal input gives equal objects."""
+    started = time.perf_counter()
+    with open(source, "rb") as src, open(target, "wb") as raw_out:
+        with gzip.GzipFile(filename="", mode="wb", compresslevel=level, fileobj=raw_out, mtime=0) as out:
+            shutil.copyfileobj(src, out, _COPY_BLOCK)
+    return time.perf_counter() - started
+
+
+def _parse_and_validate(week: str, ctx: WeekContext, staged: _Staged, folder: Path):
+    """Parse and check the week; one parse at a time per slot bounds the run's memory."""
+    from mta_assets.defs.turnstile.tables import readings_metadata, write_parquet
+    from mta_assets.mta.parse import parse_week
+
+    with ctx.parse_slots:
+        started = time.perf_counter()
+        parsed = parse_week(_parse_input(staged.path), week, staged.file_name, ctx.station_key)
+        parse_seconds = time.perf_counter() - started
+        evidence = WeekEvidence(
+            week=week,
+            source_file=staged.file_name,
+            length_stated=staged.length_stated,
+            earlier_row_counts=list(ctx.earlier_row_counts(week)),
+        )
+        outcomes = validate_week(parsed, evidence, ctx.validation)
+        table_path = folder / (staged.file_name.removesuffix(".txt") + ".parquet")
+        table_metadata = {**readings_metadata(parsed), "parse_seconds": round(parse_seconds, 3)}
+        if ctx.plan.writes_table and not blocking_failures(outcomes):
+            write_parquet(parsed.table, table_path)
+        rows = parsed.table.num_rows
+        del parsed
+        _release_arrow_memory()
+    return outcomes, table_path, table_metadata, rows
+
+
+def _parse_input(path: Path):
+    # The domain parser reads a Path in bounded chunks; older parsers take bytes.
+    import inspect
+
+    from mta_assets.mta.parse import parse_week
+
+    first = next(iter(inspect.signature(parse_week).parameters.values()))
+    return path if "Path" in str(first.annotation) else path.read_bytes()
+
+
+def _release_arrow_memory() -> None:
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+
+
+def _quarantine(week: str, ctx: WeekContext, staged: _Staged, gz_path: Path | None) -> str:
+    """Keep the rejected file aside in the lake (gzip, byte-exact), never under the week's own names."""
+    if gz_path is None or not gz_path.exists():
+        gz_path = staged.path.with_suffix(".rejected.csv.gz")
+        gzip_file(staged.path, gz_path, ctx.plan.gzip_level)
+    key = ctx.lake.key("turnstile", "quarantine", week, f"{ctx.run_id[:8]}-{staged.file_name}.gz")
+    try:
+        return ctx.lake.put_file(gz_path, key, "application/gzip").uri
+    except Exception as exc:  # the week fails anyway; say why the copy is missing
+        return f"(not kept: {exc})"
+
+
+def _commit(week: str, ctx: WeekContext, staged: _Staged, objects: list[tuple[str, Path, str]]) -> dict[str, Any]:
+    """Replace the week's objects together, from this one download, under the week's lock."""
+    stored = {}
+    provenance = {"source_sha256": str(staged.metadata.get("sha256", "")), "run_id": ctx.run_id}
+    with week_lock(ctx.lake, week, owner=f"run {ctx.run_id}", wait_s=ctx.lock_wait_s):
+        for asset, path, extension in objects:
+            dataset = {RAW: "raw", GZ: "csv_gz", READINGS: "readings"}[asset]
+            key = ctx.lake.key_for(dataset, week, extension, file_name=staged.file_name)
+            stored[asset] = ctx.lake.put_file(path, key, CONTENT_TYPES[extension], metadata=provenance)
+    return stored
+
+
+def _metadata(week, ctx, staged, stored, table_metadata, gz_path, gz_seconds) -> dict[str, dict[str, Any]]:
+    """Each selected asset's own metadata for this week: the same in a range as for one week."""
+    plan = ctx.plan
+    out: dict[str, dict[str, Any]] = {}
+    if RAW in plan.assets:
+        # Without the raw text in the lake, the gzip object is the published file's durable copy.
+        copy = stored.get(RAW) or stored.get(GZ)
+        out[RAW] = {**staged.metadata, **(copy.metadata() if copy else {}), "stored_as": "text" if RAW in stored else "gzip"}
+    if GZ in plan.assets:
+        gz = stored[GZ]
+        size_in = staged.path.stat().st_size
+        out[GZ] = {
+            **gz.metadata(),
+            "source_file": staged.file_name,
+            "bytes_in": size_in,
+            "bytes_out": gz.size,
+            "compression_ratio": round(size_in / gz.size, 2) if gz.size else 0.0,
+            "gzip_level": plan.gzip_level,
+            "gzip_seconds": round(gz_seconds or 0.0, 3),
+        }
+    if READINGS in plan.assets:
+        out[READINGS] = {**table_metadata, **stored[READINGS].metadata(), "source_file": staged.file_name}
+    return out
+
+
+def _plain(metadata: dict[str, Any]) -> dict[str, Any]:
+    """Metadata as JSON-able values (for the staged record); Dagster values keep their raw value."""
+    return {k: getattr(v, "value", v) if not isinstance(v, str | int | float | bool) else v for k, v in metadata.items()}
+
+
+def _why(outcome: Outcome) -> str:
+    keep = {k: v for k, v in outcome.metadata.items() if not k.endswith("_md") and not isinstance(v, list | dict)}
+    return ", ".join(f"{k}={v}" for k, v in list(keep.items())[:4])
