@@ -12,7 +12,6 @@ Each asset declares where its weeks live in its definition metadata
 (``lake/dataset``, ``lake/extension``); nothing is pickled.
 """
 
-from __future__ import annotations
 
 import shutil
 import tempfile
