@@ -1,34 +1,55 @@
+"""One week through the turnstile step: a good week end to end, and bad files that change nothing."""
+
+from __future__ import annotations
+
 import gzip
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
-from mta_assets.batches import WeekBatch
 from mta_assets.defs.io_manager import LakeIOManager
 from mta_assets.defs.turnstile.assets import turnstile_weeks
-from mta_assets.defs.turnstile.checks import readings_check_specs
+from mta_assets.devtools.synthetic import week_bytes
 from mta_assets.storage.http import MTASource
 from mta_assets.storage.lake import Lake
 from mta_assets_tests.samples import rebuild_full_week
 
 WEEK = "2023-12-30"
 NAME = "turnstile_240106.txt"
-ASSETS = [turnstile_weeks]
-CHECK_NAMES = {spec.name for spec in readings_check_specs}
+OBJECTS = [("csv_gz", ".csv.gz"), ("readings", ".parquet")]
 
 
-def resources(mirror, lake: Lake) -> dict:
+def resources(url: str, lake: Lake) -> dict:
     return {
-        "mta_source": MTASource(base_url=mirror.url, retries=0, read_timeout_s=10),
+        "mta_source": MTASource(base_url=url, retries=0, read_timeout_s=10),
         "lake": lake,
         "lake_io_manager": LakeIOManager(lake=lake),
     }
 
 
-def lake_bytes(lake: Lake, dataset: str, extension: str, week: str = WEEK) -> bytes:
-    return lake.read_bytes(lake.key_for(dataset, week, extension))
+def materialize(url: str, lake: Lake, instance=None, week: str = WEEK, selection=None, config=None):
+    return dg.materialize(
+        [turnstile_weeks],
+        partition_key=week,
+        resources=resources(url, lake),
+        instance=instance or dg.DagsterInstance.ephemeral(),
+        selection=selection,
+        run_config=config,
+        raise_on_error=False,
+    )
+
+
+def week_objects(lake: Lake, week: str = WEEK) -> dict[str, object]:
+    return {dataset: lake.stat(lake.key_for(dataset, week, extension)) for dataset, extension in OBJECTS}
+
+
+def failure_message(result) -> str:
+    (event,) = result.get_step_failure_events()
+    return event.step_failure_data.error.message
 
 
 def check_evaluations(instance: dg.DagsterInstance, run_id: str) -> dict[str, dg.AssetCheckEvaluation]:
@@ -36,127 +57,137 @@ def check_evaluations(instance: dg.DagsterInstance, run_id: str) -> dict[str, dg
     return {r.dagster_event.event_specific_data.check_name: r.dagster_event.event_specific_data for r in records}
 
 
-def test_real_week_end_to_end_on_gcs(mirror, mirror_root, gcs_lake):
+class OneFileServer:
+    """A loopback server for one file whose bytes and headers a test controls.
+
+    ``stated_length=False`` sends no Content-Length and ``cut_at`` closes the connection
+    after that many bytes: the body looks complete to a client that trusts the close.
+    """
+
+    def __init__(self, body: bytes, stated_length: bool = True, cut_at: int | None = None):
+        self.body, self.stated_length, self.cut_at = body, stated_length, cut_at
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"
+
+            def do_GET(self) -> None:  # noqa: N802 - stdlib name
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                if owner.stated_length:
+                    self.send_header("Content-Length", str(len(owner.body)))
+                self.end_headers()
+                self.wfile.write(owner.body[: owner.cut_at])
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> OneFileServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+def test_a_real_week_end_to_end_on_gcs(mirror, mirror_root, gcs_lake):
     served = rebuild_full_week("240106.csv.gz", mirror_root)
     instance = dg.DagsterInstance.ephemeral()
 
-    result = dg.materialize(ASSETS, partition_key=WEEK, resources=resources(mirror, gcs_lake), instance=instance)
+    result = materialize(mirror.url, gcs_lake, instance)
 
-    assert result.success
-    assert lake_bytes(gcs_lake, "raw", ".txt") == served.read_bytes()
-    assert gzip.decompress(lake_bytes(gcs_lake, "csv_gz", ".csv.gz")) == served.read_bytes()
-    table = pq.read_table(gcs_lake.local_path(gcs_lake.key_for("readings", WEEK, ".parquet")))
-    readings = result.asset_materializations_for_node("turnstile_readings")[0].metadata
-    duplicates = readings["duplicates_removed"].value
-    assert table.num_rows == 250_816 - duplicates == readings["dagster/row_count"].value
-    assert readings["rejected"].value == 0
-    assert str(table.schema.field("entries").type) == "int64"
-
-    evaluations = check_evaluations(instance, result.run_id)
-    assert set(evaluations) == CHECK_NAMES
-    assert all(e.passed for e in evaluations.values())
-    assert {e.partition for e in evaluations.values()} == {WEEK}
-
-    raw = result.asset_materializations_for_node("turnstile_csv")[0].metadata
-    assert raw["layout"].value == "eleven_column"
-    assert raw["lines"].value == 250_817
-    assert raw["lake_uri"].value == gcs_lake.uri_for(gcs_lake.key_for("raw", WEEK, ".txt"))
-    compressed = result.asset_materializations_for_node("turnstile_csv_gz")[0].metadata
-    assert compressed["bytes_in"].value == served.stat().st_size
-    assert compressed["compression_ratio"].value > 8
-    assert compressed["crc32c"].value == gcs_lake.stat(gcs_lake.key_for("csv_gz", WEEK, ".csv.gz")).crc32c
+    assert result.success, failure_message(result)
+    assert gzip.decompress(gcs_lake.read_bytes(gcs_lake.key_for("csv_gz", WEEK, ".csv.gz"))) == served.read_bytes()
+    # The gzip object is the published file's durable copy: no uncompressed .txt by default.
+    assert gcs_lake.list_keys("raw") == []
+    table = pq.read_table(gcs_lake.fetch(gcs_lake.key_for("readings", WEEK, ".parquet"), mirror_root / "fetched"))
+    readings = result.asset_materializations_for_node("turnstile_weeks")
+    by_asset = {m.asset_key.to_user_string(): m.metadata for m in readings}
+    assert table.num_rows == by_asset["turnstile_readings"]["dagster/row_count"].value
+    assert by_asset["turnstile_readings"]["rejected"].value == 0
+    assert by_asset["turnstile_csv"]["sha256"].value
+    assert by_asset["turnstile_csv"]["stored_as"].value == "gzip"
+    assert by_asset["turnstile_csv_gz"]["compression_ratio"].value > 8
+    assert by_asset["turnstile_csv_gz"]["crc32c"].value == gcs_lake.stat(gcs_lake.key_for("csv_gz", WEEK, ".csv.gz")).crc32c
+    assert all(e.passed for e in check_evaluations(instance, result.run_id).values())
 
 
 def test_materializing_a_week_twice_gives_the_same_objects_and_rows(mirror, synthetic_week, any_lake):
     synthetic_week(WEEK, readings=3000)
     instance = dg.DagsterInstance.ephemeral()
-    outputs = []
-    for _ in range(2):
-        assert dg.materialize(ASSETS, partition_key=WEEK, resources=resources(mirror, any_lake), instance=instance).success
-        outputs.append([any_lake.stat(any_lake.key_for(d, WEEK, e)) for d, e in
-                        [("raw", ".txt"), ("csv_gz", ".csv.gz"), ("readings", ".parquet")]])
-    assert outputs[0] == outputs[1]
-    assert pq.read_table(any_lake.local_path(any_lake.key_for("readings", WEEK, ".parquet"))).num_rows > 2900
+    first = materialize(mirror.url, any_lake, instance)
+    assert first.success, failure_message(first)
+    before = week_objects(any_lake)
+    second = materialize(mirror.url, any_lake, instance)
+    assert second.success
+    assert week_objects(any_lake) == before
+    metadata = {m.asset_key.to_user_string(): m.metadata for m in second.asset_materializations_for_node("turnstile_weeks")}
+    assert metadata["turnstile_csv_gz"]["already_stored"].value is True
 
 
-def test_assets_called_directly(mirror, synthetic_week, local_lake):
-    """The asset functions are plain functions: call them with a built context."""
-    served = synthetic_week(WEEK, readings=1000)
-    context = dg.build_asset_context(partition_key=WEEK)
-    result = turnstile_csv(context, config=_range_config(),
-                           mta_source=MTASource(base_url=mirror.url), lake=local_lake)
-    batch = result.value
-    assert isinstance(batch, WeekBatch) and not batch.failures
-    assert batch.files[WEEK].path.read_bytes() == served.read_bytes()
-
-    from mta_assets.defs.turnstile.assets import CompressionConfig
-
-    compressed = turnstile_csv_gz(
-        dg.build_asset_context(partition_key=WEEK), config=CompressionConfig(gzip_level=9), lake=local_lake,
-        turnstile_csv={WEEK: batch.files[WEEK].path},
-    ).value
-    assert gzip.decompress(compressed.files[WEEK].path.read_bytes()) == served.read_bytes()
-    assert compressed.metadata[WEEK]["gzip_level"] == 9
+def test_the_raw_text_is_stored_only_when_asked(mirror, synthetic_week, local_lake):
+    served = synthetic_week(WEEK, readings=500)
+    config = {"ops": {"turnstile_weeks": {"config": {"store_raw_text": True}}}}
+    assert materialize(mirror.url, local_lake, config=config).success
+    assert local_lake.read_bytes(local_lake.key_for("raw", WEEK, ".txt")) == served.read_bytes()
 
 
-def _range_config():
-    from mta_assets.defs.turnstile.assets import RangeConfig
+def test_the_table_alone_is_rebuilt_from_the_lakes_gzip_object(mirror, synthetic_week, local_lake):
+    synthetic_week(WEEK, readings=800)
+    assert materialize(mirror.url, local_lake).success
+    gz_before = local_lake.stat(local_lake.key_for("csv_gz", WEEK, ".csv.gz"))
+    local_lake.delete(local_lake.key_for("readings", WEEK, ".parquet"))
+    mirror.clear_requests()
 
-    return RangeConfig(max_workers=1)
+    result = materialize(mirror.url, local_lake, selection=["turnstile_readings"])
+
+    assert result.success, failure_message(result)
+    assert mirror.requests == []  # read from the lake, not from MTA
+    assert local_lake.stat(local_lake.key_for("readings", WEEK, ".parquet")) is not None
+    assert local_lake.stat(local_lake.key_for("csv_gz", WEEK, ".csv.gz")) == gz_before
 
 
-def test_a_blocking_check_failure_stops_downstream_and_keeps_the_last_good_table(mirror, mirror_root, synthetic_week, local_lake):
-    served = synthetic_week(WEEK, readings=3000)
-    ran = []
+def _garbage_tail(good: bytes) -> bytes:
+    lines = good.split(b"\n")
+    return b"\n".join(lines[:1000]) + b"\n" + b"\xff\x00garbage,,,not,a,reading\n" * 5000
 
-    @dg.asset(partitions_def=turnstile_readings.partitions_def, deps=[turnstile_readings])
-    def station_report(context: dg.AssetExecutionContext) -> None:
-        ran.append(context.partition_key)
 
-    instance = dg.DagsterInstance.ephemeral()
-    assert dg.materialize([*ASSETS, station_report], partition_key=WEEK, resources=resources(mirror, local_lake), instance=instance).success
-    assert ran == [WEEK]
-    table_key = local_lake.key_for("readings", WEEK, ".parquet")
-    good_table = local_lake.read_bytes(table_key)
+@pytest.mark.parametrize("bad", ["garbage_tail", "wrong_week", "cut_without_length"])
+def test_a_bad_file_changes_none_of_the_weeks_objects(tmp_path, any_lake, bad):
+    good = week_bytes(WEEK, readings=4000, seed=1)
+    with OneFileServer(good) as server:
+        assert materialize(server.url, any_lake).success
+        before = week_objects(any_lake)
+        if bad == "garbage_tail":
+            server.body = _garbage_tail(good)
+        elif bad == "wrong_week":
+            server.body = week_bytes("2024-02-03", readings=4000, seed=1)  # another week's file under this name
+        else:
+            server.body, server.stated_length, server.cut_at = good, False, len(good) // 2 + 17
 
-    # Re-published with a corrupt counter on 1% of the lines: over the 0.1% reject threshold.
-    lines = served.read_bytes().split(b"\n")
-    for index in range(1, len(lines) - 1, 100):
-        fields = lines[index].split(b",")
-        fields[9] = b"12X4"
-        lines[index] = b",".join(fields)
-    served.write_bytes(b"\n".join(lines))
-
-    result = dg.materialize([*ASSETS, station_report], partition_key=WEEK, resources=resources(mirror, local_lake),
-                            instance=instance, raise_on_error=False)
+        result = materialize(server.url, any_lake)
 
     assert not result.success
-    assert ran == [WEEK], "the downstream asset must not run after a blocking check failed"
-    evaluation = check_evaluations(instance, result.run_id)["reject_rate_under_threshold"]
-    assert not evaluation.passed
-    assert evaluation.metadata["rejected"].value == len(range(1, len(lines) - 1, 100))
-    assert evaluation.metadata["rejected_samples"].value[0]["line"] == 2
-    failure = result.get_step_failure_events()[0].step_failure_data.error.message
-    assert f"week {WEEK}: blocking checks failed: reject_rate_under_threshold" in failure
-    assert local_lake.read_bytes(table_key) == good_table
-
-
-def test_a_future_week_fails_clearly(mirror, local_lake):
-    future = "2030-01-05"
-    # Dagster itself refuses a partition that does not exist yet...
-    with pytest.raises(dg.DagsterUnknownPartitionError, match=future):
-        dg.materialize([turnstile_csv], partition_key=future, resources=resources(mirror, local_lake))
-    # ...and the asset refuses it too, should it be asked some other way.
-    with pytest.raises(dg.Failure, match=rf"week {future} is not published yet: turnstile_300112.txt appears on Saturday 2030-01-12"):
-        turnstile_csv(dg.build_asset_context(partition_key=future), config=_range_config(),
-                      mta_source=MTASource(base_url=mirror.url), lake=local_lake)
-    assert mirror.requests == []
+    message = failure_message(result)
+    assert f"week {WEEK}: {NAME} from {server.url}/{NAME} failed blocking checks" in message
+    cause = {"garbage_tail": "reject_rate", "wrong_week": "readings_inside_week", "cut_without_length": "file_complete"}
+    assert cause[bad] in message
+    assert week_objects(any_lake) == before
+    quarantined = [key for key in any_lake.list_keys("quarantine") if f"/{WEEK}/" in key]
+    assert len(quarantined) == 1 and quarantined[0].endswith(f"{NAME}.gz")
+    assert any_lake.uri_for(quarantined[0]) in message
 
 
 def test_a_missing_week_names_week_and_url_and_stores_nothing(mirror, local_lake):
-    result = dg.materialize([turnstile_csv], partition_key=WEEK, resources=resources(mirror, local_lake),
-                            raise_on_error=False)
+    result = materialize(mirror.url, local_lake)
     assert not result.success
-    message = result.get_step_failure_events()[0].step_failure_data.error.message
-    assert f"week {WEEK}: {mirror.url}/{NAME} is not published (HTTP 404)" in message
-    assert not Path(local_lake.root).exists() or not any(Path(local_lake.root).rglob("*.txt"))
+    assert f"week {WEEK}: {mirror.url}/{NAME} is not published (HTTP 404)" in failure_message(result)
+    assert not Path(local_lake.root).exists() or not any(Path(local_lake.root).rglob("*.parquet"))
