@@ -1,0 +1,162 @@
+"""The week as the unit: bounded staging, cleaned after success, failure and a killed run; one download per week."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import dagster as dg
+import pyarrow.parquet as pq
+
+from mta_assets.defs.io_manager import LakeIOManager
+from mta_assets.defs.turnstile.assets import turnstile_weeks
+from mta_assets.devtools.mirror import MirrorServer
+from mta_assets.devtools.synthetic import consecutive_weeks, week_bytes
+from mta_assets.storage.http import MTASource
+from mta_assets.storage.lake import Lake
+from mta_assets.storage.locks import WeekLocked, lock_key, week_lock
+from mta_assets.storage.staging import RunStaging, staging_base
+from mta_assets_tests.defs.test_assets import OneFileServer
+
+WEEK = "2023-12-30"
+WEEKS = consecutive_weeks(WEEK, 3)
+
+
+def resources(url: str, lake: Lake) -> dict:
+    return {"mta_source": MTASource(base_url=url, retries=0), "lake": lake, "lake_io_manager": LakeIOManager(lake=lake)}
+
+
+def staged_files() -> list[Path]:
+    base = staging_base()
+    return [p for p in base.rglob("*") if p.is_file()] if base.exists() else []
+
+
+def materialize_range(url: str, lake: Lake, weeks: list[str], instance=None):
+    return dg.materialize(
+        [turnstile_weeks],
+        resources=resources(url, lake),
+        instance=instance or dg.DagsterInstance.ephemeral(),
+        tags={"dagster/asset_partition_range_start": weeks[0], "dagster/asset_partition_range_end": weeks[-1]},
+        raise_on_error=False,
+    )
+
+
+def test_staging_is_empty_after_success_and_after_failure(mirror: MirrorServer, synthetic_week, local_lake: Lake):
+    for week in WEEKS:
+        synthetic_week(week, readings=2000)
+    assert materialize_range(mirror.url, local_lake, WEEKS).success
+    assert staged_files() == []
+
+    (Path(mirror.root) / "turnstile_240113.txt").write_bytes(b"not,a,turnstile,file\n")
+    failed = materialize_range(mirror.url, local_lake, WEEKS)
+    assert not failed.success
+    assert staged_files() == []
+
+
+def test_a_killed_runs_staging_is_removed_by_the_next_run(mirror: MirrorServer, synthetic_week, local_lake: Lake):
+    # A run that dies hard (SIGKILL: no cleanup handler runs) with a week staged.
+    script = (
+        "import os, signal\n"
+        "from mta_assets.storage.staging import RunStaging\n"
+        "staging = RunStaging('killed-run').open()\n"
+        "(staging.week('2023-12-30') / 'source.txt').write_bytes(b'x' * 100000)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    killed = subprocess.run([sys.executable, "-c", script], env=os.environ.copy())
+    assert killed.returncode == -signal.SIGKILL
+    assert [p.name for p in staged_files() if p.name == "source.txt"] == ["source.txt"]
+
+    synthetic_week(WEEK, readings=500)
+    assert dg.materialize([turnstile_weeks], partition_key=WEEK, resources=resources(mirror.url, local_lake)).success
+    assert staged_files() == []
+
+
+def test_a_live_runs_staging_is_left_alone():
+    alive = RunStaging("still-running").open()
+    (alive.week(WEEK) / "source.txt").write_bytes(b"x")
+    RunStaging("another-run").open().close()
+    assert (alive.week(WEEK) / "source.txt").exists()
+    alive.close()
+
+
+def test_the_week_lock_admits_one_holder_and_breaks_a_dead_holders_lock(local_lake: Lake):
+    with week_lock(local_lake, WEEK, owner="run A"):
+        try:
+            with week_lock(local_lake, WEEK, owner="run B", wait_s=0.3, poll_s=0.05):
+                raise AssertionError("two holders of one week's lock")
+        except WeekLocked as locked:
+            assert f"week {WEEK}" in str(locked) and "run A" in str(locked)
+    assert local_lake.read_bytes(lock_key(local_lake, WEEK)) is None  # released
+
+    # A holder that died long ago: its lock is broken after the time to live.
+    local_lake.create_if_absent(lock_key(local_lake, WEEK), b'{"owner": "dead run", "since": 0}')
+    with week_lock(local_lake, WEEK, owner="run C", wait_s=1):
+        pass
+
+
+def test_two_overlapping_runs_of_one_week_leave_objects_from_one_download(tmp_path: Path, local_lake: Lake):
+    """Each run downloads a different version of the file; whatever the interleaving, the week's
+    gzip object and table come from the same download.
+
+    On the local lake only: the lock is a create-only object, and gcp-storage-emulator ignores
+    GCS's ``ifGenerationMatch=0`` precondition that makes it create-only on real GCS.
+    """
+    any_lake = local_lake
+    versions = [week_bytes(WEEK, readings=3000, seed=1), week_bytes(WEEK, readings=2000, seed=2)]
+    servers = [OneFileServer(body) for body in versions]
+    results = {}
+
+    def run(index: int) -> None:
+        results[index] = dg.materialize(
+            [turnstile_weeks], partition_key=WEEK, resources=resources(servers[index].url, any_lake),
+            instance=dg.DagsterInstance.ephemeral(),
+        ).success
+
+    with servers[0], servers[1]:
+        threads = [threading.Thread(target=run, args=(index,)) for index in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    assert results == {0: True, 1: True}
+    raw = gzip.decompress(any_lake.read_bytes(any_lake.key_for("csv_gz", WEEK, ".csv.gz")))
+    table = pq.read_table(any_lake.fetch(any_lake.key_for("readings", WEEK, ".parquet"), tmp_path / "fetched"))
+    winner = versions.index(raw)
+    assert table.num_rows == (3000, 2000)[winner] - _duplicates(versions[winner])
+
+
+def _duplicates(body: bytes) -> int:
+    lines = [line.rstrip() for line in body.split(b"\n")[1:] if line.strip()]
+    return len(lines) - len(set(lines))
+
+
+def test_a_retry_after_a_lake_outage_does_not_download_again(mirror: MirrorServer, synthetic_week, local_lake: Lake, tmp_path):
+    """A transient failure keeps the whole download staged; the step's retry uses it."""
+    synthetic_week(WEEK, readings=1000)
+    calls = []
+
+    class FlakyLake(Lake):
+        def put_file(self, source, key, content_type, **kwargs):
+            calls.append(key)
+            if len(calls) == 1:
+                raise ConnectionError(f"lake unreachable while writing {key}")
+            return super().put_file(source, key, content_type, **kwargs)
+
+    flaky = FlakyLake(url=local_lake.url)
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize(
+        [turnstile_weeks], partition_key=WEEK, instance=instance,
+        resources={"mta_source": MTASource(base_url=mirror.url, retries=0), "lake": flaky,
+                   "lake_io_manager": LakeIOManager(lake=flaky)},
+        raise_on_error=False,
+    )
+    downloads = [path for method, path in mirror.requests if method == "GET"]
+    assert result.success, [e.message for e in result.all_events if e.is_failure]
+    assert len(downloads) == 1
+    assert staged_files() == []
