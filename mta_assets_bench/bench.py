@@ -51,7 +51,15 @@ FIRST_WEEK = "2023-12-30"
 SAMPLES_ENV = "MTA_SAMPLES_DIR"
 SMOKE_READINGS = 5_000
 SMOKE_WEEKS = 2  # a range of two, so the backfill path (one run, several weeks) is exercised
-TARGETS = {"one_week_ratio": 1.5, "backfill_ratio": 1.0, "peak_rss_mb": 400.0, "import_ratio": 1.3}
+TARGETS = {
+    "one_week_ratio": 1.5,
+    "backfill_ratio": 0.6,
+    "year_ratio": 0.6,
+    "peak_rss_mb": 400.0,
+    "peak_disk_mb": 600.0,
+    "import_ratio": 1.3,
+}
+YEAR_WEEKS = 52
 
 
 def samples_dir() -> Path:
@@ -112,24 +120,54 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def measure(command: list[str], env: dict[str, str], cwd: Path, log: Path) -> dict:
-    """Wall time (start-up included) and peak resident memory of one command, which must succeed."""
+def folder_bytes(folder: Path, skip: str = "dagster_home") -> int:
+    """Bytes of the files under ``folder`` (not under a sub-folder named ``skip``)."""
+    total = 0
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if d != skip]
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def measure(command: list[str], env: dict[str, str], cwd: Path, log: Path, disk: Path | None = None) -> dict:
+    """Wall time (start-up included), peak resident memory and, when ``disk`` is given, the peak
+    bytes of local files under that folder (sampled every 0.2 s) of one command, which must succeed."""
+    import threading
+
     started = time.perf_counter()
+    peak_disk = [0]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.2):
+            peak_disk[0] = max(peak_disk[0], folder_bytes(disk))
+
+    sampler = threading.Thread(target=sample, daemon=True) if disk is not None else None
     with open(log, "wb") as out:
         process = subprocess.Popen(command, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+        if sampler:
+            sampler.start()
         try:
             _, status, usage = os.wait4(process.pid, 0)
         except BaseException:  # interrupted: leave no run behind
             process.kill()
             process.wait()
             raise
+        finally:
+            stop.set()
+            if sampler:
+                sampler.join()
     seconds = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         tail = log.read_text(errors="replace")[-4000:]
         raise RuntimeError(f"{shlex.join(command)} exited with {process.returncode}; end of its output:\n{tail}")
     # ru_maxrss is in KiB on Linux; it covers the process and any children it waited for.
-    return {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024}
+    return {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024, "peak_disk_mb": peak_disk[0] / 1024**2}
 
 
 class Server:
@@ -213,7 +251,7 @@ class Bench:
             TMPDIR=str(run_dir),  # the lake's local-copy cache lands here and goes with the run
             **extra_env,
         )
-        result = measure(command, env, self.code_root, run_dir.with_suffix(".log"))
+        result = measure(command, env, self.code_root, run_dir.with_suffix(".log"), disk=run_dir)
         return result, prefix
 
     def run_plain(self, weeks: list[str]) -> tuple[dict, str]:
@@ -225,7 +263,7 @@ class Bench:
             "--source", self.mirror.url, "--bucket", self.bucket, "--prefix", prefix,
         ]
         env = child_env(STORAGE_EMULATOR_HOST=self.emulator.url, TMPDIR=str(run_dir))
-        result = measure(command, env, REPO_ROOT, run_dir.with_suffix(".log"))
+        result = measure(command, env, REPO_ROOT, run_dir.with_suffix(".log"), disk=run_dir)
         return result, prefix
 
     def outputs(self, prefix: str, weeks: list[str]) -> dict[str, dict]:
@@ -297,6 +335,7 @@ def summarize(runs: list[dict]) -> dict:
         "median_seconds": round(statistics.median(run["seconds"] for run in runs), 3),
         "peak_rss_mb": [round(run["peak_rss_mb"], 1) for run in runs],
         "max_peak_rss_mb": round(max(run["peak_rss_mb"] for run in runs), 1),
+        "max_peak_disk_mb": round(max(run.get("peak_disk_mb", 0.0) for run in runs), 1),
     }
 
 
@@ -309,18 +348,28 @@ def markdown_table(report: dict) -> str:
     n = report["weeks_count"]
     ratios = report["ratios"]
     servers = report["servers"]
+    y = report.get("year_weeks") or 0
+
+    def row(label: str, key: str) -> tuple[str, str, str, str]:
+        found = r[key]
+        return (label, f"{found['median_seconds']:.1f} s", f"{found['max_peak_rss_mb']:.0f} MB", f"{found.get('max_peak_disk_mb', 0):.0f} MB")
+
     rows = [
-        ("(a) one week, `dagster asset materialize` (start-up included)", f"{r['ours_one_week']['median_seconds']:.1f} s", f"{r['ours_one_week']['max_peak_rss_mb']:.0f} MB"),
-        ("(c1) one week, plain script", f"{r['plain_one_week']['median_seconds']:.1f} s", f"{r['plain_one_week']['max_peak_rss_mb']:.0f} MB"),
-        (f"(b) {n}-week backfill, `--partition-range`", f"{r['ours_backfill']['median_seconds']:.1f} s", f"{r['ours_backfill']['max_peak_rss_mb']:.0f} MB"),
-        (f"(c{n}) {n} weeks, plain script", f"{r['plain_backfill']['median_seconds']:.1f} s", f"{r['plain_backfill']['max_peak_rss_mb']:.0f} MB"),
-        ("`import mta_assets.definitions`", f"{r['import_definitions']['median_seconds']:.2f} s", ""),
-        ("`import dagster`", f"{r['import_dagster']['median_seconds']:.2f} s", ""),
-        ("gcp-storage-emulator (whole run)", "", f"{servers['emulator_peak_rss_mb']:.0f} MB"),
-        ("mirror (whole run)", "", f"{servers['mirror_peak_rss_mb']:.0f} MB"),
+        row("(a) one week, `dagster asset materialize` (start-up included)", "ours_one_week"),
+        row("(c1) one week, plain script", "plain_one_week"),
+        row(f"(b) {n}-week backfill, `--partition-range`", "ours_backfill"),
+        row(f"(c{n}) {n} weeks, plain script", "plain_backfill"),
     ]
-    lines = ["| measurement | median time | peak memory (RSS) |", "|---|---:|---:|"]
-    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    if "ours_year" in r:
+        rows += [row(f"(y) {y}-week year, `--partition-range`", "ours_year"), row(f"(c{y}) {y} weeks, plain script", "plain_year")]
+    rows += [
+        ("`import mta_assets.definitions`", f"{r['import_definitions']['median_seconds']:.2f} s", "", ""),
+        ("`import dagster`", f"{r['import_dagster']['median_seconds']:.2f} s", "", ""),
+        ("gcp-storage-emulator (whole run)", "", f"{servers['emulator_peak_rss_mb']:.0f} MB", ""),
+        ("mirror (whole run)", "", f"{servers['mirror_peak_rss_mb']:.0f} MB", ""),
+    ]
+    lines = ["| measurement | median time | peak memory (RSS) | peak local disk |", "|---|---:|---:|---:|"]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     t = report["targets"]
     lines += [
         "",
@@ -328,6 +377,14 @@ def markdown_table(report: dict) -> str:
         "|---|---:|---:|---|",
         f"| one week (a)/(c1) | {ratios['one_week']:.2f} | ≤ {TARGETS['one_week_ratio']} | {t['one_week_ratio']} |",
         f"| backfill (b)/(c{n}) | {ratios['backfill']:.2f} | ≤ {TARGETS['backfill_ratio']} | {t['backfill_ratio']} |",
+        *(
+            [f"| year (y)/(c{y}) | {ratios['year']:.2f} | ≤ {TARGETS['year_ratio']} | {t['year_ratio']} |",
+             f"| time per week: year / {n}-week backfill | {report['seconds_per_week']['year']:.2f} s / "
+             f"{report['seconds_per_week']['backfill']:.2f} s | year ≤ backfill | "
+             f"{verdict(report['seconds_per_week']['year'], report['seconds_per_week']['backfill'])} |"]
+            if "year" in ratios else []
+        ),
+        f"| peak local disk of our run (staging, temp files) | {report['ours_peak_disk_mb']:.0f} MB | ≤ {TARGETS['peak_disk_mb']:.0f} MB | {t['peak_disk_mb']} |",
         f"| import definitions / dagster | {ratios['import']:.2f} | ≤ {TARGETS['import_ratio']} | {t['import_ratio']} |",
         f"| peak memory of our process | {report['ours_peak_rss_mb']:.0f} MB | ≤ {TARGETS['peak_rss_mb']:.0f} MB | {t['peak_rss_mb']} |",
         "",
@@ -345,12 +402,13 @@ def markdown_table(report: dict) -> str:
 def run(args: argparse.Namespace) -> dict:
     from mta_assets.devtools.synthetic import consecutive_weeks
 
-    weeks = consecutive_weeks(FIRST_WEEK, args.weeks)
+    all_weeks = consecutive_weeks(FIRST_WEEK, max(args.weeks, args.year_weeks))
+    weeks = all_weeks[: args.weeks]
     workdir = Path(tempfile.mkdtemp(prefix="mta-bench-", dir=args.workdir))
     servers: list[Server] = []
     try:
-        print(f"preparing {len(weeks)} week(s) in {workdir}", file=sys.stderr)
-        origins = prepare_weeks(workdir / "mirror", len(weeks), args.readings, real=not args.smoke)
+        print(f"preparing {len(all_weeks)} week(s) in {workdir}", file=sys.stderr)
+        origins = prepare_weeks(workdir / "mirror", len(all_weeks), args.readings, real=not args.smoke)
 
         mirror_port, emulator_port = free_port(), free_port()
         mirror = Server(
@@ -365,12 +423,14 @@ def run(args: argparse.Namespace) -> dict:
         servers.append(emulator)
         bucket = f"mta-bench-{uuid.uuid4().hex[:8]}"
         gcs_client(emulator.url).create_bucket(bucket)
-        bench = Bench(workdir, mirror, emulator, bucket, weeks, args.code_root)
+        bench = Bench(workdir, mirror, emulator, bucket, all_weeks, args.code_root)
 
         print("timing imports", file=sys.stderr)
         imports = time_imports(["dagster", "mta_assets.definitions"], args.import_repeats, args.code_root)
 
         scenarios = [("one_week", weeks[:1]), ("backfill", weeks)]
+        if args.year_weeks:
+            scenarios.append(("year", all_weeks[: args.year_weeks]))
         runs: dict[str, list[dict]] = {f"{side}_{name}": [] for side in ("ours", "plain") for name, _ in scenarios}
         outputs: dict[str, dict] = {}
         for repeat in range(args.repeats):
@@ -394,11 +454,15 @@ def run(args: argparse.Namespace) -> dict:
                 "median_seconds": round(statistics.median(imports[module]), 3),
             }
         ratios = {
-            "one_week": round(results["ours_one_week"]["median_seconds"] / results["plain_one_week"]["median_seconds"], 3),
-            "backfill": round(results["ours_backfill"]["median_seconds"] / results["plain_backfill"]["median_seconds"], 3),
-            "import": round(results["import_definitions"]["median_seconds"] / results["import_dagster"]["median_seconds"], 3),
+            name: round(results[f"ours_{name}"]["median_seconds"] / results[f"plain_{name}"]["median_seconds"], 3)
+            for name, _ in scenarios
         }
-        ours_peak = max(results["ours_one_week"]["max_peak_rss_mb"], results["ours_backfill"]["max_peak_rss_mb"])
+        ratios["import"] = round(
+            results["import_definitions"]["median_seconds"] / results["import_dagster"]["median_seconds"], 3
+        )
+        per_week = {name: round(results[f"ours_{name}"]["median_seconds"] / len(w), 3) for name, w in scenarios}
+        ours_peak = max(results[f"ours_{name}"]["max_peak_rss_mb"] for name, _ in scenarios)
+        ours_disk = max(results[f"ours_{name}"]["max_peak_disk_mb"] for name, _ in scenarios)
         agree = all(week["csv_gz_matches_source"] for found in outputs.values() for week in found.values())
         for name, scenario_weeks in scenarios:
             ours, plain = outputs[f"ours_{name}"], outputs[f"plain_{name}"]
@@ -407,6 +471,9 @@ def run(args: argparse.Namespace) -> dict:
             "command": shlex.join([Path(sys.executable).name, "-m", "mta_assets_bench", *args.argv]),
             "machine": machine_info(),
             "weeks_count": len(weeks),
+            "year_weeks": args.year_weeks,
+            "seconds_per_week": per_week,
+            "ours_peak_disk_mb": ours_disk,
             "weeks": origins,
             "repeats": args.repeats,
             "results": results,
@@ -417,8 +484,10 @@ def run(args: argparse.Namespace) -> dict:
             "targets": {
                 "one_week_ratio": verdict(ratios["one_week"], TARGETS["one_week_ratio"]),
                 "backfill_ratio": verdict(ratios["backfill"], TARGETS["backfill_ratio"]),
+                "year_ratio": verdict(ratios["year"], TARGETS["year_ratio"]) if "year" in ratios else "not run",
                 "import_ratio": verdict(ratios["import"], TARGETS["import_ratio"]),
                 "peak_rss_mb": verdict(ours_peak, TARGETS["peak_rss_mb"]),
+                "peak_disk_mb": verdict(ours_disk, TARGETS["peak_disk_mb"]),
             },
         }
         report["table"] = markdown_table(report)
@@ -433,7 +502,11 @@ def run(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="python -m mta_assets_bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--weeks", type=int, default=8, help="weeks in the backfill range, from 2023-12-30 (default 8)")
+    parser.add_argument("--weeks", type=int, default=7, help="weeks in the backfill range, from 2023-12-30 (default 7: the real weeks)")
+    parser.add_argument(
+        "--year-weeks", type=int, default=YEAR_WEEKS,
+        help=f"weeks in the year scenario (default {YEAR_WEEKS}: the 7 real weeks, then synthetic full-size weeks; 0 skips it)",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="alternating repeats of each measurement (default 3)")
     parser.add_argument("--readings", type=int, default=250_000, help="readings in each synthetic week (default 250,000)")
     parser.add_argument("--import-repeats", type=int, default=5, help="fresh interpreters per import timing (default 5)")
@@ -451,6 +524,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.smoke:
         args.weeks, args.repeats, args.readings, args.import_repeats = SMOKE_WEEKS, 1, SMOKE_READINGS, 1
+        args.year_weeks = 0
     if args.weeks < 1 or args.repeats < 1 or args.readings < 1 or args.import_repeats < 1:
         parser.error("--weeks, --repeats, --readings and --import-repeats must be at least 1")
     args.argv = argv
