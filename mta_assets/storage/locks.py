@@ -46,7 +46,7 @@ def week_lock(
     deadline = time.monotonic() + wait_s
     while not store.create_if_absent(key, body.encode()):
         holder = _holder(store, key)
-        if holder is not None and time.time() - float(holder.get("since", 0)) > ttl_s:
+        if holder is not None and _abandoned(holder, ttl_s):
             store.delete(key)  # its holder died mid-commit; the objects it wrote are whole (atomic puts)
             continue
         if time.monotonic() >= deadline:
@@ -57,6 +57,20 @@ def week_lock(
         yield
     finally:
         store.delete(key)
+
+
+def _abandoned(holder: dict, ttl_s: float) -> bool:
+    """A lock whose holder is a dead process on this host, or older than its time to live."""
+    if time.time() - float(holder.get("since", 0)) > ttl_s:
+        return True
+    if holder.get("host") == socket.gethostname() and holder.get("pid"):
+        try:
+            os.kill(int(holder["pid"]), 0)
+        except ProcessLookupError:
+            return True
+        except (PermissionError, ValueError):
+            return False
+    return False
 
 
 def _holder(store: LockStore, key: str) -> dict | None:

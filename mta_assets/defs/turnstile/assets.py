@@ -33,6 +33,7 @@ from mta_assets.storage.staging import RunStaging
 GROUP = "mta_turnstile"
 DEFAULT_GZIP_LEVEL = 6  # README "Compression level": 19% smaller than 1, a quarter of 9's time
 READINGS_KEY = dg.AssetKey(READINGS)
+CANCEL_GRACE_S = 6.0  # Dagster's Terminate should end the run within 10 s
 
 # Single-run backfills (a beta parameter) are what make a range one run: chosen knowingly,
 # so that the warning is not repeated by every command that loads the code location.
@@ -192,7 +193,8 @@ class _RangeRunner:
     def run(self, ctx: WeekContext) -> None:
         pending = iter(self.weeks)
         in_flight: dict[Future, str] = {}
-        with ThreadPoolExecutor(max_workers=self.config.weeks_in_flight, thread_name_prefix="mta-week") as pool:
+        pool = ThreadPoolExecutor(max_workers=self.config.weeks_in_flight, thread_name_prefix="mta-week")
+        try:
             while True:
                 while len(in_flight) < self.config.weeks_in_flight:
                     week = next(pending, None)
@@ -203,26 +205,34 @@ class _RangeRunner:
                     break
                 done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                 for future in done:
-                    week = in_flight.pop(future)
-                    try:
-                        result = future.result()
-                    except WeekFailed as failure:
-                        self.failures[week] = failure
-                        self._log_checks(week, failure.outcomes)
-                        self.context.log.error(f"{failure} ({self._progress()})")
-                        continue
-                    except Exception as exc:  # a bug, not a week's fault: still name the week
-                        failure = WeekFailed(week, f"week {week}: {type(exc).__name__}: {exc}", permanent=True)
-                        self.failures[week] = failure
-                        self.context.log.error(f"{failure} ({self._progress()})")
-                        continue
-                    with self._rows_lock:
-                        self._rows_seen[week] = result.rows
-                    self.results[week] = result
-                    self._log_checks(week, result.outcomes)
-                    self.context.log.info(
-                        f"week {week} committed: {result.rows:,} rows in {result.seconds:.1f} s ({self._progress()})"
-                    )
+                    self._collect(in_flight.pop(future), future)
+        except BaseException:
+            # Terminate (SIGTERM, the UI's Terminate button): no new stage starts, a week
+            # being committed gets a few seconds to finish its commit, the rest is dropped.
+            ctx.cancel.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+            wait(in_flight, timeout=CANCEL_GRACE_S)
+            raise
+        pool.shutdown(wait=True)
+
+    def _collect(self, week: str, future: Future) -> None:
+        try:
+            result = future.result()
+        except WeekFailed as failure:
+            self.failures[week] = failure
+            self._log_checks(week, failure.outcomes)
+            self.context.log.error(f"{failure} ({self._progress()})")
+            return
+        except Exception as exc:  # a bug, not a week's fault: still name the week
+            failure = WeekFailed(week, f"week {week}: {type(exc).__name__}: {exc}", permanent=True)
+            self.failures[week] = failure
+            self.context.log.error(f"{failure} ({self._progress()})")
+            return
+        with self._rows_lock:
+            self._rows_seen[week] = result.rows
+        self.results[week] = result
+        self._log_checks(week, result.outcomes)
+        self.context.log.info(f"week {week} committed: {result.rows:,} rows in {result.seconds:.1f} s ({self._progress()})")
 
     def _progress(self) -> str:
         finished = len(self.results) + len(self.failures)

@@ -73,6 +73,7 @@ class WeekContext:
     station_key: Any = None
     lock_wait_s: float = 300.0
     log: Callable[[str], None] = lambda message: None
+    cancel: threading.Event = dataclasses.field(default_factory=threading.Event)
 
 
 @dataclasses.dataclass
@@ -117,6 +118,7 @@ def process_week(week: str, ctx: WeekContext) -> WeekResult:
         if ctx.plan.writes_gzip or ctx.plan.downloads:
             gz_path = folder / (staged.file_name.removesuffix(".txt") + ".csv.gz")
             gz_seconds = gzip_file(staged.path, gz_path, ctx.plan.gzip_level)
+        _stop_if_cancelled(week, ctx)
         outcomes, table_path, table_metadata, rows = _parse_and_validate(week, ctx, staged, folder)
         failed = blocking_failures(outcomes)
         if failed:
@@ -135,6 +137,7 @@ def process_week(week: str, ctx: WeekContext) -> WeekResult:
             objects.append((RAW, staged.path, ".txt"))
         if ctx.plan.writes_table:
             objects.append((READINGS, table_path, ".parquet"))
+        _stop_if_cancelled(week, ctx)
         stored = _commit(week, ctx, staged, objects)
         ctx.staging.note_usage()
         metadata = _metadata(week, ctx, staged, stored, table_metadata, gz_path, locals().get("gz_seconds"))
@@ -151,6 +154,11 @@ def process_week(week: str, ctx: WeekContext) -> WeekResult:
             _keep_only_download(folder)
         else:
             ctx.staging.done(week)
+
+
+def _stop_if_cancelled(week: str, ctx: WeekContext) -> None:
+    if ctx.cancel.is_set():
+        raise WeekFailed(week, f"week {week}: the run was terminated before its objects were committed", permanent=True)
 
 
 def _keep_only_download(folder: Path) -> None:
