@@ -160,3 +160,67 @@ def test_a_retry_after_a_lake_outage_does_not_download_again(mirror: MirrorServe
     assert result.success, [e.message for e in result.all_events if e.is_failure]
     assert len(downloads) == 1
     assert staged_files() == []
+
+
+class TrickleServer(OneFileServer):
+    """Sends the headers, then 100 bytes every half second: a download that would take hours."""
+
+    def __init__(self, body: bytes):
+        super().__init__(body)
+        self.started = threading.Event()
+        owner = self
+        handler = self.server.RequestHandlerClass
+
+        def do_get(request) -> None:
+            request.send_response(200)
+            request.send_header("Content-Type", "text/plain")
+            request.send_header("Content-Length", str(len(owner.body)))
+            request.end_headers()
+            owner.started.set()
+            for start in range(0, len(owner.body), 100):
+                try:
+                    request.wfile.write(owner.body[start : start + 100])
+                    request.wfile.flush()
+                except OSError:
+                    return
+                if owner.stopping.wait(0.5):
+                    return
+
+        handler.do_GET = do_get
+        self.stopping = threading.Event()
+
+    def __exit__(self, *exc) -> None:
+        self.stopping.set()
+        super().__exit__(*exc)
+
+
+def test_sigterm_stops_a_run_within_ten_seconds_without_a_retry_and_leaves_the_lake_as_it_was(tmp_path: Path):
+    import time
+
+    lake_dir = tmp_path / "lake"
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    with TrickleServer(week_bytes(WEEK, readings=3000)) as server:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DAGSTER_")}
+        env.update(DAGSTER_HOME=str(home), MTA_SOURCE_URL=server.url, MTA_LAKE_URL=str(lake_dir), PYTHONWARNINGS="ignore")
+        process = subprocess.Popen(
+            [str(Path(sys.executable).with_name("dagster")), "asset", "materialize", "-m", "mta_assets.definitions",
+             "--select", "turnstile_csv*", "--partition", WEEK],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        try:
+            assert server.started.wait(60), "the download never started"
+            sent = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            output, _ = process.communicate(timeout=30)
+            took = time.monotonic() - sent
+        finally:
+            if process.poll() is None:
+                process.kill()
+    assert took < 10, f"took {took:.1f} s to stop"
+    assert process.returncode != 0
+    text = output.decode(errors="replace")
+    assert "STEP_RESTARTED" not in text and "Retrying" not in text
+    assert not any(p.is_file() for p in lake_dir.rglob("*")) if lake_dir.exists() else True
+    assert staged_files() == [] or all("run-" in str(p) for p in staged_files())

@@ -13,7 +13,7 @@ import os
 import threading
 import time
 import warnings
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +148,26 @@ def turnstile_weeks(context: dg.AssetExecutionContext, config: TurnstileConfig, 
     yield from runner.report(staging)
 
 
+def _start_week(week: str, ctx: WeekContext) -> Future:
+    """Run one week on its own daemon thread.
+
+    Daemon threads, not a ThreadPoolExecutor: the interpreter joins an executor's threads
+    at exit, so a terminated run would wait for a download in progress to finish.
+    """
+    future: Future = Future()
+
+    def work() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(process_week(week, ctx))
+        except BaseException as exc:  # handed to the main thread, which names the week
+            future.set_exception(exc)
+
+    threading.Thread(target=work, name=f"mta-week-{week}", daemon=True).start()
+    return future
+
+
 def _station_key(path: str | None):
     if not path:
         return None
@@ -193,27 +213,34 @@ class _RangeRunner:
     def run(self, ctx: WeekContext) -> None:
         pending = iter(self.weeks)
         in_flight: dict[Future, str] = {}
-        pool = ThreadPoolExecutor(max_workers=self.config.weeks_in_flight, thread_name_prefix="mta-week")
         try:
             while True:
                 while len(in_flight) < self.config.weeks_in_flight:
                     week = next(pending, None)
                     if week is None:
                         break
-                    in_flight[pool.submit(process_week, week, ctx)] = week
+                    in_flight[_start_week(week, ctx)] = week
                 if not in_flight:
                     break
-                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                # A timeout, so the main thread wakes up to run signal handlers: a SIGTERM the
+                # kernel delivers to a worker thread would otherwise wait for a week to end.
+                done, _ = wait(in_flight, timeout=0.25, return_when=FIRST_COMPLETED)
                 for future in done:
                     self._collect(in_flight.pop(future), future)
-        except BaseException:
+        except BaseException as exc:
             # Terminate (SIGTERM, the UI's Terminate button): no new stage starts, a week
             # being committed gets a few seconds to finish its commit, the rest is dropped.
             ctx.cancel.set()
-            pool.shutdown(wait=False, cancel_futures=True)
             wait(in_flight, timeout=CANCEL_GRACE_S)
-            raise
-        pool.shutdown(wait=True)
+            if isinstance(exc, Exception):
+                raise
+            # An interrupt is not a transient error: the step's RetryPolicy must not run it again.
+            weeks = ", ".join(sorted(in_flight.values()))
+            raise dg.Failure(
+                f"the run was terminated ({type(exc).__name__}); week(s) {weeks or 'none'} were not committed "
+                "and keep their previous objects",
+                allow_retries=False,
+            ) from exc
 
     def _collect(self, week: str, future: Future) -> None:
         try:
