@@ -571,6 +571,7 @@ CHART_VALUES = {
     "dagster-user-deployments": {
         "enabled": bool,
         "enableSubchart": bool,
+        "serviceAccount": {"create": bool, "name": str, "annotations": OPEN},
         "imagePullSecrets": [OPEN],
         "deployments": [
             {
@@ -725,7 +726,7 @@ def test_k8s_helm_values_kubernetes_parts_pass_the_schema_where_the_chart_puts_t
             "template": {
                 "metadata": {"labels": labels},
                 "spec": {
-                    "serviceAccountName": values["serviceAccount"]["name"],
+                    "serviceAccountName": values["dagster-user-deployments"]["serviceAccount"]["name"],
                     "securityContext": deployment["podSecurityContext"],
                     "volumes": deployment["volumes"],
                     "containers": [
