@@ -1,11 +1,14 @@
 """The deployment files load and agree with each other.
 
-No Docker engine runs on these machines, so the images are never built here. What is
-checked instead: both ``dagster.yaml`` files load into real instances (every section
-validated by Dagster itself), both ``workspace.yaml`` files load the code location (the
-compose one through a code server started with the Dockerfile's own command and probed
-with its HEALTHCHECK command), the compose file wires the four services together, and
-the Dockerfiles pass hadolint and the points the deployment relies on.
+No Docker engine and no Kubernetes cluster run on these machines, so the images are never
+built and nothing is deployed here. What is checked instead: the three ``dagster.yaml``
+files load into real instances (every section validated by Dagster itself, the Kubernetes
+one with a real ``K8sRunLauncher``), both ``workspace.yaml`` files load the code location
+(the compose one through a code server started with the Dockerfile's own command and
+probed with its HEALTHCHECK command), the compose file wires the four services together,
+the Dockerfiles pass hadolint and the points the deployment relies on, and the Kubernetes
+manifests, the run Job and the Helm values pass the Kubernetes schema and the chart's
+structure (see the Kubernetes section below).
 """
 
 from __future__ import annotations
