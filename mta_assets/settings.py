@@ -16,3 +16,13 @@ def int_from_env(name: str, default: int, lowest: int, highest: int | None = Non
         bounds = f"{lowest}..{highest}" if highest is not None else f">= {lowest}"
         raise ValueError(f"{name}={value} is outside {bounds}{'; ' + why if why else ''}")
     return value
+
+
+def weeks_per_run() -> int:
+    """How many weeks one backfill run takes (``MTA_WEEKS_PER_RUN``); 0, the default, means a whole range in one run."""
+    return int_from_env(
+        "MTA_WEEKS_PER_RUN",
+        0,
+        0,
+        why="0 (or unset) runs a whole range in one run, N splits a backfill into runs of N weeks",
+    )

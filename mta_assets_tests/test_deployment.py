@@ -1,11 +1,14 @@
 """The deployment files load and agree with each other.
 
-No Docker engine runs on these machines, so the images are never built here. What is
-checked instead: both ``dagster.yaml`` files load into real instances (every section
-validated by Dagster itself), both ``workspace.yaml`` files load the code location (the
-compose one through a code server started with the Dockerfile's own command and probed
-with its HEALTHCHECK command), the compose file wires the four services together, and
-the Dockerfiles pass hadolint and the points the deployment relies on.
+No Docker engine and no Kubernetes cluster run on these machines, so the images are never
+built and nothing is deployed here. What is checked instead: the three ``dagster.yaml``
+files load into real instances (every section validated by Dagster itself, the Kubernetes
+one with a real ``K8sRunLauncher``), both ``workspace.yaml`` files load the code location
+(the compose one through a code server started with the Dockerfile's own command and
+probed with its HEALTHCHECK command), the compose file wires the four services together,
+the Dockerfiles pass hadolint and the points the deployment relies on, and the Kubernetes
+manifests, the run Job and the Helm values pass the Kubernetes schema and the chart's
+structure (see the Kubernetes section below).
 """
 
 from __future__ import annotations
@@ -148,11 +151,17 @@ def test_production_instance_refuses_to_load_without_its_database_settings(tmp_p
         instance_from(DEPLOY / "dagster.yaml", tmp_path / "home", monkeypatch, env)
 
 
-def test_run_containers_receive_every_setting_the_code_reads():
+def settings_read_by_code() -> set[str]:
+    """Every MTA_* variable the package reads, in any subpackage, less those run containers never need."""
     read_by_code = set()
-    for source in (REPO / "mta_assets").glob("*.py"):
-        read_by_code |= set(re.findall(r"\"(MTA_[A-Z0-9_]+|GOOGLE_APPLICATION_CREDENTIALS)\"", source.read_text()))
-    missing = sorted(read_by_code - NOT_FOR_RUN_CONTAINERS - set(launcher_env_vars()))
+    for source in (REPO / "mta_assets").rglob("*.py"):
+        read_by_code |= set(re.findall(r"[\"'](MTA_[A-Z0-9_]+|GOOGLE_APPLICATION_CREDENTIALS)[\"']", source.read_text()))
+    return read_by_code - NOT_FOR_RUN_CONTAINERS
+
+
+def test_run_containers_receive_every_setting_the_code_reads():
+    assert "MTA_WEEKS_PER_RUN" in settings_read_by_code()
+    missing = sorted(settings_read_by_code() - set(launcher_env_vars()))
     assert missing == [], f"add to run_launcher.config.env_vars in deploy/dagster.yaml: {missing}"
 
 
@@ -342,3 +351,523 @@ def test_dagster_image_serves_the_production_instance_and_workspace():
     installed = " ".join(instructions["RUN"])
     for package in ("dagster", "dagster-webserver", "dagster-postgres", "dagster-docker"):
         assert f'"{package}==' in installed
+
+
+# -- Kubernetes profile (deploy/k8s) --------------------------------------------------
+#
+# No cluster and no Helm binary here. What is checked: the instance loads with a real
+# K8sRunLauncher (its kubeconfig read from a file the test writes, as dagster-k8s allows
+# offline: no request reaches an API server), the Job that launcher would create for a run
+# is built by dagster-k8s's own job builder and passes the Kubernetes schema, every plain
+# manifest passes the schema (kubernetes-validate, strict: unknown fields fail), the Helm
+# values use only keys of the chart's documented structure and their Kubernetes parts pass
+# the schema inside the objects the chart puts them in, and values and instance agree.
+
+K8S = DEPLOY / "k8s"
+# Kubernetes releases the manifests must suit: the oldest one still supported by the
+# large providers when this was written, and the newest kubernetes-validate knows.
+K8S_VERSIONS = ["1.31.0", None]
+K8S_RUN_IMAGE = "registry.example.com/mta-assets:2024.01"
+# Set by the chart on the daemon and the webserver (read by deploy/k8s/dagster.yaml).
+K8S_CHART_ENV = {
+    "DAGSTER_PG_PASSWORD": "secret-from-dagster-postgresql-secret",
+    "DAGSTER_K8S_INSTANCE_CONFIG_MAP": "mta-dagster-instance",
+    "DAGSTER_K8S_PG_PASSWORD_SECRET": "dagster-postgresql-secret",
+    "DAGSTER_K8S_PIPELINE_RUN_ENV_CONFIGMAP": "mta-dagster-pipeline-env",
+}
+
+
+def k8s_validate(manifest: dict) -> None:
+    import kubernetes_validate
+
+    for version in K8S_VERSIONS:
+        try:
+            kubernetes_validate.validate(manifest, version or kubernetes_validate.latest_version(), strict=True)
+        except kubernetes_validate.ValidationError as error:
+            raise AssertionError(f"{manifest['kind']} {manifest['metadata'].get('name')}: {error.message} at {list(error.path)}") from None
+
+
+def k8s_values() -> dict:
+    return read_yaml(K8S / "values.yaml")
+
+
+def k8s_manifests() -> list[dict]:
+    return [doc for path in sorted((K8S / "manifests").glob("*.yaml")) for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def kubeconfig(path: Path) -> Path:
+    """A kubeconfig naming a loopback API server that nothing listens on: enough to build the client."""
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "offline", "cluster": {"server": f"https://127.0.0.1:{free_port()}"}}],
+                "users": [{"name": "offline", "user": {"token": "not-a-token"}}],
+                "contexts": [{"name": "offline", "context": {"cluster": "offline", "user": "offline", "namespace": "mta"}}],
+                "current-context": "offline",
+            }
+        )
+    )
+    return path
+
+
+def k8s_offline_config(tmp_path: Path, storage: dict | None = None) -> dict:
+    """deploy/k8s/dagster.yaml with two changes only: the kubeconfig comes from a file instead
+    of the pod's service account, and (unless given) storage is SQLite instead of PostgreSQL."""
+    config = read_yaml(K8S / "dagster.yaml")
+    assert config["run_launcher"]["config"]["load_incluster_config"] is True
+    config["run_launcher"]["config"]["load_incluster_config"] = False
+    config["run_launcher"]["config"]["kubeconfig_file"] = str(kubeconfig(tmp_path / "kubeconfig"))
+    config["storage"] = storage or {"sqlite": {"base_dir": str(tmp_path / "storage")}}
+    return config
+
+
+def run_worker_job(launcher, run: dg.DagsterRun) -> dict:
+    """The Job manifest the launcher sends for ``run``, built the way its launch_run builds it."""
+    from dagster_k8s.job import construct_dagster_k8s_job, get_job_name_from_run_id
+    from kubernetes.client import ApiClient
+
+    context = launcher.get_container_context_for_run(run)
+    name = get_job_name_from_run_id(run.run_id)
+    job = construct_dagster_k8s_job(
+        job_config=context.get_k8s_job_config(job_image=K8S_RUN_IMAGE, run_launcher=launcher),
+        args=["dagster", "api", "execute_run", "{}"],
+        job_name=name,
+        pod_name=name,
+        component="run_worker",
+        user_defined_k8s_config=context.run_k8s_config,
+        labels={"dagster/job": run.job_name, "dagster/run-id": run.run_id},
+    )
+    return ApiClient().sanitize_for_serialization(job)
+
+
+def test_k8s_instance_loads_the_k8s_run_launcher_and_the_queue(tmp_path, monkeypatch):
+    from dagster_k8s import K8sRunLauncher
+
+    with instance_from(k8s_offline_config(tmp_path), tmp_path / "home", monkeypatch, K8S_CHART_ENV) as instance:
+        launcher = instance.run_launcher
+        assert isinstance(launcher, K8sRunLauncher)
+        assert launcher.job_namespace == "mta"
+        assert launcher.instance_config_map == "mta-dagster-instance"
+        assert launcher.postgres_password_secret == "dagster-postgresql-secret"
+        assert launcher.env_config_maps == ["mta-dagster-pipeline-env", "mta-settings"]
+        assert launcher.env_secrets == ["mta-secrets"]
+        assert launcher.fail_pod_on_run_failure is True
+        assert isinstance(instance.run_coordinator, dg.QueuedRunCoordinator)
+        run_queue = instance.get_concurrency_config().run_queue_config
+        assert run_queue.max_concurrent_runs == 8
+        assert run_queue.tag_concurrency_limits == [
+            {"key": "dagster/backfill", "value": {"applyLimitPerUniqueValue": True}, "limit": 6}
+        ]
+        assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
+        assert instance.run_monitoring_enabled
+        assert instance.get_settings("telemetry") == {"enabled": False}
+
+
+def test_k8s_run_worker_job_passes_the_kubernetes_schema(tmp_path, monkeypatch):
+    with instance_from(k8s_offline_config(tmp_path), tmp_path / "home", monkeypatch, K8S_CHART_ENV) as instance:
+        run = dg.DagsterRun(job_name="mta_turnstile_job", run_id="6e0d3c1a-0000-4000-8000-000000000001")
+        job = run_worker_job(instance.run_launcher, run)
+    k8s_validate(job)
+
+    spec = job["spec"]
+    assert spec["backoffLimit"] == 0 and spec["ttlSecondsAfterFinished"] == 86400
+    pod = spec["template"]["spec"]
+    assert pod["serviceAccountName"] == "mta-dagster" and pod["restartPolicy"] == "Never"
+    assert pod["securityContext"] == {"fsGroup": 10001, "seccompProfile": {"type": "RuntimeDefault"}}
+    (container,) = pod["containers"]
+    assert container["image"] == K8S_RUN_IMAGE
+    assert {"configMapRef": {"name": "mta-settings"}} in container["envFrom"]
+    assert {"secretRef": {"name": "mta-secrets"}} in container["envFrom"]
+    assert container["securityContext"]["runAsUser"] == 10001 and container["securityContext"]["runAsNonRoot"]
+    # Staging is bounded by the pod, and the image's MTA_STAGING_DIR is where it is mounted.
+    staging = next(volume for volume in pod["volumes"] if volume["name"] == "mta-staging")
+    assert staging == {"name": "mta-staging", "emptyDir": {"sizeLimit": "2Gi"}}
+    staging_dir = re.search(r"MTA_STAGING_DIR=(\S+)", " ".join(dockerfile_instructions(REPO / "Dockerfile")["ENV"])).group(1)
+    assert {"name": "mta-staging", "mountPath": staging_dir} in container["volumeMounts"]
+    assert container["resources"]["limits"]["memory"] == "2Gi"
+
+
+def test_k8s_instance_refuses_a_misspelled_launcher_setting(tmp_path, monkeypatch):
+    config = k8s_offline_config(tmp_path)
+    config["run_launcher"]["config"]["job_namspace"] = "mta"
+    with instance_from(config, tmp_path / "home", monkeypatch, K8S_CHART_ENV) as instance:
+        with pytest.raises(dg.DagsterInvalidConfigError, match="job_namspace"):
+            instance.run_launcher
+
+
+@pytest.mark.postgres
+def test_k8s_instance_loads_its_postgres_storage(tmp_path, monkeypatch, postgres_database: PostgresDatabase):
+    """The k8s storage section as written, pointed at the test's own database."""
+    storage = read_yaml(K8S / "dagster.yaml")["storage"]
+    db = storage["postgres"]["postgres_db"]
+    assert db["password"] == {"env": "DAGSTER_PG_PASSWORD"} and db["scheme"] == "postgresql+psycopg2"
+    env = postgres_database.dagster_env()
+    db.update(
+        username=env["DAGSTER_POSTGRES_USER"],
+        hostname=env["DAGSTER_POSTGRES_HOST"],
+        db_name=env["DAGSTER_POSTGRES_DB"],
+        port=int(env["DAGSTER_POSTGRES_PORT"]),
+    )
+    chart_env = {**K8S_CHART_ENV, "DAGSTER_PG_PASSWORD": env["DAGSTER_POSTGRES_PASSWORD"]}
+    with instance_from(k8s_offline_config(tmp_path, storage), tmp_path / "home", monkeypatch, chart_env) as instance:
+        assert isinstance(instance.run_storage, PostgresRunStorage)
+        assert instance.get_runs() == []
+
+
+def test_k8s_manifests_pass_the_kubernetes_schema():
+    manifests = k8s_manifests()
+    assert {(m["kind"], m["metadata"]["name"]) for m in manifests} == {
+        ("ConfigMap", "mta-settings"),
+        ("Secret", "mta-secrets"),
+        ("Secret", "dagster-postgresql-secret"),
+    }
+    for manifest in manifests:
+        k8s_validate(manifest)
+
+
+def test_k8s_a_manifest_with_a_misspelled_field_is_refused():
+    """The schema check is strict: it would catch a typo, not only a missing kind."""
+    config_map = next(m for m in k8s_manifests() if m["kind"] == "ConfigMap")
+    with pytest.raises(AssertionError, match="datta"):
+        k8s_validate({**config_map, "datta": config_map["data"]})
+
+
+def test_k8s_pods_receive_every_setting_the_code_reads():
+    manifests = {m["metadata"]["name"]: m for m in k8s_manifests()}
+    provided = set(manifests["mta-settings"]["data"]) | set(manifests["mta-secrets"]["stringData"])
+    missing = sorted(settings_read_by_code() - provided)
+    assert missing == [], f"add to deploy/k8s/manifests (mta-settings, or mta-secrets if secret): {missing}"
+    assert provided - settings_read_by_code() == {"GOOGLE_APPLICATION_CREDENTIALS"}
+    # Secrets stay out of the ConfigMap.
+    assert not {name for name in manifests["mta-settings"]["data"] if re.search(r"PASSWORD|WEBHOOK|CREDENTIALS$", name) and name.startswith("MTA_")}
+    # The chart reads the PostgreSQL password under this key of this Secret.
+    assert k8s_values()["global"]["postgresqlSecretName"] == "dagster-postgresql-secret"
+    assert "postgresql-password" in manifests["dagster-postgresql-secret"]["stringData"]
+    # What the code server and the runs read comes from the same two objects.
+    values = k8s_values()
+    (deployment,) = values["dagster-user-deployments"]["deployments"]
+    launcher = values["runLauncher"]["config"]["k8sRunLauncher"]
+    for key in ("envConfigMaps", "envSecrets"):
+        assert deployment[key] == launcher[key]
+    assert launcher["envConfigMaps"] == [{"name": "mta-settings"}] and launcher["envSecrets"] == [{"name": "mta-secrets"}]
+
+
+# The structure of the chart's values (dagster/dagster 1.13) for the sections this profile
+# sets: the keys of the chart's values.yaml and values.schema.json, as documented; the
+# schema itself is not shipped in any package this machine can install, so it is not
+# loaded here. OPEN marks a free-form map (labels, a raw Kubernetes object: those are
+# validated against the Kubernetes schema by the next test). Unknown keys fail.
+OPEN = object()
+K8S_OBJECT = OPEN
+IMAGE = {"repository": str, "tag": str, "pullPolicy": str}
+ENV_SOURCES = [{"name": str, "optional": bool}]
+K8S_POD_PARTS = {
+    "podSecurityContext": K8S_OBJECT,
+    "securityContext": K8S_OBJECT,
+    "resources": K8S_OBJECT,
+    "volumes": [K8S_OBJECT],
+    "volumeMounts": [K8S_OBJECT],
+}
+CHART_VALUES = {
+    "serviceAccount": {"create": bool, "name": str, "annotations": OPEN},
+    "dagster-user-deployments": {
+        "enabled": bool,
+        "enableSubchart": bool,
+        "serviceAccount": {"create": bool, "name": str, "annotations": OPEN},
+        "imagePullSecrets": [OPEN],
+        "deployments": [
+            {
+                "name": str,
+                "image": IMAGE,
+                "port": int,
+                "dagsterApiGrpcArgs": [str],
+                "codeServerArgs": [str],
+                "includeConfigInLaunchedRuns": {"enabled": bool},
+                "env": OPEN,
+                "envConfigMaps": ENV_SOURCES,
+                "envSecrets": ENV_SOURCES,
+                "annotations": OPEN,
+                "nodeSelector": OPEN,
+                "affinity": K8S_OBJECT,
+                "tolerations": [K8S_OBJECT],
+                "livenessProbe": K8S_OBJECT,
+                "readinessProbe": K8S_OBJECT,
+                "startupProbe": K8S_OBJECT,
+                "labels": OPEN,
+                "schedulerName": str,
+                **K8S_POD_PARTS,
+            }
+        ],
+    },
+    "runLauncher": {
+        "type": {"K8sRunLauncher", "CeleryK8sRunLauncher", "CustomRunLauncher"},
+        "config": {
+            "k8sRunLauncher": {
+                "image": IMAGE,
+                "imagePullPolicy": {"Always", "IfNotPresent", "Never"},
+                "jobNamespace": str,
+                "loadInclusterConfig": bool,
+                "kubeconfigFile": str,
+                "envConfigMaps": ENV_SOURCES,
+                "envSecrets": ENV_SOURCES,
+                "envVars": [str],
+                "volumeMounts": [K8S_OBJECT],
+                "volumes": [K8S_OBJECT],
+                "labels": OPEN,
+                "failPodOnRunFailure": bool,
+                "resources": K8S_OBJECT,
+                "schedulerName": str,
+                "securityContext": K8S_OBJECT,
+                "runK8sConfig": {
+                    "containerConfig": K8S_OBJECT,
+                    "podSpecConfig": K8S_OBJECT,
+                    "podTemplateSpecMetadata": K8S_OBJECT,
+                    "jobSpecConfig": K8S_OBJECT,
+                    "jobMetadata": K8S_OBJECT,
+                },
+            }
+        },
+    },
+    "dagsterDaemon": {
+        "runCoordinator": {
+            "enabled": bool,
+            "type": {"QueuedRunCoordinator", "CustomRunCoordinator"},
+            "config": {
+                "queuedRunCoordinator": {
+                    "maxConcurrentRuns": int,
+                    "tagConcurrencyLimits": [OPEN],
+                    "dequeueIntervalSeconds": int,
+                    "dequeueUseThreads": bool,
+                    "dequeueNumWorkers": int,
+                }
+            },
+        },
+        "runRetries": {"enabled": bool, "maxRetries": int, "retryOnAssetOrOpFailure": bool},
+        "runMonitoring": {
+            "enabled": bool,
+            "startTimeoutSeconds": int,
+            "cancelTimeoutSeconds": int,
+            "maxResumeRunAttempts": int,
+            "pollIntervalSeconds": int,
+            "freeSlotsAfterRunEndSeconds": int,
+        },
+    },
+    "concurrency": {
+        "enabled": bool,
+        "pools": {"defaultLimit": int, "granularity": {"run", "op"}, "opGranularityRunBuffer": int},
+        "runs": {"maxConcurrentRuns": int, "tagConcurrencyLimits": [{"key": str, "value": OPEN, "limit": int}]},
+    },
+    "postgresql": {
+        "enabled": bool,
+        "image": OPEN,
+        "postgresqlHost": str,
+        "postgresqlUsername": str,
+        "postgresqlPassword": str,
+        "postgresqlDatabase": str,
+        "postgresqlParams": OPEN,
+        "postgresqlScheme": str,
+        "service": {"port": int},
+    },
+    "generatePostgresqlPasswordSecret": bool,
+    "global": {"postgresqlSecretName": str, "dagsterHome": str, "serviceAccountName": str, "celeryConfigSecretName": str},
+    "retention": {
+        "enabled": bool,
+        "schedule": {"purgeAfterDays": OPEN},
+        "sensor": {"purgeAfterDays": OPEN},
+        "autoMaterialize": {"purgeAfterDays": OPEN},
+    },
+    "telemetry": {"enabled": bool},
+}
+
+
+def structure_errors(value, shape, where: str = "values") -> list[str]:
+    if shape is OPEN:
+        return []
+    if isinstance(shape, dict):
+        if not isinstance(value, dict):
+            return [f"{where}: expected a map, got {value!r}"]
+        errors = [f"{where}.{key}: not a key of the chart's values" for key in value if key not in shape]
+        for key in value.keys() & shape.keys():
+            errors += structure_errors(value[key], shape[key], f"{where}.{key}")
+        return errors
+    if isinstance(shape, list):
+        if not isinstance(value, list):
+            return [f"{where}: expected a list, got {value!r}"]
+        return [error for i, item in enumerate(value) for error in structure_errors(item, shape[0], f"{where}[{i}]")]
+    if isinstance(shape, set):
+        return [] if value in shape else [f"{where}: {value!r} is not one of {sorted(shape)}"]
+    if shape is int and isinstance(value, bool) or not isinstance(value, shape):
+        return [f"{where}: expected {shape.__name__}, got {value!r}"]
+    return []
+
+
+def test_k8s_helm_values_use_only_the_charts_keys():
+    assert structure_errors(k8s_values(), CHART_VALUES) == []
+    # The checker itself: a misspelled key or a wrong type is reported.
+    broken = k8s_values()
+    broken["runLauncher"]["config"]["k8sRunLauncher"]["envSecret"] = []
+    broken["concurrency"]["runs"]["maxConcurrentRuns"] = "8"
+    assert sorted(structure_errors(broken, CHART_VALUES)) == [
+        "values.concurrency.runs.maxConcurrentRuns: expected int, got '8'",
+        "values.runLauncher.config.k8sRunLauncher.envSecret: not a key of the chart's values",
+    ]
+
+
+def test_k8s_helm_values_kubernetes_parts_pass_the_schema_where_the_chart_puts_them():
+    """The code server's pod parts go into a Deployment, the run launcher's into a Job, as the chart renders them."""
+    values = k8s_values()
+    (deployment,) = values["dagster-user-deployments"]["deployments"]
+    image = f"{deployment['image']['repository']}:{deployment['image']['tag']}"
+    labels = {"app.kubernetes.io/part-of": "mta"}
+    code_server = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": deployment["name"], "labels": labels},
+        "spec": {
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "serviceAccountName": values["dagster-user-deployments"]["serviceAccount"]["name"],
+                    "securityContext": deployment["podSecurityContext"],
+                    "volumes": deployment["volumes"],
+                    "containers": [
+                        {
+                            "name": "dagster-user-deployments",
+                            "image": image,
+                            "imagePullPolicy": deployment["image"]["pullPolicy"],
+                            "args": ["dagster", "code-server", "start", "-h", "0.0.0.0", "-p", str(deployment["port"]), *deployment["codeServerArgs"]],
+                            "ports": [{"containerPort": deployment["port"]}],
+                            "envFrom": [{"configMapRef": s} for s in deployment["envConfigMaps"]] + [{"secretRef": s} for s in deployment["envSecrets"]],
+                            "securityContext": deployment["securityContext"],
+                            "resources": deployment["resources"],
+                            "volumeMounts": deployment["volumeMounts"],
+                        }
+                    ],
+                },
+            },
+        },
+    }
+    k8s_validate(code_server)
+
+    launcher = values["runLauncher"]["config"]["k8sRunLauncher"]
+    run_k8s = launcher["runK8sConfig"]
+    run_job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "dagster-run-example", "labels": launcher["labels"]},
+        "spec": {
+            **run_k8s["jobSpecConfig"],
+            "template": {
+                "metadata": {"labels": launcher["labels"]},
+                "spec": {
+                    **run_k8s["podSpecConfig"],
+                    "restartPolicy": "Never",
+                    "volumes": launcher["volumes"],
+                    "containers": [
+                        {
+                            "name": "dagster",
+                            "image": image,
+                            "imagePullPolicy": launcher["imagePullPolicy"],
+                            "envFrom": [{"configMapRef": s} for s in launcher["envConfigMaps"]] + [{"secretRef": s} for s in launcher["envSecrets"]],
+                            "securityContext": launcher["securityContext"],
+                            "resources": launcher["resources"],
+                            "volumeMounts": launcher["volumeMounts"],
+                        }
+                    ],
+                },
+            },
+        },
+    }
+    k8s_validate(run_job)
+
+
+def snake_keys(value):
+    """camelCase keys to snake_case, as the chart does when it writes values into dagster.yaml."""
+    if isinstance(value, dict):
+        return {
+            (re.sub(r"(?<!^)([A-Z])", r"_\1", key).lower() if re.fullmatch(r"[a-z][A-Za-z0-9]*", key) else key): snake_keys(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [snake_keys(item) for item in value]
+    return value
+
+
+def test_k8s_instance_says_what_the_helm_values_say():
+    values = k8s_values()
+    values_launcher = values["runLauncher"]["config"]["k8sRunLauncher"]
+    instance = read_yaml(K8S / "dagster.yaml")
+    launcher = instance["run_launcher"]["config"]
+
+    assert values["runLauncher"]["type"] == instance["run_launcher"]["class"] == "K8sRunLauncher"
+    assert launcher["load_incluster_config"] == values_launcher["loadInclusterConfig"] is True
+    assert launcher["job_namespace"] == values_launcher["jobNamespace"]
+    assert launcher["image_pull_policy"] == values_launcher["imagePullPolicy"]
+    assert launcher["service_account_name"] == values["serviceAccount"]["name"]
+    assert launcher["env_config_maps"][1:] == [source["name"] for source in values_launcher["envConfigMaps"]]
+    assert launcher["env_secrets"] == [source["name"] for source in values_launcher["envSecrets"]]
+    for key in ("volumes", "volumeMounts", "resources", "securityContext", "runK8sConfig", "labels", "failPodOnRunFailure"):
+        assert launcher[snake_keys({key: None}).popitem()[0]] == snake_keys(values_launcher[key]), key
+
+    runs = values["concurrency"]["runs"]
+    assert values["concurrency"]["enabled"] and values["dagsterDaemon"]["runCoordinator"]["type"] == "QueuedRunCoordinator"
+    assert instance["concurrency"]["runs"]["max_concurrent_runs"] == runs["maxConcurrentRuns"]
+    assert instance["concurrency"]["runs"]["tag_concurrency_limits"] == runs["tagConcurrencyLimits"]
+    retries, monitoring = values["dagsterDaemon"]["runRetries"], values["dagsterDaemon"]["runMonitoring"]
+    assert instance["run_retries"] == {"enabled": retries["enabled"], "max_retries": retries["maxRetries"]}
+    assert instance["run_monitoring"] == snake_keys(monitoring)
+    assert instance["retention"] == snake_keys({k: v for k, v in values["retention"].items() if k != "enabled"})
+    assert instance["telemetry"] == values["telemetry"]
+
+    postgres, db = values["postgresql"], instance["storage"]["postgres"]["postgres_db"]
+    assert not postgres["enabled"] and not values["generatePostgresqlPasswordSecret"]
+    assert db["hostname"] == postgres["postgresqlHost"] and db["port"] == postgres["service"]["port"]
+    assert db["username"] == postgres["postgresqlUsername"] and db["db_name"] == postgres["postgresqlDatabase"]
+    assert db["scheme"] == postgres["postgresqlScheme"]
+
+
+def test_k8s_code_server_runs_the_images_own_command():
+    (deployment,) = k8s_values()["dagster-user-deployments"]["deployments"]
+    cmd = exec_form(dockerfile_instructions(REPO / "Dockerfile")["CMD"][-1])
+    assert cmd[:3] == ["dagster", "code-server", "start"]
+    assert deployment["codeServerArgs"] == cmd[cmd.index("-m") : cmd.index("-m") + 2]
+    assert str(deployment["port"]) == cmd[cmd.index("-p") + 1] == dockerfile_instructions(REPO / "Dockerfile")["EXPOSE"][0]
+    user = dockerfile_instructions(REPO / "Dockerfile")["USER"][-1]
+    assert deployment["podSecurityContext"]["runAsUser"] == int(user.split(":")[0])
+    # Runs are configured by the launcher alone; the chart would otherwise copy the code
+    # server's resources over the run launcher's.
+    assert deployment["includeConfigInLaunchedRuns"] == {"enabled": False}
+    assert deployment["image"]["tag"] != "latest"
+
+
+# -- backfills spread over runs -------------------------------------------------------
+
+
+def test_backfill_policy_is_one_run_per_range_unless_weeks_per_run_is_set(monkeypatch):
+    from mta_assets.defs.turnstile.partitions import backfill_policy
+
+    monkeypatch.delenv("MTA_WEEKS_PER_RUN", raising=False)
+    assert backfill_policy() == dg.BackfillPolicy.single_run()
+    monkeypatch.setenv("MTA_WEEKS_PER_RUN", "0")
+    assert backfill_policy() == dg.BackfillPolicy.single_run()
+    monkeypatch.setenv("MTA_WEEKS_PER_RUN", "26")
+    assert backfill_policy() == dg.BackfillPolicy.multi_run(26)
+    assert backfill_policy().max_partitions_per_run == 26
+
+
+@pytest.mark.parametrize("raw", ["-1", "two", "2.5"])
+def test_a_bad_weeks_per_run_names_the_variable(monkeypatch, raw):
+    from mta_assets.defs.turnstile.partitions import backfill_policy
+
+    monkeypatch.setenv("MTA_WEEKS_PER_RUN", raw)
+    with pytest.raises(ValueError, match=rf"MTA_WEEKS_PER_RUN='?{re.escape(raw)}"):
+        backfill_policy()
+
+
+def test_the_k8s_profile_sets_weeks_per_run_and_compose_passes_it_on():
+    settings = next(m for m in k8s_manifests() if m["metadata"]["name"] == "mta-settings")["data"]
+    assert int(settings["MTA_WEEKS_PER_RUN"]) > 0
+    assert "MTA_WEEKS_PER_RUN" in compose()["services"]["daemon"]["environment"]

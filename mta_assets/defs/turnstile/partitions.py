@@ -26,5 +26,15 @@ def published_weeks(now: dt.datetime | None = None) -> list[str]:
 
 
 def backfill_policy() -> dg.BackfillPolicy:
-    """TEMPORARY: one run per range (the deploy branch adds MTA_WEEKS_PER_RUN)."""
-    return dg.BackfillPolicy.single_run()
+    """The turnstile assets' backfill policy: one run per range, or runs of ``MTA_WEEKS_PER_RUN`` weeks.
+
+    One run per range is the default because on one machine each run pays Dagster's
+    start-up once; on a cluster, runs of N weeks let the run launcher spread a backfill
+    over several pods at once.
+    """
+    from mta_assets.settings import weeks_per_run
+
+    weeks = weeks_per_run()
+    if weeks == 0:
+        return dg.BackfillPolicy.single_run()
+    return dg.BackfillPolicy.multi_run(max_partitions_per_run=weeks)
