@@ -360,6 +360,8 @@ def markdown_table(report: dict) -> str:
         row(f"(b) {n}-week backfill, `--partition-range`", "ours_backfill"),
         row(f"(c{n}) {n} weeks, plain script", "plain_backfill"),
     ]
+    if "ours_backfill_raw_text" in r:
+        rows.append(row(f"(b') {n}-week backfill storing the raw .txt too", "ours_backfill_raw_text"))
     if "ours_year" in r:
         rows += [row(f"(y) {y}-week year, `--partition-range`", "ours_year"), row(f"(c{y}) {y} weeks, plain script", "plain_year")]
     rows += [
@@ -429,6 +431,7 @@ def run(args: argparse.Namespace) -> dict:
         imports = time_imports(["dagster", "mta_assets.definitions"], args.import_repeats, args.code_root)
 
         scenarios = [("one_week", weeks[:1]), ("backfill", weeks)]
+        raw_text_runs: list[dict] = []
         if args.year_weeks:
             scenarios.append(("year", all_weeks[: args.year_weeks]))
         runs: dict[str, list[dict]] = {f"{side}_{name}": [] for side in ("ours", "plain") for name, _ in scenarios}
@@ -447,7 +450,19 @@ def run(args: argparse.Namespace) -> dict:
                         outputs[f"{side}_{name}"] = bench.outputs(prefix, scenario_weeks)
                     bench.forget(prefix)
 
+        if args.raw_text:
+            # The same backfill with the uncompressed .txt stored beside the gzip object:
+            # what keeping the raw text in the lake would cost (README "How the data flows").
+            config = json.dumps({"ops": {"turnstile_weeks": {"config": {"store_raw_text": True}}}})
+            for repeat in range(args.repeats):
+                print(f"repeat {repeat + 1}/{args.repeats}: ours with the raw text stored, backfill", file=sys.stderr)
+                result, prefix = bench.run_ours(weeks, extra_args=("--config-json", config))
+                raw_text_runs.append(result)
+                print(f"  {result['seconds']:.1f} s, peak {result['peak_rss_mb']:.0f} MB", file=sys.stderr)
+                bench.forget(prefix)
         results = {key: summarize(value) for key, value in runs.items()}
+        if raw_text_runs:
+            results["ours_backfill_raw_text"] = summarize(raw_text_runs)
         for module, key in (("dagster", "import_dagster"), ("mta_assets.definitions", "import_definitions")):
             results[key] = {
                 "seconds": [round(s, 3) for s in imports[module]],
@@ -510,6 +525,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="alternating repeats of each measurement (default 3)")
     parser.add_argument("--readings", type=int, default=250_000, help="readings in each synthetic week (default 250,000)")
     parser.add_argument("--import-repeats", type=int, default=5, help="fresh interpreters per import timing (default 5)")
+    parser.add_argument(
+        "--raw-text", action="store_true", help="also time the backfill with the raw .txt stored in the lake (store_raw_text)"
+    )
     parser.add_argument("--out", type=Path, help="also write the numbers as JSON here")
     parser.add_argument("--workdir", type=Path, help="where the weeks and run folders go (default: the temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs of every run) afterwards")
