@@ -120,23 +120,12 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def folder_bytes(folder: Path, skip: str = "dagster_home") -> int:
-    """Bytes of the files under ``folder`` (not under a sub-folder named ``skip``)."""
-    total = 0
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = [d for d in dirs if d != skip]
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(root, name)).st_size
-            except OSError:
-                pass
-    return total
-
-
 def measure(command: list[str], env: dict[str, str], cwd: Path, log: Path, disk: Path | None = None) -> dict:
     """Wall time (start-up included), peak resident memory and, when ``disk`` is given, the peak
     bytes of local files under that folder (sampled every 0.2 s) of one command, which must succeed."""
     import threading
+
+    from mta_assets.storage.staging import disk_usage
 
     started = time.perf_counter()
     peak_disk = [0]
@@ -144,7 +133,8 @@ def measure(command: list[str], env: dict[str, str], cwd: Path, log: Path, disk:
 
     def sample() -> None:
         while not stop.wait(0.2):
-            peak_disk[0] = max(peak_disk[0], folder_bytes(disk))
+            # The run's staging and temp files; its DAGSTER_HOME (event log) is not counted.
+            peak_disk[0] = max(peak_disk[0], disk_usage(disk) - disk_usage(disk / "dagster_home"))
 
     sampler = threading.Thread(target=sample, daemon=True) if disk is not None else None
     with open(log, "wb") as out:

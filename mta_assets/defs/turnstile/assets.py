@@ -72,36 +72,28 @@ class TurnstileConfig(dg.Config):
     lock_wait_s: float = Field(default=300.0, ge=0, description="How long a week waits for another run committing it.")
 
 
+def _spec(name: str, description: str, kinds: set[str], dataset: str, extension: str, deps=()) -> dg.AssetSpec:
+    # Skippable: a run materializes only the selected assets, and a failed week none of them.
+    return dg.AssetSpec(
+        name,
+        description=description,
+        kinds=kinds,
+        deps=list(deps),
+        metadata=lake_metadata(dataset, extension),
+        group_name=GROUP,
+        owners=["team:data-engineering"],
+        skippable=True,
+    ).with_io_manager_key("lake_io_manager")
+
+
 _specs = [
-    dg.AssetSpec(
-        RAW,
-        description="The week's turnstile file as MTA published it (kept byte for byte in the lake's gzip object).",
-        kinds={"http", "csv"},
-        metadata=lake_metadata("csv_gz", ".csv.gz"),  # its durable copy (README "Where the raw file lives")
-        group_name=GROUP,
-        owners=["team:data-engineering"],
-        skippable=True,
-    ).with_io_manager_key("lake_io_manager"),
-    dg.AssetSpec(
-        GZ,
-        description="The week's file gzip-compressed in the data lake, uploaded in chunks and verified.",
-        kinds={"gzip", _lake_kind()},
-        deps=[RAW],
-        metadata=lake_metadata("csv_gz", ".csv.gz"),
-        group_name=GROUP,
-        owners=["team:data-engineering"],
-        skippable=True,
-    ).with_io_manager_key("lake_io_manager"),
-    dg.AssetSpec(
-        READINGS,
-        description="One validated row per turnstile reading for the week, both MTA layouts in one schema.",
-        kinds={"parquet", "pyarrow", _lake_kind()},
-        deps=[GZ],
-        metadata=lake_metadata("readings", ".parquet"),
-        group_name=GROUP,
-        owners=["team:data-engineering"],
-        skippable=True,
-    ).with_io_manager_key("lake_io_manager"),
+    # Its durable copy is the gzip object (README "How the data flows"), which is what the IO manager loads.
+    _spec(RAW, "The week's turnstile file as MTA published it, kept byte for byte in the lake's gzip object.",
+          {"http", "csv"}, "csv_gz", ".csv.gz"),
+    _spec(GZ, "The week's file gzip-compressed in the data lake, uploaded in chunks and verified.",
+          {"gzip", _lake_kind()}, "csv_gz", ".csv.gz", deps=[RAW]),
+    _spec(READINGS, "One validated row per turnstile reading for the week, both MTA layouts in one schema.",
+          {"parquet", "pyarrow", _lake_kind()}, "readings", ".parquet", deps=[GZ]),
 ]
 
 
