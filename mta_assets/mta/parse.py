@@ -171,7 +171,7 @@ def parse_week(
     blank_before_layout = 0
     ends_with_newline = True
     chunks: list[_Chunk] = []
-    for block in _blocks(source):
+    for block in _blocks(source, BLOCK_BYTES):
         ends_with_newline = block.endswith(b"\n")
         lines = _split_lines(block)
         if layout is None:

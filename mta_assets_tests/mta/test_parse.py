@@ -532,3 +532,101 @@ def test_readings_module_imports_without_pyarrow(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             cwd=Path(__file__).resolve().parents[2])
     assert result.stdout.split() == ["False", "False"]
+
+
+# --- edge cases found by the audit (issue 13), counts computed here independently ------------
+
+
+def test_a_wide_row_with_a_trailing_comma_counts_every_reading_it_loses():
+    moments = times(8 + 1)
+    eight = [wide_group(m) for m in moments[:8]]
+    trailing = ",".join(["A002,R051,02-00-00", *eight]) + ","  # 44 fields: not 3 + 5k
+    good = wide_row([wide_group(moments[8])], key="A002,R051,02-00-01")
+    parsed = parse_week(f"{trailing}\n{good}\n".encode(), "2013-01-26", "w.txt")
+
+    lost = len(eight)  # every group of the rejected row
+    assert parsed.rejects == lost == 8
+    assert parsed.readings_seen == lost + 1
+    assert parsed.reject_share == pytest.approx(8 / 9)
+    assert parsed.reject_samples[0]["readings_lost"] == 8
+    assert parsed.table.num_rows == 1
+
+
+def test_fields_are_trimmed_so_padded_values_are_the_same_value():
+    moment = SATURDAY
+    plain = wide_row([wide_group(moment)])
+    padded = plain.replace("REGULAR", "REGULAR ").replace("A002,", "A002 ,")
+    parsed = parse_week(f"{plain}\n{padded}\n".encode(), "2013-01-26", "w.txt")
+    assert parsed.table.column("desc").to_pylist() == ["REGULAR"]
+    assert parsed.table.column("ca").to_pylist() == ["A002"]
+    assert parsed.duplicates == 1  # once trimmed, the second row is an exact duplicate
+    assert parsed.rejects == 0
+
+
+def test_a_dash_in_desc_is_a_reading_not_a_reject():
+    rows = [wide_row([wide_group(m, desc=desc)]) for m, desc in zip(times(2), ("LGF-MAN", "REGULAR"))]
+    parsed = parse_week(("\n".join(rows) + "\n").encode(), "2013-01-26", "w.txt")
+    assert parsed.layout == "wide"
+    assert parsed.table.column("desc").to_pylist() == ["LGF-MAN", "REGULAR"]
+
+
+def test_a_blank_first_line_is_padding():
+    rows = [eleven_row(m) for m in times(2)]
+    parsed = parse_week(b"\n" + eleven_file(rows), "2013-01-26", "f.txt")
+    assert (parsed.blank_lines, parsed.rejects, parsed.table.num_rows) == (1, 0, 2)
+
+
+@pytest.mark.parametrize(
+    ("raw", "complete"),
+    [
+        (eleven_file([eleven_row(m) for m in times(3)]), True),
+        (eleven_file([eleven_row(m) for m in times(3)]) + b"   \n\n", True),  # blank padding after it
+        (eleven_file([eleven_row(m) for m in times(3)]).rstrip(b"\n"), False),  # no final newline
+        (eleven_file([eleven_row(m) for m in times(3)])[:-100] + b"\n", False),  # last line cut short
+        (eleven_file([]), True),  # the header alone is whole
+    ],
+)
+def test_last_line_complete(raw, complete):
+    assert parse_week(raw, "2013-01-26", "f.txt").last_line_complete is complete
+
+
+def test_a_wide_last_line_that_lost_its_last_group_is_not_complete():
+    full = wide_row([wide_group(m) for m in times(2)], width=0)
+    assert parse_week(f"{full}\n".encode(), "2013-01-26", "w.txt").last_line_complete
+    cut = full.rsplit(",", 1)[0]  # the last group lost its EXITS field
+    assert not parse_week(f"{cut}\n".encode(), "2013-01-26", "w.txt").last_line_complete
+
+
+def test_bytes_and_path_give_the_same_week_across_block_boundaries(tmp_path, monkeypatch):
+    import mta_assets.mta.parse as parse_module
+
+    moments = times(40)
+    rows = [eleven_row(m, entries=i) for i, m in enumerate(moments)]
+    rows[7] = eleven_row(moments[7], entries="bad")
+    rows[8] = rows[6]  # an exact duplicate, in another block than its first copy
+    raw = b"\xef\xbb\xbf" + eleven_file(rows, newline="\r\n")
+    path = tmp_path / "f.txt"
+    path.write_bytes(raw)
+    whole = parse_week(raw, "2013-01-26", "f.txt")
+    # Blocks of ~300 bytes: two or three lines each, the header alone in the first.
+    monkeypatch.setattr(parse_module, "BLOCK_BYTES", 300)
+    small_bytes = parse_week(raw, "2013-01-26", "f.txt")
+    small_path = parse_week(path, "2013-01-26", "f.txt")
+
+    for parsed in (small_bytes, small_path):
+        assert parsed.table.equals(whole.table)
+        assert (parsed.lines, parsed.rejects, parsed.duplicates, parsed.blank_lines) == (41, 1, 1, 0)
+        assert parsed.reject_samples == whole.reject_samples
+        assert parsed.reject_samples[0]["line"] == 9
+        assert parsed.last_line_complete
+
+
+def test_a_real_full_week_is_the_same_from_bytes_and_from_its_path(full_week):
+    path, week, _ = full_week
+    from_path = parse_week(path, week, path.name)
+    from_bytes = parse_week(path.read_bytes(), week, path.name)
+    assert from_path.table.equals(from_bytes.table)
+    assert (from_path.rejects, from_path.lines, from_path.last_line_complete) == (
+        from_bytes.rejects, from_bytes.lines, from_bytes.last_line_complete
+    )
+    assert from_path.last_line_complete

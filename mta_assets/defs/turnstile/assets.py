@@ -16,16 +16,10 @@ from pydantic import Field
 
 from mta_assets.batches import WeekBatch, WeekFile, map_weeks, staging_dir
 from mta_assets.defs.io_manager import lake_metadata
-from mta_assets.defs.turnstile.checks import (
-    BLOCKING,
-    READINGS,
-    blocking_failures,
-    check_volume,
-    readings_check_specs,
-    table_checks,
-)
+from mta_assets.defs.turnstile.checks import BLOCKING, READINGS, readings_check_specs, to_check_result
 from mta_assets.defs.turnstile.partitions import weekly_partitions
 from mta_assets.mta.calendar import require_published
+from mta_assets.mta.validate import ValidationSettings, WeekEvidence, blocking_failures, validate_week
 from mta_assets.storage.http import MTASource, SourceUnavailable
 from mta_assets.storage.lake import Lake
 
@@ -209,7 +203,9 @@ def turnstile_readings(
     station_key = load_station_key(Path(config.station_key_path)) if config.station_key_path else None
     staging = staging_dir("readings")
     weeks = list(turnstile_csv_gz)
-    counts_seen_in_run: dict[str, int] = {}
+    settings = ValidationSettings(max_reject_share=config.max_reject_share, volume_tolerance=config.volume_tolerance)
+    # Read before the threads start: the instance is queried from this thread only.
+    earlier = {week: earlier_row_counts(context.instance, week) for week in weeks}
 
     def build(week: str):
         import pyarrow as pa
@@ -225,8 +221,15 @@ def turnstile_readings(
         target = staging / f"{source_file.removesuffix('.txt')}.parquet"
         write_parquet(parsed.table, target)
         # Everything that needs the table happens here, so a range keeps one table per worker
-        # in memory, not one per week; the volume check only needs row counts, later.
-        results = table_checks(parsed, week, config.max_reject_share)
+        # in memory, not one per week. This step cannot tell whether the server stated the
+        # length, so the content must prove the file whole.
+        evidence = WeekEvidence(
+            week=week,
+            source_file=source_file,
+            length_stated=False,
+            earlier_row_counts=[count for _, count in sorted(earlier[week].items())][-8:],
+        )
+        results = validate_week(parsed, evidence, settings)
         metadata = {**readings_metadata(parsed), "parse_seconds": round(parse_seconds, 3)}
         rows = parsed.table.num_rows
         del parsed
@@ -239,14 +242,9 @@ def turnstile_readings(
     for week in weeks:
         if week not in built:
             continue
-        rows, results, metadata, target = built[week]
-        # Weeks earlier in this same range count too: they are not in the event log yet.
-        earlier = {**earlier_row_counts(context.instance, week), **counts_seen_in_run}
-        recent = [earlier[w] for w in sorted(earlier) if w < week][-8:]
-        counts_seen_in_run[week] = rows
-        results = [*results, check_volume(rows, recent, config.volume_tolerance)]
-        all_results[week] = results
-        failed = blocking_failures(results)
+        rows, outcomes, metadata, target = built[week]
+        all_results[week] = [to_check_result(outcome) for outcome in outcomes]
+        failed = [outcome.name for outcome in blocking_failures(outcomes)]
         if failed:
             batch.failures[week] = (
                 f"week {week}: blocking checks failed: {', '.join(failed)}; the last good table is kept"
