@@ -97,7 +97,7 @@ REJECT_SAMPLE_LIMIT = 10
 CHUNK_LINES = 32_768
 # A file is read in blocks of this size, cut at line ends: peak memory follows the block,
 # not the file (a week is about 33 MB as published).
-BLOCK_BYTES = 8 * 1024 * 1024
+BLOCK_BYTES = 4 * 1024 * 1024
 REJECT_TEXT_CHARS = 120
 # Enough digits for any register while staying inside int64.
 _COUNTER_MAX_DIGITS = 18
