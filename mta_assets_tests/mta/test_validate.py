@@ -265,3 +265,45 @@ def test_a_real_week_passes_every_check(tmp_path):
 def test_settings_and_evidence_are_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         ValidationSettings().max_reject_share = 1  # type: ignore[misc]
+
+
+# --- crafted files like the 2010 ones ------------------------------------------------------------
+
+
+def wide_file(first: dt.datetime, days: int) -> bytes:
+    """A wide-layout file: two turnstiles, 6 readings a day from ``first``, 8 readings a row."""
+    lines = []
+    for scp in ("02-00-00", "02-00-01"):
+        moments = [first + dt.timedelta(hours=4 * i) for i in range(6 * days)]
+        groups = [f"{m:%m-%d-%y},{m:%H:%M:%S},REGULAR,{1000 + i:09d},{500 + i:09d}" for i, m in enumerate(moments)]
+        lines += [",".join(["A002,R051", scp, *groups[i : i + 8]]).ljust(500) for i in range(0, len(groups), 8)]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def test_mtas_first_wednesday_file_is_week_2010_04_24_and_passes():
+    from mta_assets.mta.calendar import candidate_file_names
+
+    # Readings from Saturday 2010-04-17 to Tuesday 2010-05-04, published Wednesday 2010-05-05.
+    name = candidate_file_names("2010-04-24")[0]
+    assert name == "turnstile_100505.txt"
+    week = parse_week(wide_file(dt.datetime(2010, 4, 17), 18), "2010-04-24", name)
+    outcomes = validate_week(week, WeekEvidence("2010-04-24", name, False, []))
+    assert [o.name for o in outcomes if not o.passed] == []
+    assert outcome(outcomes, "readings_inside_week").metadata["readings_outside"] > 0
+
+
+def test_a_saturday_named_2010_file_passes_and_the_same_straddling_content_under_it_blocks():
+    name = "turnstile_100515.txt"  # week 2010-05-08
+    good = parse_week(wide_file(dt.datetime(2010, 5, 8), 7), "2010-05-08", name)
+    assert blocking_failures(validate_week(good, WeekEvidence("2010-05-08", name, True, []))) == []
+    straddling = parse_week(wide_file(dt.datetime(2010, 5, 1), 10), "2010-05-08", name)
+    failed = blocking_failures(validate_week(straddling, WeekEvidence("2010-05-08", name, True, [])))
+    assert [o.name for o in failed] == ["readings_inside_week"]
+
+
+def test_a_wide_file_served_for_a_2020_week_blocks_on_its_layout():
+    name = "turnstile_200314.txt"
+    week = parse_week(wide_file(dt.datetime(2020, 3, 7), 7), "2020-03-07", name)
+    failed = blocking_failures(validate_week(week, WeekEvidence("2020-03-07", name, True, [])))
+    assert [o.name for o in failed] == ["layout_matches_week"]
+    assert "expected the eleven_column layout for this week, found a wide file" in failed[0].description
