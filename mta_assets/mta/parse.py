@@ -156,7 +156,8 @@ def parse_week(
     number. A wide row whose last group is cut short keeps its complete groups; the partial
     group is one lost reading. A wide row that cannot be split into 1 to 8 groups (a
     trailing comma, more than 8 groups, none) is rejected whole and counts every reading it
-    held (its non-empty fields after C/A,UNIT,SCP, by groups of 5, at least one). A counter
+    held (its non-empty fields after C/A,UNIT,SCP, by groups of 5, at least one); an
+    11-column line with another field count counts its fields by 11. A counter
     cut short that still reads as digits is kept: it is what MTA published.
 
     Raises ``UnknownLayout`` when the first non-blank line fits neither layout.
@@ -305,7 +306,7 @@ def _parse_chunk(
         groups = (field_counts == _ELEVEN_FIELDS).astype(np.int64)
         whole_row_rejects = field_counts != _ELEVEN_FIELDS
         partial_group_rejects = np.zeros(len(field_counts), dtype=bool)
-        lost_in_row = whole_row_rejects.astype(np.int64)
+        lost_in_row = np.zeros(len(field_counts), dtype=np.int64)
     else:
         complete = (field_counts - WIDE_KEY_FIELDS) // WIDE_GROUP_FIELDS
         leftover = (field_counts - WIDE_KEY_FIELDS) % WIDE_GROUP_FIELDS
@@ -313,10 +314,10 @@ def _parse_chunk(
         groups = np.where(usable, complete, 0)
         whole_row_rejects = ~usable
         partial_group_rejects = usable & (leftover > 0)
-        lost_in_row = np.where(whole_row_rejects, 0, partial_group_rejects.astype(np.int64))
-        rejected_rows = np.flatnonzero(whole_row_rejects)
-        if len(rejected_rows):
-            lost_in_row[rejected_rows] = _wide_readings_held(rows.take(pa.array(rejected_rows, pa.int64())))
+        lost_in_row = partial_group_rejects.astype(np.int64)
+    rejected_rows = np.flatnonzero(whole_row_rejects)
+    if len(rejected_rows):
+        lost_in_row[rejected_rows] = _readings_held(rows.take(pa.array(rejected_rows, pa.int64())), spec)
     del rows
 
     # One entry per reading, in file order: which row it comes from and which group it is.
@@ -409,14 +410,17 @@ def _parse_chunk(
     )
 
 
-def _wide_readings_held(rows: pa.Array) -> Any:
-    """How many readings each rejected wide row held: its fields after C/A,UNIT,SCP by
-    groups of 5, not counting empty trailing fields (a trailing comma), at least one."""
+def _readings_held(rows: pa.Array, spec: _LayoutSpec) -> Any:
+    """How many readings each rejected row held, at least one: a wide row's fields after
+    C/A,UNIT,SCP by groups of 5, an 11-column line's fields by 11 (two rows run together
+    count two). Empty trailing fields (a trailing comma) hold nothing."""
     import numpy as np
     import pyarrow.compute as pc
 
     without_trailing = pc.ascii_rtrim(rows, characters=", \t")
     fields = pc.count_substring(without_trailing, ",").to_numpy(zero_copy_only=False).astype(np.int64) + 1
+    if spec is _ELEVEN:
+        return np.maximum(1, -(-fields // _ELEVEN_FIELDS))
     return np.maximum(1, -(-(fields - WIDE_KEY_FIELDS) // WIDE_GROUP_FIELDS))
 
 
@@ -563,6 +567,8 @@ def _reject_samples(
         count = int(field_counts[row])
         if layout == "eleven_column":
             reason = f"expected {_ELEVEN_FIELDS} fields, found {count}"
+            if lost_in_row[row] > 1:
+                reason += f"; {int(lost_in_row[row])} readings lost"
         else:
             reason = (
                 f"expected C/A,UNIT,SCP and 1 to {WIDE_MAX_GROUPS} groups of {WIDE_GROUP_FIELDS} fields "
