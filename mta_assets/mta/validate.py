@@ -177,7 +177,9 @@ def _complete(parsed: ParsedWeek, evidence: WeekEvidence, collapse: Outcome) -> 
     problems = [
         *([] if parsed.last_line_complete else ["the last line is cut short (no final newline, or it lost readings)"]),
         *([] if reaches_friday else [f"the readings stop at {last.isoformat() if last else 'nothing'}, before Friday {friday}"]),
-        *([] if collapse.passed else [f"the row count collapsed ({collapse.description.split(': ', 1)[1]})"]),
+        *([] if collapse.passed else [
+            f"the row count collapsed ({collapse.metadata['found']} rows, expected {collapse.metadata['expected']})"
+        ]),
     ]
     message = (
         "no Content-Length; the content proves the file whole" if passed
