@@ -125,7 +125,7 @@ def blocking_failures(outcomes: Sequence[Outcome]) -> list[Outcome]:
 
 def _outcome(name: str, passed: bool, evidence: WeekEvidence, message: str, **metadata: Any) -> Outcome:
     """An outcome whose metadata always names the week and the file; ``message`` says what was found."""
-    description, blocking = CHECKS[name]
+    _, blocking = CHECKS[name]
     return Outcome(
         name=name,
         passed=passed,
