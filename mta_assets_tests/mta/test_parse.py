@@ -182,6 +182,11 @@ def test_known_facts_of_the_partial_weeks():
     assert short.rejects == 0
     assert short.table.column("exits")[-1].as_py() == 245744
 
+    # Cut files do not prove themselves whole: a last line cut to 4 fields, or ending in its padding.
+    assert not cut.last_line_complete
+    ends_in_padding = parse_week(folder / "turnstile_170624_emanoelim_partial.txt", "2017-06-17", "t.txt")
+    assert not ends_in_padding.last_line_complete
+
     wide = parse_week((folder / "sample_data_wdlindmeier.txt").read_bytes(), "2013-01-26", "t.txt")
     assert wide.blank_lines == 1
     assert {"DOOR OPEN", "LOGON", "RECOVR AUD"} <= set(wide.table.column("desc").to_pylist())
