@@ -1,7 +1,7 @@
 import re
 from pathlib import Path
 
-from mta_assets.mta.parse import columns_markdown
+from mta_assets.mta.formats import columns_markdown
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

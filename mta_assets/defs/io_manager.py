@@ -44,7 +44,7 @@ class WeekFiles(Mapping[str, Path]):
         self._current: Path | None = None
 
     def _find(self, week: str) -> str | None:
-        from mta_assets.defs.turnstile.week import candidate_file_names
+        from mta_assets.mta.calendar import candidate_file_names
 
         for name in candidate_file_names(week):
             key = self._lake.key_for(self._dataset, week, self._extension, file_name=name)

@@ -1,9 +1,8 @@
-"""The row contract of ``turnstile_readings`` and a vectorized parser for both MTA layouts.
+"""A vectorized parser for both MTA layouts: a week's file -> Arrow rows in the ``Reading`` contract, plus rejects.
 
-``Reading`` is the single source of truth for the table: the Arrow schema, the Dagster
-column schema and the README's table of columns are all derived from its fields.
 Rows are never validated one by one through pydantic: a week holds about 250,000
-readings, so ``parse_week`` checks them column-wise with pyarrow compute kernels.
+readings, so ``parse_week`` checks them column-wise with pyarrow compute kernels, a
+block of the file at a time so that memory stays bounded whatever the file's size.
 
 pyarrow and numpy are imported inside functions: the Dagster code location imports
 this module and must load fast.
@@ -13,139 +12,28 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import functools
 import io
-import types
-import typing
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import dagster as dg
-from pydantic import BaseModel, Field
-
-from mta_assets.mta.calendar import TIMEZONE, week_start
+from mta_assets.mta.calendar import week_start
 from mta_assets.mta.formats import (
+    READING_TIME_UNIT,
     WIDE_GROUP_FIELDS,
     WIDE_KEY_FIELDS,
     WIDE_MAX_GROUPS,
     Layout,
+    Reading,
+    arrow_schema,
     detect_layout,
 )
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-
-class Reading(BaseModel):
-    """One audit reading of one turnstile: the row contract of ``turnstile_readings``."""
-
-    ca: str = Field(description="Control area (booth), e.g. A002; `C/A` in MTA's files.")
-    unit: str = Field(description="Remote unit of the station, e.g. R051.")
-    scp: str = Field(description="Subunit channel position: the turnstile's address in its unit, e.g. 02-00-00.")
-    station: str | None = Field(
-        default=None,
-        description="Station name. From the file from 2014-10-11 on; for earlier (wide) files "
-        "only when a Remote-Booth-Station key is configured, else null."
-    )
-    linename: str | None = Field(
-        default=None,
-        description="Lines stopping at the station, one character per line, e.g. NQR456W; null like `station`."
-    )
-    division: str | None = Field(
-        default=None,
-        description="Division the station belonged to (BMT, IND, IRT, PTH, ...); null like `station`."
-    )
-    reading_time: dt.datetime = Field(
-        description=f"When the reading was taken: naive local wall time in {TIMEZONE}, exactly as MTA "
-        "wrote it. MTA's files carry no UTC offset and the repeated hour of a DST fall-back is "
-        "ambiguous, so converting would invent information; localize downstream if needed."
-    )
-    desc: str = Field(description="Audit event: REGULAR (every 4 hours), RECOVR AUD, DOOR OPEN, LOGON, ...")
-    entries: int = Field(
-        description="Cumulative entry register (int64: it reaches ~2.1e9). Can run backwards or reset."
-    )
-    exits: int = Field(description="Cumulative exit register (int64). Can run backwards or reset.")
-    week: dt.date = Field(
-        description="Partition key: the Saturday the week of readings begins (the file is named for the next Saturday)."
-    )
-    source_file: str = Field(description="Name of the MTA file the reading came from, e.g. turnstile_240106.txt.")
-
-
-COLUMN_NAMES: tuple[str, ...] = tuple(Reading.model_fields)
-
-
-def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
-    """``X | None`` -> (X, True); ``X`` -> (X, False)."""
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        members = [member for member in typing.get_args(annotation) if member is not type(None)]
-        if len(members) != 1:
-            raise TypeError(f"unsupported column annotation {annotation!r}")
-        return members[0], True
-    return annotation, False
-
-
-def _column_specs() -> list[tuple[str, Any, bool, str]]:
-    """(name, python type, nullable, description) for every ``Reading`` field, in order."""
-    specs = []
-    for name, info in Reading.model_fields.items():
-        python_type, nullable = _unwrap_optional(info.annotation)
-        specs.append((name, python_type, nullable, info.description or ""))
-    return specs
-
-
-def _arrow_type(python_type: Any) -> pa.DataType:
-    import pyarrow as pa
-
-    # datetime is checked before date: it is a subclass of date.
-    if python_type is dt.datetime:
-        return pa.timestamp("s")
-    if python_type is dt.date:
-        return pa.date32()
-    if python_type is int:
-        return pa.int64()
-    if python_type is str:
-        return pa.string()
-    raise TypeError(f"no Arrow type for {python_type!r}")
-
-
-@functools.cache
-def arrow_schema() -> pa.Schema:
-    """The Parquet/Arrow schema of ``turnstile_readings``, derived from ``Reading``."""
-    import pyarrow as pa
-
-    return pa.schema(
-        [
-            pa.field(name, _arrow_type(python_type), nullable=nullable)
-            for name, python_type, nullable, _ in _column_specs()
-        ]
-    )
-
-
-def table_schema() -> dg.TableSchema:
-    """The same columns as Dagster ``dagster/column_schema`` metadata."""
-    schema = arrow_schema()
-    return dg.TableSchema(
-        columns=[
-            dg.TableColumn(
-                name=name,
-                type=str(schema.field(name).type),
-                description=description,
-                constraints=dg.TableColumnConstraints(nullable=nullable),
-            )
-            for name, _, nullable, description in _column_specs()
-        ]
-    )
-
-
-def columns_markdown() -> str:
-    """A markdown table of the columns (for the README), derived from ``Reading``."""
-    schema = arrow_schema()
-    lines = ["| column | type | nullable | description |", "|---|---|---|---|"]
-    for name, _, nullable, description in _column_specs():
-        cell = description.replace("|", "\\|")
-        lines.append(f"| `{name}` | {schema.field(name).type} | {'yes' if nullable else 'no'} | {cell} |")
-    return "\n".join(lines) + "\n"
+__all__ = ["ParsedWeek", "Reading", "StationKey", "arrow_schema", "load_station_key", "parse_week"]
 
 
 # --- station key -----------------------------------------------------------------------------
@@ -207,6 +95,9 @@ def load_station_key(path: str | Path) -> StationKey:
 
 REJECT_SAMPLE_LIMIT = 10
 CHUNK_LINES = 32_768
+# A file is read in blocks of this size, cut at line ends: peak memory follows the block,
+# not the file (a week is about 33 MB as published).
+BLOCK_BYTES = 4 * 1024 * 1024
 REJECT_TEXT_CHARS = 120
 # Enough digits for any register while staying inside int64.
 _COUNTER_MAX_DIGITS = 18
@@ -234,89 +125,146 @@ class ParsedWeek:
     layout: Layout
     lines: int  # physical lines; a final newline does not start another line
     blank_lines: int  # empty or only whitespace: padding, not rejects
-    readings_seen: int  # parsed + rejected, before duplicates are removed
-    rejected: int
-    rejected_samples: list[dict[str, Any]] = field(default_factory=list)  # first few: line, reason, text
+    readings_seen: int  # readings kept + readings lost, before duplicates are removed
+    rejects: int  # readings lost: a rejected wide row counts every reading it held
+    reject_samples: list[dict[str, Any]] = field(default_factory=list)  # first few: line, reason, text
     duplicates: int = 0  # exact duplicate rows removed
+    # The last non-blank line ended with a newline and parsed whole: evidence that the
+    # file was not cut short (with the readings reaching the week's Friday).
+    last_line_complete: bool = True
 
     @property
     def reject_share(self) -> float:
-        return self.rejected / max(self.readings_seen, 1)
+        return self.rejects / max(self.readings_seen, 1)
 
 
 def parse_week(
-    raw: bytes,
+    source: bytes | Path,
     week: str,
     source_file: str,
     station_key: StationKey | None = None,
 ) -> ParsedWeek:
-    """Parse a whole decompressed MTA file (either layout) into ``arrow_schema()`` rows.
+    """Parse an MTA file (either layout), given as its bytes or as a path, into ``arrow_schema()`` rows.
 
-    Rejected readings (wrong field count, bad date or time, non-numeric or negative
-    counter, empty C/A, UNIT, SCP or DESC) are counted and the first few sampled with
-    their 1-based physical line number. A wide row whose last group is cut short keeps
-    its complete groups; the partial group is one rejected reading. A wide row with
-    fewer than 8 fields (no complete group) or more than 43 (more than 8 groups) is
-    one rejected reading. A counter cut
-    short that still reads as digits is kept: it is what MTA published.
+    A path is read in blocks of ``BLOCK_BYTES`` cut at line ends, so memory is bounded by
+    the block and the resulting table, not the file; bytes go through the same blocks, so
+    both give the same table.
+
+    Fields are trimmed (``REGULAR `` is ``REGULAR``). Rejected readings (wrong field count,
+    bad date or time, non-numeric or negative counter, empty C/A, UNIT, SCP or DESC) are
+    counted as readings lost and the first few sampled with their 1-based physical line
+    number. A wide row whose last group is cut short keeps its complete groups; the partial
+    group is one lost reading. A wide row that cannot be split into 1 to 8 groups (a
+    trailing comma, more than 8 groups, none) is rejected whole and counts every reading it
+    held (its non-empty fields after C/A,UNIT,SCP, by groups of 5, at least one); an
+    11-column line with another field count counts its fields by 11. A counter
+    cut short that still reads as digits is kept: it is what MTA published.
 
     Raises ``UnknownLayout`` when the first non-blank line fits neither layout.
     """
     import pyarrow as pa
 
     week_day = week_start(week)
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-    lines = _split_lines(raw)
-    header_line, layout = _first_line_and_layout(lines)
-    spec = _ELEVEN if layout == "eleven_column" else _WIDE
-    # Chunks of lines bound the memory of the intermediate arrays (split fields, positions,
-    # masks) to a fraction of a week's, whatever the file's size; the result is the same.
-    chunks = [
-        _parse_chunk(
-            lines.slice(start, CHUNK_LINES),
-            first_line=start,
-            header_line=header_line if spec.has_header else -1,
-            spec=spec,
-            layout=layout,
-            week_day=week_day,
-            source_file=source_file,
-            station_key=station_key,
-        )
-        for start in range(0, len(lines), CHUNK_LINES)
-    ]
-    table = pa.concat_tables([chunk.table for chunk in chunks]) if chunks else arrow_schema().empty_table()
-    table, duplicates = _drop_exact_duplicates(table.combine_chunks())
-    rejected = sum(chunk.rejected for chunk in chunks)
+    layout: Layout | None = None
+    spec = _WIDE
+    header_line = -1
+    line_offset = 0
+    blank_before_layout = 0
+    ends_with_newline = True
+    chunks: list[_Chunk] = []
+    for block in _blocks(source, BLOCK_BYTES):
+        ends_with_newline = block.endswith(b"\n")
+        lines = _split_lines(block)
+        if layout is None:
+            first = _first_nonblank(lines)
+            if first is None:
+                blank_before_layout += len(lines)
+                line_offset += len(lines)
+                continue
+            layout = detect_layout(lines[first].as_py())
+            spec = _ELEVEN if layout == "eleven_column" else _WIDE
+            header_line = line_offset + first if spec.has_header else -1
+        # Chunks of lines bound the intermediate arrays (split fields, positions, masks).
+        for start in range(0, len(lines), CHUNK_LINES):
+            chunks.append(
+                _parse_chunk(
+                    lines.slice(start, CHUNK_LINES),
+                    first_line=line_offset + start,
+                    header_line=header_line,
+                    spec=spec,
+                    layout=layout,
+                    week_day=week_day,
+                    source_file=source_file,
+                    station_key=station_key,
+                )
+            )
+        line_offset += len(lines)
+        del lines, block
+    if layout is None:
+        detect_layout("")  # raises UnknownLayout with the reason
+        raise AssertionError("unreachable")
+
+    table = pa.Table.from_batches([], schema=arrow_schema())
+    tables = [chunk.table for chunk in chunks if chunk.table.num_rows]
+    if tables:
+        table = pa.concat_tables(tables)
+    table, duplicates = _drop_exact_duplicates(table)
+    rejects = sum(chunk.rejects for chunk in chunks)
+    last = next((chunk.last_line for chunk in reversed(chunks) if chunk.last_line is not None), None)
+    last_whole = next((chunk.last_whole for chunk in reversed(chunks) if chunk.last_line is not None), False)
     return ParsedWeek(
         table=table,
         layout=layout,
-        lines=len(lines),
-        blank_lines=sum(chunk.blank_lines for chunk in chunks),
-        readings_seen=sum(chunk.kept for chunk in chunks) + rejected,
-        rejected=rejected,
-        rejected_samples=[sample for chunk in chunks for sample in chunk.samples][:REJECT_SAMPLE_LIMIT],
+        lines=line_offset,
+        blank_lines=blank_before_layout + sum(chunk.blank_lines for chunk in chunks),
+        readings_seen=sum(chunk.kept for chunk in chunks) + rejects,
+        rejects=rejects,
+        reject_samples=[sample for chunk in chunks for sample in chunk.samples][:REJECT_SAMPLE_LIMIT],
         duplicates=duplicates,
+        last_line_complete=last is not None and last_whole and (last < line_offset - 1 or ends_with_newline),
     )
+
+
+def _blocks(source: bytes | Path, block_bytes: int = BLOCK_BYTES) -> Iterator[bytes]:
+    """The file in pieces of about ``block_bytes`` that end at a line end (the last may not);
+    a UTF-8 byte order mark is dropped."""
+    handle = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else open(source, "rb")
+    with handle:
+        carry = b""
+        first = True
+        while data := handle.read(block_bytes):
+            if first and data.startswith(b"\xef\xbb\xbf"):
+                data = data[3:]
+            first = False
+            data = carry + data if carry else data
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:  # one line longer than a block: keep reading
+                carry = data
+                continue
+            carry = data[cut:]
+            yield data if cut == len(data) else data[:cut]
+        if carry:
+            yield carry
 
 
 @dataclass
 class _Chunk:
     table: pa.Table  # duplicates not yet removed: they may span chunks
     kept: int
-    rejected: int
+    rejects: int
     blank_lines: int
     samples: list[dict[str, Any]]
+    last_line: int | None  # 0-based physical line of the chunk's last non-blank line
+    last_whole: bool  # that line is the header or a row that lost no reading
 
 
-def _first_line_and_layout(lines: pa.Array) -> tuple[int, Layout]:
-    """Index of the first non-blank line and the layout it shows; raises ``UnknownLayout``."""
-    for index in range(len(lines)):
-        text = lines[index].as_py().strip()
-        if text:
-            return index, detect_layout(text)
-    detect_layout("")  # raises UnknownLayout with the reason
-    raise AssertionError("unreachable")
+def _first_nonblank(lines: pa.Array) -> int | None:
+    import numpy as np
+    import pyarrow.compute as pc
+
+    lengths = pc.binary_length(pc.ascii_trim_whitespace(lines)).to_numpy(zero_copy_only=False)
+    found = np.flatnonzero(lengths > 0)
+    return int(found[0]) if len(found) else None
 
 
 def _parse_chunk(
@@ -340,6 +288,7 @@ def _parse_chunk(
     nonblank = np.flatnonzero(pc.binary_length(trimmed).to_numpy(zero_copy_only=False) > 0)
     blank_lines = line_count - len(nonblank)
     row_lines = nonblank[nonblank != header_line - first_line]
+    last_line = first_line + int(nonblank[-1]) if len(nonblank) else None
 
     contiguous = len(row_lines) > 0 and int(row_lines[-1]) - int(row_lines[0]) + 1 == len(row_lines)
     # Usually every line after the header is a row: a zero-copy slice instead of a take.
@@ -348,15 +297,16 @@ def _parse_chunk(
     else:
         rows = trimmed.take(pa.array(row_lines, pa.int64()))
     split = pc.split_pattern(rows, ",")
-    del rows
     field_counts = pc.list_value_length(split).to_numpy(zero_copy_only=False).astype(np.int64)
     row_starts = split.offsets.to_numpy()[:-1].astype(np.int64)
-    values = split.values
+    # Fields are trimmed: "REGULAR " is "REGULAR", " 0001" is a counter.
+    values = pc.ascii_trim_whitespace(split.values)
 
     if spec is _ELEVEN:
         groups = (field_counts == _ELEVEN_FIELDS).astype(np.int64)
         whole_row_rejects = field_counts != _ELEVEN_FIELDS
         partial_group_rejects = np.zeros(len(field_counts), dtype=bool)
+        lost_in_row = np.zeros(len(field_counts), dtype=np.int64)
     else:
         complete = (field_counts - WIDE_KEY_FIELDS) // WIDE_GROUP_FIELDS
         leftover = (field_counts - WIDE_KEY_FIELDS) % WIDE_GROUP_FIELDS
@@ -364,6 +314,11 @@ def _parse_chunk(
         groups = np.where(usable, complete, 0)
         whole_row_rejects = ~usable
         partial_group_rejects = usable & (leftover > 0)
+        lost_in_row = partial_group_rejects.astype(np.int64)
+    rejected_rows = np.flatnonzero(whole_row_rejects)
+    if len(rejected_rows):
+        lost_in_row[rejected_rows] = _readings_held(rows.take(pa.array(rejected_rows, pa.int64())), spec)
+    del rows
 
     # One entry per reading, in file order: which row it comes from and which group it is.
     reading_rows = np.repeat(np.arange(len(groups)), groups)
@@ -371,8 +326,8 @@ def _parse_chunk(
     reading_base = row_starts[reading_rows]
     group_base = reading_base + spec.first_group + WIDE_GROUP_FIELDS * group_index
 
-    def take_field(positions: Any, fields: pa.Array = values) -> pa.Array:
-        return fields.take(pa.array(positions))
+    def take_field(positions: Any) -> pa.Array:
+        return values.take(pa.array(positions))
 
     keys = [take_field(reading_base + position) for position in spec.key_positions]
     date, time_of_day, desc, entries, exits = (take_field(group_base + offset) for offset in range(5))
@@ -413,7 +368,7 @@ def _parse_chunk(
             station,
             linename,
             division,
-            _keep(reading_time, keep),
+            pc.cast(_keep(reading_time, keep), pa.timestamp(READING_TIME_UNIT)),
             _keep(desc, keep),
             counter(entries),
             counter(exits),
@@ -422,15 +377,20 @@ def _parse_chunk(
         ],
         schema=arrow_schema(),
     )
-    rejected = int(whole_row_rejects.sum() + partial_group_rejects.sum() + reading_rejects.sum())
+    rejects = int(lost_in_row.sum() + reading_rejects.sum())
+    last_whole = True
+    if len(row_lines) and last_line == first_line + int(row_lines[-1]):
+        last_row = len(row_lines) - 1
+        last_whole = not lost_in_row[last_row] and not reading_rejects[reading_rows == last_row].any()
     samples = []
-    if rejected:
+    if rejects:
         samples = _reject_samples(
             trimmed=trimmed,
             row_lines=row_lines,
             first_line=first_line,
             whole_row_rejects=whole_row_rejects,
             partial_group_rejects=partial_group_rejects,
+            lost_in_row=lost_in_row,
             field_counts=field_counts,
             reading_rows=reading_rows,
             group_index=group_index,
@@ -439,7 +399,29 @@ def _parse_chunk(
             exits=exits,
             layout=layout,
         )
-    return _Chunk(table=table, kept=n_kept, rejected=rejected, blank_lines=blank_lines, samples=samples)
+    return _Chunk(
+        table=table,
+        kept=n_kept,
+        rejects=rejects,
+        blank_lines=blank_lines,
+        samples=samples,
+        last_line=last_line,
+        last_whole=bool(last_whole),
+    )
+
+
+def _readings_held(rows: pa.Array, spec: _LayoutSpec) -> Any:
+    """How many readings each rejected row held, at least one: a wide row's fields after
+    C/A,UNIT,SCP by groups of 5, an 11-column line's fields by 11 (two rows run together
+    count two). Empty trailing fields (a trailing comma) hold nothing."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    without_trailing = pc.ascii_rtrim(rows, characters=", \t")
+    fields = pc.count_substring(without_trailing, ",").to_numpy(zero_copy_only=False).astype(np.int64) + 1
+    if spec is _ELEVEN:
+        return np.maximum(1, -(-fields // _ELEVEN_FIELDS))
+    return np.maximum(1, -(-(fields - WIDE_KEY_FIELDS) // WIDE_GROUP_FIELDS))
 
 
 def _split_lines(raw: bytes) -> pa.Array:
@@ -458,9 +440,10 @@ def _split_lines(raw: bytes) -> pa.Array:
         offsets = np.concatenate([[0], ends]).astype(np.int32)
         return pa.Array.from_buffers(pa.string(), len(ends), [None, pa.py_buffer(offsets), pa.py_buffer(text)])
 
-    # A week is about 33 MB; 32-bit string offsets are Arrow's default and the schema's.
+    # 32-bit string offsets are Arrow's default and the schema's; a block is far smaller
+    # unless one line never ends.
     if len(raw) >= 2**31:
-        raise ValueError(f"{len(raw):,} bytes is not a weekly turnstile file (a week is about 33 MB)")
+        raise ValueError(f"a line of {len(raw):,} bytes is not a turnstile file's (a whole week is about 33 MB)")
     lines = build(raw)
     try:
         lines.validate(full=True)  # UTF-8 check, without decoding a copy of the file
@@ -483,7 +466,8 @@ def _parse_times(date_time: pa.Array, spec: _LayoutSpec) -> pa.Array:
 
     A week has only a few thousand distinct timestamps, so they are parsed once each
     through a dictionary. strptime rolls impossible days over (02-30 -> 03-02), so the
-    parsed value is printed back and must equal the text.
+    parsed value is printed back and must equal the text (in seconds: a finer unit would
+    print fractions).
     """
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -563,6 +547,7 @@ def _reject_samples(
     first_line: int,
     whole_row_rejects: Any,
     partial_group_rejects: Any,
+    lost_in_row: Any,
     field_counts: Any,
     reading_rows: Any,
     group_index: Any,
@@ -576,19 +561,21 @@ def _reject_samples(
 
     bad_time, bad_entries, bad_exits, empty_key = reading_reasons
     limit = REJECT_SAMPLE_LIMIT
-    candidates: list[tuple[int, int, str]] = []  # (row, order within row, reason)
+    candidates: list[tuple[int, int, str, int]] = []  # (row, order within row, reason, readings lost)
 
     for row in np.flatnonzero(whole_row_rejects)[:limit]:
         count = int(field_counts[row])
         if layout == "eleven_column":
             reason = f"expected {_ELEVEN_FIELDS} fields, found {count}"
+            if lost_in_row[row] > 1:
+                reason += f"; {int(lost_in_row[row])} readings lost"
         else:
             reason = (
                 f"expected C/A,UNIT,SCP and 1 to {WIDE_MAX_GROUPS} groups of {WIDE_GROUP_FIELDS} fields "
                 f"({WIDE_KEY_FIELDS + WIDE_GROUP_FIELDS} to {WIDE_KEY_FIELDS + WIDE_MAX_GROUPS * WIDE_GROUP_FIELDS}"
-                f" fields), found {count}"
+                f" fields), found {count}; {int(lost_in_row[row])} reading(s) lost"
             )
-        candidates.append((int(row), 0, reason))
+        candidates.append((int(row), 0, reason, int(lost_in_row[row])))
     for row in np.flatnonzero(partial_group_rejects)[:limit]:
         count = int(field_counts[row])
         leftover = (count - WIDE_KEY_FIELDS) % WIDE_GROUP_FIELDS
@@ -596,7 +583,7 @@ def _reject_samples(
             f"last reading group cut short: {leftover} of {WIDE_GROUP_FIELDS} fields "
             f"(the row's {(count - WIDE_KEY_FIELDS) // WIDE_GROUP_FIELDS} complete groups are kept)"
         )
-        candidates.append((int(row), WIDE_MAX_GROUPS + 1, reason))
+        candidates.append((int(row), WIDE_MAX_GROUPS + 1, reason, 1))
     any_reading_reject = bad_time | bad_entries | bad_exits | empty_key
     for reading in np.flatnonzero(any_reading_reject)[:limit]:
         reading = int(reading)
@@ -610,13 +597,18 @@ def _reject_samples(
             kind = "negative" if text.startswith("-") and text[1:].isdigit() else "non-numeric"
             reason = f"{kind} {which} counter {text[:20]!r}"
         row = int(reading_rows[reading])
-        candidates.append((row, int(group_index[reading]), reason))
+        candidates.append((row, int(group_index[reading]), reason, 1))
 
     candidates.sort(key=lambda candidate: (candidate[0], candidate[1]))
     samples = []
-    for row, _, reason in candidates[:limit]:
+    for row, _, reason, lost in candidates[:limit]:
         line_index = int(row_lines[row])
         samples.append(
-            {"line": first_line + line_index + 1, "reason": reason, "text": trimmed[line_index].as_py()[:REJECT_TEXT_CHARS]}
+            {
+                "line": first_line + line_index + 1,
+                "reason": reason,
+                "readings_lost": lost,
+                "text": trimmed[line_index].as_py()[:REJECT_TEXT_CHARS],
+            }
         )
     return samples

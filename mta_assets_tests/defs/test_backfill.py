@@ -17,6 +17,7 @@ import pytest
 
 from mta_assets.defs.io_manager import LakeIOManager
 from mta_assets.defs.turnstile.assets import TurnstileConfig, turnstile_weeks
+from mta_assets.defs.turnstile.checks import readings_check_specs
 from mta_assets.devtools.mirror import MirrorServer
 from mta_assets.devtools.synthetic import consecutive_weeks, count_readings
 from mta_assets.mta.calendar import file_name_for_week, latest_published_week
@@ -326,7 +327,7 @@ def test_a_range_records_every_check_per_week_and_a_blocking_failure_spares_the_
     ]
     per_week = {(e.check_name, e.partition): e.passed for e in evaluations if e.partition is not None}
     check_names = {e.check_name for e in evaluations if e.partition is not None}
-    assert len(check_names) == 6
+    assert check_names == {spec.name for spec in readings_check_specs}
     assert {partition for _, partition in per_week} == set(weeks)
     assert per_week[("reject_rate_under_threshold", bad_week)] is False
     assert all(per_week[(name, week)] for name in check_names for week in (weeks[0], weeks[2]))

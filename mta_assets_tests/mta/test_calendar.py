@@ -6,10 +6,11 @@ import pytest
 from mta_assets.defs.turnstile.partitions import published_weeks, weekly_partitions
 from mta_assets.mta.calendar import (
     FIRST_WEEK,
+    KNOWN_STRADDLING_FILES,
+    candidate_file_names,
     expected_layout,
     file_name_for_week,
     latest_published_week,
-    legacy_file_name_for_week,
     require_published,
     week_for_file_name,
     week_window,
@@ -18,12 +19,42 @@ from mta_assets.mta.calendar import (
 NY = ZoneInfo("America/New_York")
 
 
-def test_first_keys_start_on_the_first_published_week():
-    keys = published_weeks(dt.datetime(2010, 5, 21, 12, tzinfo=NY))
-    assert keys == ["2010-05-01", "2010-05-08"]
-    assert keys[0] == FIRST_WEEK
-    assert legacy_file_name_for_week("2010-05-01") == "turnstile_100505.txt"
-    assert legacy_file_name_for_week("2023-12-30") is None
+def test_the_first_partition_is_the_week_of_mtas_first_file():
+    # turnstile_100505.txt (Wednesday 2010-05-05) is MTA's first file; its readings begin
+    # 2010-04-17, and week 2010-05-01 has its own Saturday file, turnstile_100508.txt.
+    assert FIRST_WEEK == "2010-04-24"
+    assert published_weeks(dt.datetime(2010, 5, 21, 12, tzinfo=NY)) == ["2010-04-24", "2010-05-01", "2010-05-08"]
+    assert candidate_file_names("2010-04-24") == ["turnstile_100505.txt"]
+    assert week_for_file_name("turnstile_100505.txt") == "2010-04-24"
+    assert "turnstile_100505.txt" in KNOWN_STRADDLING_FILES
+
+
+@pytest.mark.parametrize("week", ["2010-05-01", "2010-05-08", "2010-06-12", "2010-12-25", "2023-12-30"])
+def test_every_other_week_has_one_name_its_saturday_name(week):
+    # No Wednesday name is made up for the other 2010 weeks: a missing file is reported
+    # under the name MTA would have used.
+    assert candidate_file_names(week) == [file_name_for_week(week)]
+    assert week_for_file_name(file_name_for_week(week)) == week
+
+
+def test_every_file_name_maps_to_exactly_one_partition():
+    weeks = published_weeks(dt.datetime(2024, 3, 1, tzinfo=NY))
+    names = [name for week in weeks for name in candidate_file_names(week)]
+    assert len(names) == len(set(names))
+    assert [week_for_file_name(name) for name in names] == weeks
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("turnstile_100512.txt", "Wednesday"),  # the archive is not known to have held it
+        ("turnstile_100501.txt", "turnstile_100505.txt"),  # the first week's file has another name
+        ("turnstile_100424.txt", "older than MTA's first file"),
+    ],
+)
+def test_names_outside_the_archive_are_refused(name, reason):
+    with pytest.raises(ValueError, match=reason):
+        week_for_file_name(name)
 
 
 @pytest.mark.parametrize(
@@ -34,6 +65,7 @@ def test_first_keys_start_on_the_first_published_week():
         ("2014-10-11", "turnstile_141018.txt"),  # first 11-column file
         ("2014-10-04", "turnstile_141011.txt"),  # last wide file
         ("2010-05-01", "turnstile_100508.txt"),
+        ("2010-04-24", "turnstile_100505.txt"),  # MTA's first file, named for a Wednesday
     ],
 )
 def test_key_and_file_name_map_both_ways(week, file_name):
@@ -57,7 +89,7 @@ def test_non_saturday_keys_are_refused(bad):
         file_name_for_week(bad)
 
 
-@pytest.mark.parametrize("bad", ["turnstile_240107.txt", "turnstile_2401.txt", "foo.txt"])
+@pytest.mark.parametrize("bad", ["turnstile_240107.txt", "turnstile_2401.txt", "foo.txt", "turnstile_241332.txt"])
 def test_bad_file_names_are_refused(bad):
     with pytest.raises(ValueError):
         week_for_file_name(bad)
@@ -85,6 +117,18 @@ def test_require_published_names_the_publication_day():
     with pytest.raises(ValueError, match=r"week 2024-01-06 is not published yet: turnstile_240113.txt appears on Saturday 2024-01-13"):
         require_published("2024-01-06", dt.datetime(2024, 1, 10, tzinfo=NY))
     require_published("2023-12-30", dt.datetime(2024, 1, 10, tzinfo=NY))
+
+
+@pytest.mark.parametrize("key", ["2023-12-31", "2010-05-02"])
+def test_require_published_says_a_wrong_key_is_not_a_saturday(key):
+    # Even for a key in the past, the key itself is checked first.
+    with pytest.raises(ValueError, match="not a Saturday"):
+        require_published(key, dt.datetime(2024, 1, 10, tzinfo=NY))
+
+
+def test_require_published_refuses_a_week_before_the_archive():
+    with pytest.raises(ValueError, match="before MTA's first file: the archive starts with week 2010-04-24"):
+        require_published("2010-04-17", dt.datetime(2024, 1, 10, tzinfo=NY))
 
 
 def test_partitions_have_no_end_date():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import functools
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,15 +17,9 @@ import pyarrow as pa
 import pytest
 
 from mta_assets.mta.calendar import week_window
-from mta_assets.mta.formats import UnknownLayout
-from mta_assets.mta.parse import (
-    Reading,
-    arrow_schema,
-    columns_markdown,
-    load_station_key,
-    parse_week,
-    table_schema,
-)
+from mta_assets.defs.turnstile.tables import table_schema, write_parquet
+from mta_assets.mta.formats import Reading, UnknownLayout, arrow_schema, columns_markdown
+from mta_assets.mta.parse import load_station_key, parse_week
 from mta_assets_tests.samples import rebuild_full_week, require_samples
 
 ELEVEN_HEADER = "C/A,UNIT,SCP,STATION,LINENAME,DIVISION,DATE,TIME,DESC,ENTRIES,EXITS"
@@ -82,16 +77,24 @@ def expected_from_csv(raw: bytes) -> Expected:
     records = csv.reader(line.strip() for line in content)
     if layout == "eleven_column":
         next(records)  # the header
-    for fields in records:
+    for record in records:
+        fields = [value.strip() for value in record]
         if layout == "eleven_column":
             if len(fields) != 11:
-                rejected += 1
+                held = list(fields)
+                while held and not held[-1]:
+                    held.pop()
+                rejected += max(1, math.ceil(len(held) / 11))
                 continue
             key, groups = fields[:6], [fields[6:11]]
         else:
             key, rest = [*fields[:3], None, None, None], fields[3:]
             if len(rest) < 5 or len(rest) > 40:
-                rejected += 1
+                # The whole row is lost: every reading it held, trailing empty fields aside.
+                held = list(rest)
+                while held and not held[-1]:
+                    held.pop()
+                rejected += max(1, math.ceil(len(held) / 5))
                 continue
             complete = len(rest) - len(rest) % 5
             groups = [rest[i : i + 5] for i in range(0, complete, 5)]
@@ -114,7 +117,7 @@ def assert_matches(parsed, expected: Expected) -> None:
     assert parsed.layout == expected.layout
     assert parsed.lines == expected.lines
     assert parsed.blank_lines == expected.blank_lines
-    assert parsed.rejected == expected.rejected
+    assert parsed.rejects == expected.rejected
     assert parsed.duplicates == expected.duplicates
     assert parsed.readings_seen == len(expected.rows) + expected.rejected
     assert parsed.table.num_rows == len(expected.unique_rows)
@@ -158,7 +161,7 @@ def test_partial_week_matches_an_independent_csv_reading(name):
     assert_matches(parsed, expected)
     table = parsed.table
     assert table.schema.field("entries").type == pa.int64()
-    assert table.schema.field("reading_time").type == pa.timestamp("s")
+    assert table.schema.field("reading_time").type == pa.timestamp("ms")
     assert set(table.column("source_file").to_pylist()) == {name}
     assert set(table.column("week").to_pylist()) == {dt.date.fromisoformat(expected.week)}
     if parsed.layout == "wide":
@@ -169,15 +172,20 @@ def test_known_facts_of_the_partial_weeks():
     folder = require_samples() / "partial-weeks"
 
     cut = parse_week((folder / "turnstile_170603_ShrutiRathi.txt").read_bytes(), "2017-05-27", "t.txt")
-    assert cut.rejected == 1
-    assert cut.rejected_samples == [
-        {"line": 13820, "reason": "expected 11 fields, found 4", "text": "B015,R098,01-00-00,CH"}
+    assert cut.rejects == 1
+    assert cut.reject_samples == [
+        {"line": 13820, "reason": "expected 11 fields, found 4", "readings_lost": 1, "text": "B015,R098,01-00-00,CH"}
     ]
 
     # The last EXITS was cut to 9 digits and still parses: MTA's value is kept as published.
     short = parse_week((folder / "turnstile_170617_ShrutiRathi.txt").read_bytes(), "2017-06-10", "t.txt")
-    assert short.rejected == 0
+    assert short.rejects == 0
     assert short.table.column("exits")[-1].as_py() == 245744
+
+    # Cut files do not prove themselves whole: a last line cut to 4 fields, or ending in its padding.
+    assert not cut.last_line_complete
+    ends_in_padding = parse_week(folder / "turnstile_170624_emanoelim_partial.txt", "2017-06-17", "t.txt")
+    assert not ends_in_padding.last_line_complete
 
     wide = parse_week((folder / "sample_data_wdlindmeier.txt").read_bytes(), "2013-01-26", "t.txt")
     assert wide.blank_lines == 1
@@ -256,7 +264,7 @@ def test_wide_rows_with_one_to_eight_groups(group_count):
     parsed = parse_week(raw, "2013-01-26", "turnstile_130202.txt")
 
     assert parsed.layout == "wide"
-    assert parsed.rejected == 0
+    assert parsed.rejects == 0
     assert parsed.table.num_rows == 3 * group_count
     # Row by row, then group by group: the order of the file.
     expected_times = [m for n in range(3) for m in moments[n::3]]
@@ -265,16 +273,18 @@ def test_wide_rows_with_one_to_eight_groups(group_count):
     assert parsed.table.column("station").null_count == 3 * group_count
 
 
-def test_wide_row_with_more_than_eight_groups_or_none_is_one_reject():
+def test_wide_row_with_more_than_eight_groups_or_none_counts_the_readings_it_held():
     nine = wide_row([wide_group(m) for m in times(9)], width=0)
     bare = "A002,R051,02-00-00"
     good = wide_row([wide_group(SATURDAY)])
     parsed = parse_week(f"{good}\n{nine}\n{bare}\n".encode(), "2013-01-26", "w.txt")
 
     assert parsed.table.num_rows == 1
-    assert parsed.rejected == 2
-    assert [sample["line"] for sample in parsed.rejected_samples] == [2, 3]
-    assert "found 48" in parsed.rejected_samples[0]["reason"]
+    assert parsed.rejects == 9 + 1  # nine readings in the long row, one for the bare key
+    assert parsed.readings_seen == 1 + 10
+    assert [sample["line"] for sample in parsed.reject_samples] == [2, 3]
+    assert [sample["readings_lost"] for sample in parsed.reject_samples] == [9, 1]
+    assert "found 48" in parsed.reject_samples[0]["reason"]
 
 
 def test_crlf_and_lf_and_missing_final_newline_parse_alike():
@@ -286,7 +296,7 @@ def test_crlf_and_lf_and_missing_final_newline_parse_alike():
 
     for parsed in results:
         assert parsed.lines == 7
-        assert parsed.rejected == 0
+        assert parsed.rejects == 0
         assert parsed.table.num_rows == 6
         assert parsed.table.column("exits").to_pylist() == [500] * 6
     assert results[0].table.equals(results[1].table)
@@ -296,7 +306,7 @@ def test_crlf_and_lf_and_missing_final_newline_parse_alike():
 def test_end_inside_the_padding_without_newline():
     raw = eleven_file([eleven_row(m) for m in times(2)]).rstrip(b"\n")[:-40]
     parsed = parse_week(raw, "2013-01-26", "f.txt")
-    assert (parsed.table.num_rows, parsed.rejected) == (2, 0)
+    assert (parsed.table.num_rows, parsed.rejects) == (2, 0)
 
 
 def test_lines_of_spaces_are_blank_not_rejects():
@@ -305,7 +315,7 @@ def test_lines_of_spaces_are_blank_not_rejects():
     parsed = parse_week(raw, "2013-01-26", "w.txt")
     assert parsed.lines == 6  # the final newline starts no line
     assert parsed.blank_lines == 3
-    assert parsed.rejected == 0
+    assert parsed.rejects == 0
     assert parsed.table.num_rows == 3
 
 
@@ -317,10 +327,10 @@ def test_cut_last_wide_line_keeps_complete_groups_and_rejects_the_partial_one():
 
     assert parsed.table.num_rows == 4
     assert parsed.table.column("scp").to_pylist() == ["02-00-00"] * 2 + ["02-00-01"] * 2
-    assert parsed.rejected == 1
+    assert parsed.rejects == 1
     assert parsed.readings_seen == 5
-    assert parsed.rejected_samples[0]["line"] == 2
-    assert parsed.rejected_samples[0]["reason"].startswith("last reading group cut short: 2 of 5 fields")
+    assert parsed.reject_samples[0]["line"] == 2
+    assert parsed.reject_samples[0]["reason"].startswith("last reading group cut short: 2 of 5 fields")
     assert parsed.reject_share == pytest.approx(1 / 5)
 
 
@@ -329,9 +339,9 @@ def test_cut_last_eleven_column_line_is_rejected_with_its_line_number():
     raw = eleven_file(rows)[:-100]  # leaves 30 characters of the last row: 5 fields
     parsed = parse_week(raw, "2013-01-26", "f.txt")
     assert parsed.table.num_rows == 2
-    assert parsed.rejected == 1
-    assert parsed.rejected_samples[0]["line"] == 4
-    assert parsed.rejected_samples[0]["reason"].startswith("expected 11 fields, found ")
+    assert parsed.rejects == 1
+    assert parsed.reject_samples[0]["line"] == 4
+    assert parsed.reject_samples[0]["reason"].startswith("expected 11 fields, found ")
 
 
 def test_bad_dates_and_counters_are_rejected_counted_and_sampled():
@@ -352,9 +362,9 @@ def test_bad_dates_and_counters_are_rejected_counted_and_sampled():
     assert parsed.table.num_rows == 2
     assert parsed.table.column("entries").to_pylist() == [1000, 2_147_483_700]
     assert parsed.table.column("exits").to_pylist() == [500, 9_999_999_999]
-    assert parsed.rejected == 7
+    assert parsed.rejects == 7
     assert parsed.readings_seen == 9
-    assert [(s["line"], s["reason"]) for s in parsed.rejected_samples] == [
+    assert [(s["line"], s["reason"]) for s in parsed.reject_samples] == [
         (3, "bad date or time"),
         (4, "bad date or time"),
         (5, "bad date or time"),
@@ -363,15 +373,15 @@ def test_bad_dates_and_counters_are_rejected_counted_and_sampled():
         (8, "negative EXITS counter '-000000012'"),
         (9, "non-numeric ENTRIES counter ''"),
     ]
-    assert parsed.rejected_samples[0]["text"] == rows[1].rstrip()[:120]
+    assert parsed.reject_samples[0]["text"] == rows[1].rstrip()[:120]
 
 
 def test_reject_samples_stop_at_ten_but_every_reject_is_counted():
     rows = [eleven_row(SATURDAY, entries="x") for _ in range(25)]
     parsed = parse_week(eleven_file(rows), "2013-01-26", "f.txt")
-    assert parsed.rejected == 25
+    assert parsed.rejects == 25
     assert parsed.reject_share == 1.0
-    assert [sample["line"] for sample in parsed.rejected_samples] == list(range(2, 12))
+    assert [sample["line"] for sample in parsed.reject_samples] == list(range(2, 12))
 
 
 def test_exact_duplicate_rows_are_removed_and_counted():
@@ -485,7 +495,7 @@ def test_header_only_file_is_an_empty_table():
     parsed = parse_week(eleven_file([]), "2013-01-26", "f.txt")
     assert parsed.table.num_rows == 0
     assert parsed.table.schema == arrow_schema()
-    assert (parsed.readings_seen, parsed.rejected, parsed.reject_share) == (0, 0, 0.0)
+    assert (parsed.readings_seen, parsed.rejects, parsed.reject_share) == (0, 0, 0.0)
 
 
 def test_week_must_be_a_saturday():
@@ -502,7 +512,7 @@ def test_arrow_schema_is_derived_from_the_model():
     assert schema.names == [*ROW_FIELDS, "week", "source_file"]
     assert schema.field("entries").type == pa.int64()
     assert schema.field("exits").type == pa.int64()
-    assert schema.field("reading_time").type == pa.timestamp("s")
+    assert schema.field("reading_time").type == pa.timestamp("ms")
     assert schema.field("reading_time").type.tz is None
     assert schema.field("week").type == pa.date32()
     nullable = {field.name for field in schema if field.nullable}
@@ -530,3 +540,111 @@ def test_readings_module_imports_without_pyarrow(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             cwd=Path(__file__).resolve().parents[2])
     assert result.stdout.split() == ["False", "False"]
+
+
+# --- edge cases found by the audit (issue 13), counts computed here independently ------------
+
+
+def test_a_wide_row_with_a_trailing_comma_counts_every_reading_it_loses():
+    moments = times(8 + 1)
+    eight = [wide_group(m) for m in moments[:8]]
+    trailing = ",".join(["A002,R051,02-00-00", *eight]) + ","  # 44 fields: not 3 + 5k
+    good = wide_row([wide_group(moments[8])], key="A002,R051,02-00-01")
+    parsed = parse_week(f"{trailing}\n{good}\n".encode(), "2013-01-26", "w.txt")
+
+    lost = len(eight)  # every group of the rejected row
+    assert parsed.rejects == lost == 8
+    assert parsed.readings_seen == lost + 1
+    assert parsed.reject_share == pytest.approx(8 / 9)
+    assert parsed.reject_samples[0]["readings_lost"] == 8
+    assert parsed.table.num_rows == 1
+
+
+def test_fields_are_trimmed_so_padded_values_are_the_same_value():
+    moment = SATURDAY
+    plain = wide_row([wide_group(moment)])
+    padded = plain.replace("REGULAR", "REGULAR ").replace("A002,", "A002 ,")
+    parsed = parse_week(f"{plain}\n{padded}\n".encode(), "2013-01-26", "w.txt")
+    assert parsed.table.column("desc").to_pylist() == ["REGULAR"]
+    assert parsed.table.column("ca").to_pylist() == ["A002"]
+    assert parsed.duplicates == 1  # once trimmed, the second row is an exact duplicate
+    assert parsed.rejects == 0
+
+
+def test_a_dash_in_desc_is_a_reading_not_a_reject():
+    rows = [wide_row([wide_group(m, desc=desc)]) for m, desc in zip(times(2), ("LGF-MAN", "REGULAR"))]
+    parsed = parse_week(("\n".join(rows) + "\n").encode(), "2013-01-26", "w.txt")
+    assert parsed.layout == "wide"
+    assert parsed.table.column("desc").to_pylist() == ["LGF-MAN", "REGULAR"]
+
+
+def test_a_blank_first_line_is_padding():
+    rows = [eleven_row(m) for m in times(2)]
+    parsed = parse_week(b"\n" + eleven_file(rows), "2013-01-26", "f.txt")
+    assert (parsed.blank_lines, parsed.rejects, parsed.table.num_rows) == (1, 0, 2)
+
+
+@pytest.mark.parametrize(
+    ("raw", "complete"),
+    [
+        (eleven_file([eleven_row(m) for m in times(3)]), True),
+        (eleven_file([eleven_row(m) for m in times(3)]) + b"   \n\n", True),  # blank padding after it
+        (eleven_file([eleven_row(m) for m in times(3)]).rstrip(b"\n"), False),  # no final newline
+        (eleven_file([eleven_row(m) for m in times(3)])[:-100] + b"\n", False),  # last line cut short
+        (eleven_file([]), True),  # the header alone is whole
+    ],
+)
+def test_last_line_complete(raw, complete):
+    assert parse_week(raw, "2013-01-26", "f.txt").last_line_complete is complete
+
+
+def test_a_wide_last_line_that_lost_its_last_group_is_not_complete():
+    full = wide_row([wide_group(m) for m in times(2)], width=0)
+    assert parse_week(f"{full}\n".encode(), "2013-01-26", "w.txt").last_line_complete
+    cut = full.rsplit(",", 1)[0]  # the last group lost its EXITS field
+    assert not parse_week(f"{cut}\n".encode(), "2013-01-26", "w.txt").last_line_complete
+
+
+def test_bytes_and_path_give_the_same_week_across_block_boundaries(tmp_path, monkeypatch):
+    import mta_assets.mta.parse as parse_module
+
+    moments = times(40)
+    rows = [eleven_row(m, entries=i) for i, m in enumerate(moments)]
+    rows[7] = eleven_row(moments[7], entries="bad")
+    rows[8] = rows[6]  # an exact duplicate, in another block than its first copy
+    raw = b"\xef\xbb\xbf" + eleven_file(rows, newline="\r\n")
+    path = tmp_path / "f.txt"
+    path.write_bytes(raw)
+    whole = parse_week(raw, "2013-01-26", "f.txt")
+    # Blocks of ~300 bytes: two or three lines each, the header alone in the first.
+    monkeypatch.setattr(parse_module, "BLOCK_BYTES", 300)
+    small_bytes = parse_week(raw, "2013-01-26", "f.txt")
+    small_path = parse_week(path, "2013-01-26", "f.txt")
+
+    for parsed in (small_bytes, small_path):
+        assert parsed.table.equals(whole.table)
+        assert (parsed.lines, parsed.rejects, parsed.duplicates, parsed.blank_lines) == (41, 1, 1, 0)
+        assert parsed.reject_samples == whole.reject_samples
+        assert parsed.reject_samples[0]["line"] == 9
+        assert parsed.last_line_complete
+
+
+def test_a_real_full_week_is_the_same_from_bytes_and_from_its_path(full_week):
+    path, week, _ = full_week
+    from_path = parse_week(path, week, path.name)
+    from_bytes = parse_week(path.read_bytes(), week, path.name)
+    assert from_path.table.equals(from_bytes.table)
+    assert (from_path.rejects, from_path.lines, from_path.last_line_complete) == (
+        from_bytes.rejects, from_bytes.lines, from_bytes.last_line_complete
+    )
+    assert from_path.last_line_complete
+
+
+def test_two_eleven_column_rows_run_together_count_two_lost_readings():
+    first, second = (eleven_row(m).rstrip() for m in times(2))
+    merged = first + second  # the newline between them lost: 21 fields
+    parsed = parse_week(eleven_file([merged, eleven_row(times(3)[2])]), "2013-01-26", "f.txt")
+    assert len(merged.split(",")) == 21
+    assert parsed.rejects == 2
+    assert parsed.readings_seen == 3
+    assert parsed.reject_samples[0]["readings_lost"] == 2

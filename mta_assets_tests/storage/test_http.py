@@ -88,10 +88,10 @@ def test_unreachable_source_is_reported_as_unavailable(mirror, tmp_path):
 
 
 def test_2010_wednesday_file_is_found_for_the_first_week(mirror, synthetic_week, mirror_root, tmp_path):
-    # MTA's first file was named for Wednesday 2010-05-05; the week key is Saturday 2010-05-01.
-    saturday_named = synthetic_week("2010-05-01", readings=500)
+    # MTA's first file was named for Wednesday 2010-05-05; it is the file of the first week, 2010-04-24.
+    saturday_named = synthetic_week("2010-04-24", readings=500)
     shutil.move(saturday_named, mirror_root / "turnstile_100505.txt")
-    download = source_for(mirror).download("2010-05-01", tmp_path / "out")
+    download = source_for(mirror).download("2010-04-24", tmp_path / "out")
     assert download.path.name == "turnstile_100505.txt"
     assert download.layout == "wide"
 

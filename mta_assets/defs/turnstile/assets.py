@@ -63,7 +63,9 @@ class TurnstileConfig(dg.Config):
         default=0.25, ge=0, description="Warn when the row count differs more than this share from earlier weeks."
     )
     max_row_drop: float = Field(
-        default=0.5, ge=0, le=1, description="Block a week whose row count falls more than this share below earlier weeks."
+        default=0.3, ge=0, le=1,
+        description="Block a week whose row count falls more than this share below the median of earlier weeks "
+        "(a file cut short that still looks whole).",
     )
     station_key_path: str | None = Field(
         default=None,

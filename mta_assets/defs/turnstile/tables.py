@@ -8,12 +8,30 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
+from mta_assets.mta.formats import arrow_schema, column_specs, markdown_table
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
     from mta_assets.mta.parse import ParsedWeek
 
 PREVIEW_ROWS = 5
+
+
+def table_schema() -> dg.TableSchema:
+    """The ``Reading`` contract as Dagster ``dagster/column_schema`` metadata: the types the Parquet file holds."""
+    schema = arrow_schema()
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(
+                name=name,
+                type=str(schema.field(name).type),
+                description=description,
+                constraints=dg.TableColumnConstraints(nullable=nullable),
+            )
+            for name, _, nullable, description in column_specs()
+        ]
+    )
 
 
 def write_parquet(table: pa.Table, target: Path) -> None:
@@ -37,8 +55,6 @@ def write_parquet(table: pa.Table, target: Path) -> None:
 def readings_metadata(parsed: ParsedWeek) -> dict[str, Any]:
     import pyarrow.compute as pc
 
-    from mta_assets.mta.parse import table_schema
-
     table = parsed.table
     turnstiles = table.group_by(["ca", "unit", "scp"]).aggregate([]).num_rows if table.num_rows else 0
     stations = pc.count_distinct(table["station"]).as_py() if table.num_rows else 0
@@ -54,23 +70,14 @@ def readings_metadata(parsed: ParsedWeek) -> dict[str, Any]:
         "lines": parsed.lines,
         "blank_lines": parsed.blank_lines,
         "readings_seen": parsed.readings_seen,
-        "rejected": parsed.rejected,
+        "rejected": parsed.rejects,
         "reject_share": round(parsed.reject_share, 6),
-        "rejected_samples": dg.MetadataValue.json(parsed.rejected_samples),
+        "rejected_samples": dg.MetadataValue.json(parsed.reject_samples),
         "duplicates_removed": parsed.duplicates,
+        "last_line_complete": parsed.last_line_complete,
         "turnstiles": turnstiles,
         "stations": stations,
         "first_reading": first.isoformat() if first else "",
         "last_reading": last.isoformat() if last else "",
         "preview": dg.MetadataValue.md(markdown_table(table.slice(0, PREVIEW_ROWS), empty="(no rows)")),
     }
-
-
-def markdown_table(table: pa.Table, empty: str = "(none)") -> str:
-    """A few rows as a markdown table, for metadata the UI renders."""
-    if table.num_rows == 0:
-        return empty
-    names = table.column_names
-    lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
-    lines += ["| " + " | ".join("" if row[n] is None else str(row[n]) for n in names) + " |" for row in table.to_pylist()]
-    return "\n".join(lines)

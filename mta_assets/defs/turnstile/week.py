@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from mta_assets.mta.calendar import candidate_file_names
 from mta_assets.mta.validate import Outcome, ValidationSettings, WeekEvidence, blocking_failures, validate_week
 from mta_assets.storage.locks import week_lock
 from mta_assets.storage.staging import RunStaging
@@ -202,10 +203,7 @@ def _stage_source(week: str, ctx: WeekContext, folder: Path) -> _Staged:
 
 
 def _from_lake(week: str, ctx: WeekContext, folder: Path, raw_path: Path) -> _Staged:
-    from mta_assets.mta.calendar import file_name_for_week
-
-    names = candidate_file_names(week) or [file_name_for_week(week)]
-    for name in names:
+    for name in candidate_file_names(week):
         key = ctx.lake.key_for("csv_gz", week, ".csv.gz", file_name=name)
         if ctx.lake.stat(key) is not None:
             break
@@ -223,17 +221,6 @@ def _from_lake(week: str, ctx: WeekContext, folder: Path, raw_path: Path) -> _St
     size = raw_path.stat().st_size
     # Rebuilt from a gzip object that was committed whole: its length is known.
     return _Staged(raw_path, name, True, {"source_file": name, "source_bytes": size, "url": ctx.lake.uri_for(key)})
-
-
-def candidate_file_names(week: str) -> list[str]:
-    """The file names a week may have been published under, most likely first."""
-    from mta_assets.mta import calendar
-
-    candidates = getattr(calendar, "candidate_file_names", None)
-    if candidates is not None:
-        return list(candidates(week))
-    legacy = calendar.legacy_file_name_for_week(week)
-    return [calendar.file_name_for_week(week)] + ([legacy] if legacy else [])
 
 
 def gzip_file(source: Path, target: Path, level: int) -> float:
@@ -259,7 +246,7 @@ def _parse_and_validate(week: str, ctx: WeekContext, staged: _Staged, folder: Pa
 
     with ctx.parse_slots:
         started = time.perf_counter()
-        parsed = parse_week(_parse_input(staged.path), week, staged.file_name, ctx.station_key)
+        parsed = parse_week(staged.path, week, staged.file_name, ctx.station_key)
         parse_seconds = time.perf_counter() - started
         evidence = WeekEvidence(
             week=week,
@@ -276,16 +263,6 @@ def _parse_and_validate(week: str, ctx: WeekContext, staged: _Staged, folder: Pa
         del parsed
         _release_arrow_memory()
     return outcomes, table_path, table_metadata, rows
-
-
-def _parse_input(path: Path):
-    # The domain parser reads a Path in bounded chunks; older parsers take bytes.
-    import inspect
-
-    from mta_assets.mta.parse import parse_week
-
-    first = next(iter(inspect.signature(parse_week).parameters.values()))
-    return path if "Path" in str(first.annotation) else path.read_bytes()
 
 
 def _release_arrow_memory() -> None:
