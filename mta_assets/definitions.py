@@ -2,11 +2,7 @@
 
 import dagster as dg
 
-from mta_assets.defs.monitoring.sensors import (
-    alert_sensors,
-    monitoring_checks,
-    monitoring_resources,
-)
+from mta_assets.defs.monitoring.sensors import alert_sensors, monitoring_resources
 from mta_assets.defs.resources import build_resources
 from mta_assets.defs.turnstile.assets import (
     turnstile_csv,
@@ -19,7 +15,6 @@ from mta_assets.defs.turnstile.sensors import mta_file_arrival_sensor
 
 defs = dg.Definitions(
     assets=[turnstile_csv, turnstile_csv_gz, turnstile_readings],
-    asset_checks=monitoring_checks,
     jobs=[mta_turnstile_job],
     schedules=[mta_weekly_schedule],
     sensors=[mta_file_arrival_sensor, *alert_sensors],
