@@ -102,6 +102,17 @@ def _number(value) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
+def object_uri(metadata: dict, week: str | None) -> str:
+    """Where a week's object is: ``uri`` (or ``lake_uri``), else its row of a range run's ``objects`` table."""
+    if metadata.get("uri") or metadata.get("lake_uri"):
+        return str(metadata.get("uri") or metadata.get("lake_uri"))
+    for row in str(metadata.get("objects") or "").splitlines():
+        cells = [cell.strip() for cell in row.strip().strip("|").split("|")]
+        if week is not None and len(cells) >= 2 and cells[0] == week:
+            return cells[1]
+    return "(no uri recorded)"
+
+
 def find_run(instance, run_id: str | None, since: float | None):
     import dagster as dg
 
@@ -114,14 +125,27 @@ def find_run(instance, run_id: str | None, since: float | None):
     return runs[0] if runs else None
 
 
+def check_lines(checks: list, indent: str) -> list[str]:
+    if not checks:
+        return []
+    failed = [check for check in checks if not check.passed]
+    lines = [f"{indent}checks: {len(checks) - len(failed)} passed, {len(failed)} failed"]
+    for check in failed:
+        severity = getattr(check.severity, "value", check.severity)
+        lines.append(f"{indent}  failed ({severity}): {check.check_name}: {_first_line(check.description)}")
+    return lines
+
+
 def summarize(instance, run) -> str:
     """Lines that tell a newcomer what the run did, per week, from its recorded events."""
     import dagster as dg
 
     weeks: dict[str, dict] = {}
 
+    run_level: list = []  # check results recorded without a partition (range runs)
+
     def week_entry(partition: str | None) -> dict:
-        return weeks.setdefault(partition or "(no partition)", {"objects": {}, "checks": [], "metadata": {}})
+        return weeks.setdefault(partition, {"objects": {}, "checks": [], "metadata": {}})
 
     for record in instance.get_records_for_run(
         run_id=run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
@@ -130,7 +154,7 @@ def summarize(instance, run) -> str:
         entry = week_entry(materialization.partition)
         name = materialization.asset_key.to_user_string()
         metadata = {key: _value(value) for key, value in materialization.metadata.items()}
-        entry["objects"][name] = metadata.get("uri") or metadata.get("lake_uri") or "(no uri recorded)"
+        entry["objects"][name] = object_uri(metadata, materialization.partition)
         if name == READINGS:
             entry["metadata"] = metadata
 
@@ -138,7 +162,11 @@ def summarize(instance, run) -> str:
         run_id=run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
     ).records:
         evaluation = record.event_log_entry.dagster_event.event_specific_data
-        week_entry(getattr(evaluation, "partition", None))["checks"].append(evaluation)
+        partition = getattr(evaluation, "partition", None)
+        if partition is None:
+            run_level.append(evaluation)
+        else:
+            week_entry(partition)["checks"].append(evaluation)
 
     tags = dict(run.tags)
     asked = tags.get("dagster/partition") or (
@@ -149,10 +177,10 @@ def summarize(instance, run) -> str:
     status = run.status.value
     lines = [f"Run {run.run_id[:8]} {status}: weeks {asked}" if "..." in asked else f"Run {run.run_id[:8]} {status}: week {asked}"]
 
-    for week in sorted(weeks):
+    for week in sorted(weeks, key=lambda key: key or ""):
         entry = weeks[week]
         metadata = entry["metadata"]
-        lines.append(f"week {week}")
+        lines.append(f"week {week}" if week else "(no partition)")
         if metadata:
             rows = metadata.get("dagster/row_count", "?")
             rejects = metadata.get("rejects", metadata.get("rejected", "?"))
@@ -160,18 +188,16 @@ def summarize(instance, run) -> str:
             lines.append(
                 f"  rows {_number(rows)}, rejects {_number(rejects)}, duplicates removed {_number(duplicates)}"
             )
-        checks = entry["checks"]
-        if checks:
-            failed = [check for check in checks if not check.passed]
-            lines.append(f"  checks: {len(checks) - len(failed)} passed, {len(failed)} failed")
-            for check in failed:
-                severity = getattr(check.severity, "value", check.severity)
-                lines.append(f"    failed ({severity}): {check.check_name}: {_first_line(check.description)}")
+        lines += check_lines(entry["checks"], "  ")
         for name in ASSETS:
             if name in entry["objects"]:
                 lines.append(f"  {name:<20} {entry['objects'][name]}")
         for name in sorted(set(entry["objects"]) - set(ASSETS)):
             lines.append(f"  {name:<20} {entry['objects'][name]}")
+
+    if run_level:
+        lines.append("run-level check results (no partition)")
+        lines += check_lines(run_level, "  ")
 
     if status != "SUCCESS":
         for record in instance.get_records_for_run(
