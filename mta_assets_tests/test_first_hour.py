@@ -42,6 +42,7 @@ def newcomer_environment(**extra: str) -> dict[str, str]:
         for key, value in os.environ.items()
         if not key.startswith(("MTA_", "DAGSTER_", "PYTEST_"))
         and key not in {"STORAGE_EMULATOR_HOST", "PYTHONPATH", "VIRTUAL_ENV", "GOOGLE_APPLICATION_CREDENTIALS"}
+        and key not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"}  # when the suite itself runs under make
     }
     # The venv running these tests is not on PATH for a newcomer.
     env["PATH"] = os.pathsep.join(
