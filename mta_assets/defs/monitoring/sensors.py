@@ -181,9 +181,9 @@ def late_week_report(
     last_week: str | None = None,
 ) -> LateWeekReport:
     """Whether the week due at ``now`` has its table in ``instance``; tests call it at fixed times."""
-    week, _ = expected_week(now, deadline, last_week)
+    week, deadline_time = expected_week(now, deadline, last_week)
     materialized_at = week_materialized_at(instance, week) if week is not None else None
-    is_late, week, deadline_time = late_week_status(now, materialized_at, deadline, last_week)
+    is_late = week is not None and materialized_at is None
     if week is None:
         description = "No week is due yet."
     elif is_late:
@@ -250,6 +250,7 @@ def evaluate_late_week_tick(
     """
     deadline = deadline or LateWeekDeadline.from_env()
     state = _read_cursor(context.cursor)
+    state.pop("recorded", None)  # written by the former late-week check; nothing reads it now
     report = late_week_report(context.instance, now, deadline, last_week)
     week = report.week
 
