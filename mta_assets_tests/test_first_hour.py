@@ -169,6 +169,8 @@ def test_readme_offline_commands_on_a_fresh_clone(fresh_clone: Path) -> None:
         result = shell(materialize.replace("8765", str(port)), fresh_clone, env)
         # A mistyped week gets our message before Dagster is asked.
         sunday = shell("./mta materialize 2023-12-31", fresh_clone, env)
+        # A week the mirror does not have: the run fails and the summary says where and why.
+        missing = shell(f"MTA_SOURCE_URL=http://127.0.0.1:{port} ./mta materialize 2024-01-13", fresh_clone, env)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
@@ -191,9 +193,19 @@ def test_readme_offline_commands_on_a_fresh_clone(fresh_clone: Path) -> None:
     )
     assert "Could not find a partition" not in sunday.stdout + sunday.stderr
 
+    assert missing.returncode != 0
+    [(failed_id, failed_status, failed_week)] = RUN_LINE.findall(missing.stdout)
+    assert (failed_status, failed_week) == ("FAILURE", "2024-01-13")
+    assert re.search(
+        rf"^failed step turnstile_csv: .*week 2024-01-13.*127\.0\.0\.1:{port}/turnstile_240120\.txt.*404",
+        missing.stdout,
+        re.M,
+    ), missing.stdout
+
     with the_instance(fresh_clone) as instance:
-        [run] = instance.get_runs()  # one run for the range; the Sunday never reached Dagster
-        assert run.run_id.startswith(short_id) and run.status == dg.DagsterRunStatus.SUCCESS
+        # One run for the range, one for the missing week; the Sunday never reached Dagster.
+        runs = {run.run_id[:8]: run.status for run in instance.get_runs()}
+        assert runs == {short_id: dg.DagsterRunStatus.SUCCESS, failed_id: dg.DagsterRunStatus.FAILURE}
         assert materialized_weeks(instance) == {"2023-12-30", "2024-01-06"}
 
 
