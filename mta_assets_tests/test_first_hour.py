@@ -279,6 +279,8 @@ def test_make_dev_is_offline_and_stops_its_mirror(tmp_path: Path) -> None:
         environ = Path(f"/proc/{dagster_dev[0]}/environ").read_bytes().split(b"\0")
         assert f"MTA_SOURCE_URL={mirror_url}".encode() in environ
         assert f"DAGSTER_HOME={tmp_path / 'home'}".encode() in environ
+        # The mirror's last week is the source's: the UI's newest partition is one it serves.
+        assert b"MTA_LAST_WEEK=2024-01-06" in environ
         with urllib.request.urlopen(f"http://127.0.0.1:{ui_port}/server_info", timeout=10) as response:
             assert response.status == 200
 
