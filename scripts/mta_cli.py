@@ -4,6 +4,7 @@ Run by ``./mta`` with the checkout's venv (never imported by the package):
 
     python scripts/mta_cli.py check-weeks ARGS...   exit 2 with our message for a bad week
     python scripts/mta_cli.py summary [--since EPOCH_SECONDS] [--run-id ID]
+    python scripts/mta_cli.py nth-week FIRST COUNT  the COUNT-th week from FIRST
     python scripts/mta_cli.py free-port             a free loopback port
     python scripts/mta_cli.py wait-port PORT        wait until something listens there
 
@@ -264,6 +265,11 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             print(summarize(instance, run))
             return 0 if run.status.value == "SUCCESS" else 1
+    if command == "nth-week":
+        # The COUNT-th week from FIRST (1 = FIRST itself): the last week a mirror serves.
+        first, count = rest[0], int(rest[1])
+        print((dt.date.fromisoformat(first) + dt.timedelta(days=7 * (count - 1))).isoformat())
+        return 0
     if command == "free-port":
         print(free_port())
         return 0
