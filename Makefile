@@ -1,38 +1,56 @@
 # Two commands on a fresh machine (Python 3.11+ and make):
 #   make run    set up, serve a synthetic week on loopback, materialize it into ./data/lake
 #   make test   set up and run the test suite
+# Every target goes through ./mta, the wrapper the README uses for every other command,
+# so all of them share the venv, the checkout's code and the instance (./.dagster_home).
 PYTHON ?= python3
+# MTA_VENV=/path/to/.venv reuses a venv built by another checkout (the fresh-clone test
+# does): it is used as is and never installed into.
+REUSED_VENV := $(filter environment,$(origin MTA_VENV))
+ifneq ($(REUSED_VENV),)
+VENV := $(MTA_VENV)
+else
 VENV ?= .venv
+endif
 BIN := $(VENV)/bin
+export MTA_VENV := $(abspath $(VENV))
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 WEEK ?= 2023-12-30
+READINGS ?= 250000
 PYTEST_ARGS ?= -n 2
 
 .PHONY: setup run dev test bench clean
 
+ifneq ($(REUSED_VENV),)
+$(BIN)/dagster:
+	@test -x $@ || { echo "MTA_VENV=$(MTA_VENV) has no bin/dagster: unset MTA_VENV or run make setup in its checkout" >&2; exit 1; }
+else
 $(BIN)/dagster: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
+endif
 
 setup: $(BIN)/dagster
 	mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
 # Offline by default: a synthetic week served by the loopback mirror. Point
-# MTA_SOURCE_URL at MTA to fetch the real file instead; WEEK=YYYY-MM-DD picks the week.
+# MTA_SOURCE_URL at MTA to fetch the real file instead; WEEK=YYYY-MM-DD picks the week,
+# READINGS=N the size of the synthetic week.
 run: setup
-	bash scripts/run-week.sh $(WEEK)
+	MTA_SYNTHETIC_READINGS=$(READINGS) ./mta run $(WEEK)
 
+# The UI and daemon, offline the same way unless MTA_SOURCE_URL is set.
 dev: setup
-	$(BIN)/dagster dev -w workspace.yaml
+	./mta dev
 
 test: setup
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	./mta python -m pytest $(PYTEST_ARGS)
 
 bench: setup
-	$(BIN)/python -m mta_assets_bench
+	./mta python -m mta_assets_bench
 
 clean:
-	rm -rf $(VENV) $(DAGSTER_HOME) data test-artifacts
+	rm -rf $(if $(REUSED_VENV),,$(VENV)) $(DAGSTER_HOME) data test-artifacts

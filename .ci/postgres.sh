@@ -3,13 +3,15 @@
 #
 # Installs Debian's `postgresql` package when its server binaries are missing, creates a
 # cluster in its own folder (never touching the system cluster), starts it on 127.0.0.1
-# and prints the variable the tests read, ready for `eval`:
+# and prints the variables the tests read, ready for `eval`:
 #
-#   eval "$(.ci/postgres.sh)"      # exports MTA_TEST_POSTGRES_URL
+#   eval "$(.ci/postgres.sh)"      # exports MTA_TEST_POSTGRES_URL, and MTA_PG_STARTED=1 when
+#                                  # this call started the server (so the caller stops it)
+#   bash .ci/postgres.sh stop      # stops the server of this folder and port, if it runs
 #
 # Settings (environment): MTA_PG_PORT (55432), MTA_PG_DIR (/tmp/mta-postgres),
 # MTA_PG_USER (mta), MTA_PG_PASSWORD (mta), MTA_PG_DB (mta_test).
-# Everything but the final `export` line goes to stderr.
+# Everything but the final `export` lines goes to stderr.
 set -euo pipefail
 
 port="${MTA_PG_PORT:-55432}"
@@ -26,6 +28,21 @@ find_bindir() {
 }
 
 bindir="$(find_bindir)"
+
+if [ "${1:-}" = "stop" ]; then
+    if [ -n "$bindir" ] && [ -s "$data/postmaster.pid" ]; then
+        log "stopping the server in $data"
+        if [ "$(id -u)" = 0 ]; then
+            su postgres -s /bin/sh -c "$(printf '%q ' "$bindir/pg_ctl" -D "$data" -m fast -w stop)" >&2
+        else
+            "$bindir/pg_ctl" -D "$data" -m fast -w stop >&2
+        fi
+    else
+        log "no server running in $data"
+    fi
+    exit 0
+fi
+
 if [ -z "$bindir" ] || [ ! -x "$bindir/postgres" ]; then
     log "installing Debian's postgresql package"
     export DEBIAN_FRONTEND=noninteractive
@@ -54,8 +71,10 @@ if [ ! -s "$data/PG_VERSION" ]; then
         -E UTF8 --locale=C.UTF-8 >&2
 fi
 
+started=0
 if ! as_owner "$bindir/pg_isready" -q -h "$root" -p "$port"; then
     log "starting the server on 127.0.0.1:$port"
+    started=1
     # The socket lives in our folder, so no write access to /var/run/postgresql is needed;
     # fsync off because the data is thrown away and the tests should not wait on the disk.
     as_owner "$bindir/pg_ctl" -D "$data" -l "$root/server.log" -w -t 60 start \
@@ -74,3 +93,6 @@ if [ "$(psql_admin -c "SELECT 1 FROM pg_database WHERE datname = '$database'")" 
 fi
 
 echo "export MTA_TEST_POSTGRES_URL=postgresql://$user:$password@127.0.0.1:$port/$database"
+if [ "$started" = 1 ]; then
+    echo "export MTA_PG_STARTED=1"
+fi

@@ -2,11 +2,7 @@
 
 import dagster as dg
 
-from mta_assets.defs.monitoring.sensors import (
-    alert_sensors,
-    monitoring_checks,
-    monitoring_resources,
-)
+from mta_assets.defs.monitoring.sensors import alert_sensors, monitoring_resources
 from mta_assets.defs.resources import build_resources
 from mta_assets.defs.turnstile.assets import turnstile_weeks
 from mta_assets.defs.turnstile.jobs import mta_turnstile_job
@@ -15,7 +11,6 @@ from mta_assets.defs.turnstile.sensors import mta_file_arrival_sensor
 
 defs = dg.Definitions(
     assets=[turnstile_weeks],
-    asset_checks=monitoring_checks,
     jobs=[mta_turnstile_job],
     schedules=[mta_weekly_schedule],
     sensors=[mta_file_arrival_sensor, *alert_sensors],

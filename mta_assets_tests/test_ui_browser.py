@@ -37,6 +37,7 @@ ASSETS = ("turnstile_csv", "turnstile_csv_gz", "turnstile_readings")
 CHECKS = tuple(WEEK_CHECKS)
 # Evaluated against the newest published week, which this test does not materialize:
 # the UI must show it failed, next to the week checks that passed.
+# Lateness is the late-week sensor's concern, never a check on the asset (issue 13).
 LATE_CHECK = "latest_week_on_time"
 WAIT_S = 60
 
@@ -228,8 +229,11 @@ def test_ui_shows_lineage_materialized_week_row_count_and_checks(
         assert edges == {("turnstile_csv", "turnstile_csv_gz"), ("turnstile_csv_gz", "turnstile_readings")}
         # Drawn left to right in the order the data flows.
         assert [name for name in sorted(nodes, key=lambda name: nodes[name]["x"])] == list(ASSETS)
-        passed = f"{len(CHECKS)} / {len(CHECKS) + 1} Passed"
-        wait_for_lines(browser, lambda lines: passed in lines, f"the readings node's {passed} checks")
+        wait_for_lines(
+            browser,
+            lambda lines: f"{len(CHECKS)} / {len(CHECKS)} Passed" in lines,
+            f"the readings node's {len(CHECKS)} / {len(CHECKS)} passed checks",
+        )
         screenshot(browser, artifacts, "lineage.png")
 
         # Each page renders in pieces: wait for everything asserted at once, then screenshot.
@@ -239,9 +243,9 @@ def test_ui_shows_lineage_materialized_week_row_count_and_checks(
             browser,
             lambda lines: followed_by(lines, "Row count", shown_count)
             and WEEK in between(lines, "Latest materialization", "Latest check results")
-            # The status counts are shown as failed, then passed.
-            and between(lines, "Latest check results", "Row count") == ["1", str(len(CHECKS))],
-            f"the latest materialization of {WEEK}, 1 failed and {len(CHECKS)} passed check results and Row count {shown_count}",
+            # Only the passed count: no check failed.
+            and between(lines, "Latest check results", "Row count") == [str(len(CHECKS))],
+            f"the latest materialization of {WEEK}, {len(CHECKS)} passed check results and Row count {shown_count}",
         )
         screenshot(browser, artifacts, "readings-overview.png")
 
@@ -258,12 +262,12 @@ def test_ui_shows_lineage_materialized_week_row_count_and_checks(
         browser.get(f"{dagster_dev.url}/assets/turnstile_readings?view=checks")
         wait_for_lines(
             browser,
-            lambda lines: f"Checks ({len(CHECKS) + 1})" in lines
+            lambda lines: f"Checks ({len(CHECKS)})" in lines
             and all(followed_by(lines, check, "Succeeded") for check in CHECKS)
-            and followed_by(lines, LATE_CHECK, "Failed")
+            and LATE_CHECK not in lines
             and followed_by(between(lines, "Latest execution", None), "Evaluation result", "Passed")
             and followed_by(between(lines, "Latest execution", None), "Partition", WEEK),
-            f"the week checks succeeded ({', '.join(CHECKS)}), {LATE_CHECK} failed, and the latest execution passed for {WEEK}",
+            f"the week checks succeeded ({', '.join(CHECKS)}), no {LATE_CHECK}, and the latest execution passed for {WEEK}",
         )
         screenshot(browser, artifacts, "readings-checks.png")
     except BaseException:

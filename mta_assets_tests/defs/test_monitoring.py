@@ -7,25 +7,24 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import pytest
 
+from mta_assets.defs.monitoring import sensors as monitoring_sensors
 from mta_assets.defs.monitoring.sensors import (
     ALERTS_RESOURCE_KEY,
-    LATE_WEEK_CHECK_NAME,
-    READINGS_KEY,
+    LATE_WEEK_SENSOR_NAME,
     LateWeekDeadline,
     alert_sensors,
     evaluate_late_week_tick,
-    evaluate_latest_week_on_time,
     expected_week,
+    late_week_report,
     late_week_status,
-    latest_week_on_time,
-    monitoring_checks,
     monitoring_resources,
     mta_late_week_sensor,
     mta_run_failure_alert_sensor,
     weeks_of_run,
 )
-from mta_assets.defs.turnstile.partitions import weekly_partitions
+from mta_assets.defs.turnstile.partitions import build_weekly_partitions, weekly_partitions
 from mta_assets.mta import calendar as partitions
+from mta_assets.settings import last_week_from_env
 from mta_assets_tests.fixtures_alerts import (
     SMTP_PASSWORD,
     WEBHOOK_TOKEN,
@@ -302,20 +301,20 @@ def test_deadline_across_daylight_saving_change():
     assert LateWeekDeadline.parse("36h").for_week(week) == new_york(2024, 3, 10, 13, 0)
 
 
-# -- late weeks: the check, on a real instance ----------------------------------
+# -- late weeks: the report, on a real instance ----------------------------------
 
 
-def test_late_week_check_is_partition_aware(instance):
+def test_late_week_report_is_partition_aware(instance):
     before = new_york(2024, 1, 14, 11, 59)
     after = new_york(2024, 1, 14, 12, 1)
     materialize_readings(instance, "2023-12-30")
 
-    assert evaluate_latest_week_on_time(instance, before, DEFAULT_DEADLINE).passed is True
-    late = evaluate_latest_week_on_time(instance, after, DEFAULT_DEADLINE)
-    assert late.passed is False
-    assert late.metadata["expected_week"].value == WEEK
-    assert late.metadata["file_name"].value == "turnstile_240113.txt"
-    assert late.metadata["deadline"].value == "2024-01-14T12:00:00-05:00"
+    assert late_week_report(instance, before, DEFAULT_DEADLINE).is_late is False
+    late = late_week_report(instance, after, DEFAULT_DEADLINE)
+    assert late.is_late is True
+    assert late.week == WEEK
+    assert late.deadline_time == new_york(2024, 1, 14, 12, 0)
+    assert late.materialized_at is None
     assert late.description == (
         f"Week {WEEK} (turnstile_240113.txt) is not materialized; it was due Sun 2024-01-14 12:00 EST."
     )
@@ -323,37 +322,73 @@ def test_late_week_check_is_partition_aware(instance):
     # Backfilling older weeks is newer activity on the asset but not the week that is due.
     for older in ["2023-12-16", "2023-12-23"]:
         materialize_readings(instance, older)
-    assert evaluate_latest_week_on_time(instance, after, DEFAULT_DEADLINE).passed is False
-    assert evaluate_latest_week_on_time(instance, before, DEFAULT_DEADLINE).passed is True
+    assert late_week_report(instance, after, DEFAULT_DEADLINE).is_late is True
+    assert late_week_report(instance, before, DEFAULT_DEADLINE).is_late is False
 
     materialize_readings(instance, WEEK)
-    on_time = evaluate_latest_week_on_time(instance, after, DEFAULT_DEADLINE)
-    assert on_time.passed is True and on_time.description == f"Week {WEEK} is materialized."
+    on_time = late_week_report(instance, after, DEFAULT_DEADLINE)
+    assert on_time.is_late is False and on_time.description == f"Week {WEEK} is materialized."
 
 
-def test_late_week_check_runs_as_an_asset_check(instance):
-    now = dt.datetime.now(dt.timezone.utc)
-    due_week, _ = expected_week(now, DEFAULT_DEADLINE)
-    older = (partitions.week_start(due_week) - dt.timedelta(days=28)).strftime(partitions.KEY_FORMAT)
-    result = dg.materialize([readings_that_work, latest_week_on_time], instance=instance, partition_key=older)
-    assert result.success  # not blocking: a late week does not fail unrelated backfills
-    [evaluation] = result.get_asset_check_evaluations()
-    assert evaluation.check_name == LATE_WEEK_CHECK_NAME
-    assert evaluation.asset_key == READINGS_KEY
-    assert evaluation.passed is False
-    assert evaluation.metadata["expected_week"].value in {
-        due_week,
-        expected_week(dt.datetime.now(dt.timezone.utc), DEFAULT_DEADLINE)[0],
-    }
+def test_no_run_judges_lateness():
+    """Materializing a week records that week's own checks only: lateness is the sensor's."""
+    from mta_assets.definitions import defs
+
+    check_names = {key.name for key in defs.resolve_asset_graph().asset_check_keys}
+    assert check_names, "the week checks disappeared"
+    assert not {name for name in check_names if "late" in name or "on_time" in name}
+    sensor_names = {sensor.name for sensor in defs.sensors}
+    assert LATE_WEEK_SENSOR_NAME in sensor_names
+
+
+# -- late weeks: the declared last week --------------------------------------------
+
+LAST_WEEK = "2024-02-10"  # turnstile_240217.txt, the newest real sample
+# A frozen "now", long after MTA's turnstile files stopped.
+LONG_AFTER = new_york(2026, 11, 30, 9, 0)
+
+
+def test_declared_last_week_ends_the_partitions():
+    declared = build_weekly_partitions(LAST_WEEK)
+    keys = declared.get_partition_keys(current_time=LONG_AFTER)
+    assert keys[0] == partitions.FIRST_WEEK and keys[-1] == LAST_WEEK
+    # Before the last week is published the clock still decides.
+    assert declared.get_partition_keys(current_time=new_york(2024, 1, 10))[-1] == "2023-12-30"
+    open_ended = build_weekly_partitions(None)
+    assert open_ended.end is None
+    assert open_ended.get_partition_keys(current_time=LONG_AFTER)[-1] == "2026-11-21"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("2024-02-11", "MTA_LAST_WEEK=2024-02-11 is a Sunday; weeks are keyed by the Saturday they begin "
+         "(the week holding 2024-02-11 is 2024-02-10)"),
+        ("20240210", "MTA_LAST_WEEK='20240210' is not a date"),
+        ("2009-12-26", "MTA_LAST_WEEK=2009-12-26 is before the first week, 2010-05-01"),
+    ],
+)
+def test_last_week_setting_is_validated(monkeypatch, value, message):
+    monkeypatch.setenv("MTA_LAST_WEEK", value)
+    with pytest.raises(ValueError) as raised:
+        last_week_from_env()
+    assert str(raised.value).startswith(message)
+
+
+def test_last_week_setting_read_from_the_environment(monkeypatch):
+    monkeypatch.delenv("MTA_LAST_WEEK", raising=False)
+    assert last_week_from_env() is None
+    monkeypatch.setenv("MTA_LAST_WEEK", f" {LAST_WEEK} ")
+    assert last_week_from_env() == LAST_WEEK
 
 
 # -- late weeks: the sensor --------------------------------------------------------
 
 
-def late_tick(instance, resource, now, cursor=None):
+def late_tick(instance, resource, now, cursor=None, last_week=None):
     context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={ALERTS_RESOURCE_KEY: resource})
     with context:
-        return evaluate_late_week_tick(context, context.resources.mta_alerts, now, DEFAULT_DEADLINE)
+        return evaluate_late_week_tick(context, context.resources.mta_alerts, now, DEFAULT_DEADLINE, last_week)
 
 
 def test_late_week_alerts_once_per_week(instance, alert_env, sensor_log):
@@ -369,10 +404,12 @@ def test_late_week_alerts_once_per_week(instance, alert_env, sensor_log):
         next_week = late_tick(instance, resource, new_york(2024, 1, 21, 12, 1), after_backfill.cursor)
 
     assert before_tick.skip_reason.skip_message == "Week 2023-12-30 is materialized."
-    assert [e.passed for e in before_tick.asset_events] == [True]
-    assert [e.passed for e in late.asset_events] == [False]
-    assert again.asset_events == [] and after_backfill.asset_events == []
     assert again.skip_reason.skip_message == f"Week {WEEK} is late; already alerted."
+    assert after_backfill.skip_reason.skip_message == f"Week {WEEK} is late; already alerted."
+    # The sensor only alerts: no runs, nothing recorded on the asset.
+    for result in (before_tick, late, again, after_backfill, next_week):
+        assert result.run_requests in (None, []) and result.asset_events == []
+    assert instance.get_runs_count() == 2  # the two materialize_readings calls
 
     texts = [request["json"]["text"] for request in hook.requests]
     assert len(texts) == 2
@@ -380,8 +417,9 @@ def test_late_week_alerts_once_per_week(instance, alert_env, sensor_log):
         f"[mta_assets] Week {WEEK} is late: turnstile_readings not materialized",
         f"Week: {WEEK} (file turnstile_240113.txt, published Sat 2024-01-13)",
         "Deadline: Sun 2024-01-14 12:00 EST (rule: sunday 12:00 (America/New_York))",
-        f"Check: turnstile_readings:{LATE_WEEK_CHECK_NAME}",
+        f"Sensor: {LATE_WEEK_SENSOR_NAME}",
         "Asset: http://dagster.test:3000/assets/turnstile_readings",
+        "If the source has stopped publishing, set MTA_LAST_WEEK to its last week.",
     ]
     assert texts[1].startswith("[mta_assets] Week 2024-01-13 is late")
     assert [m["Subject"] for m in smtp.messages] == [t.splitlines()[0] for t in texts]
@@ -389,6 +427,43 @@ def test_late_week_alerts_once_per_week(instance, alert_env, sensor_log):
     logged = sensor_log()
     assert WEBHOOK_TOKEN not in logged and SMTP_PASSWORD not in logged
     assert secrets_in_event_log(instance) == []
+
+
+def test_without_a_declared_last_week_every_week_after_the_archive_is_late(instance, alert_env):
+    materialize_readings(instance, LAST_WEEK)
+    with webhook_receiver() as hook:
+        resource = alert_env(destinations(hook))
+        first = late_tick(instance, resource, LONG_AFTER)
+        week_later = late_tick(instance, resource, LONG_AFTER + dt.timedelta(days=7), first.cursor)
+    assert first.skip_reason.skip_message == "Week 2026-11-21 is late; alerted via webhook."
+    assert week_later.skip_reason.skip_message == "Week 2026-11-28 is late; alerted via webhook."
+    assert len(hook.requests) == 2
+
+
+def test_with_a_declared_last_week_nothing_after_it_is_late(instance, alert_env):
+    with webhook_receiver() as hook:
+        resource = alert_env(destinations(hook))
+        # The last week itself is still due: missing, it alerts once, however long after.
+        missing = late_tick(instance, resource, LONG_AFTER, last_week=LAST_WEEK)
+        still_missing = late_tick(
+            instance, resource, LONG_AFTER + dt.timedelta(days=60), missing.cursor, last_week=LAST_WEEK
+        )
+        materialize_readings(instance, LAST_WEEK)
+        done = late_tick(instance, resource, LONG_AFTER + dt.timedelta(days=90), still_missing.cursor, LAST_WEEK)
+
+    assert missing.skip_reason.skip_message == f"Week {LAST_WEEK} is late; alerted via webhook."
+    assert still_missing.skip_reason.skip_message == f"Week {LAST_WEEK} is late; already alerted."
+    assert done.skip_reason.skip_message == (
+        f"Week {LAST_WEEK} is materialized. It is the declared last week (MTA_LAST_WEEK); "
+        "no later week is expected."
+    )
+    assert len(hook.requests) == 1
+    lines = hook.requests[0]["json"]["text"].splitlines()
+    assert lines[0] == f"[mta_assets] Week {LAST_WEEK} is late: turnstile_readings not materialized"
+    assert not any("MTA_LAST_WEEK" in line for line in lines)  # it is declared already
+    # Before the last week is due, the clock decides as without a declaration.
+    assert expected_week(new_york(2024, 1, 14, 12, 1), DEFAULT_DEADLINE, LAST_WEEK)[0] == WEEK
+    assert expected_week(LONG_AFTER, DEFAULT_DEADLINE, LAST_WEEK) == (LAST_WEEK, new_york(2024, 2, 18, 12))
 
 
 def test_late_week_alert_is_retried_next_tick_when_no_destination_took_it(instance, alert_env):
@@ -402,28 +477,31 @@ def test_late_week_alert_is_retried_next_tick_when_no_destination_took_it(instan
     assert json.loads(retried.cursor)["alerted_week"] == WEEK
 
 
-def test_late_week_sensor_definition_evaluates_with_its_resource(instance, alert_env):
+@pytest.mark.parametrize("declared", [None, LAST_WEEK])
+def test_late_week_sensor_definition_on_a_frozen_clock(instance, alert_env, monkeypatch, declared):
+    # The definition reads the clock and the declared last week when it ticks; freeze both.
+    monkeypatch.setattr(monitoring_sensors, "_now", lambda: LONG_AFTER)
+    monkeypatch.setattr(monitoring_sensors, "LAST_WEEK", declared)
+    materialize_readings(instance, LAST_WEEK)
     with webhook_receiver() as hook:
         resource = alert_env(destinations(hook))
         first = sensor_tick(mta_late_week_sensor, instance, resource)
         second = sensor_tick(mta_late_week_sensor, instance, resource, first.cursor)
-    # Nothing is materialized in this instance, so whatever week is due now is late.
-    assert len(hook.requests) == 1
-    assert "is late: turnstile_readings not materialized" in hook.requests[0]["json"]["text"]
-    assert len(first.asset_events) == 1 and second.asset_events == []
+    if declared is None:
+        assert len(hook.requests) == 1
+        assert hook.requests[0]["json"]["text"].startswith("[mta_assets] Week 2026-11-21 is late")
+        assert second.skip_message == "Week 2026-11-21 is late; already alerted."
+    else:
+        assert hook.requests == []
+        assert first.skip_message.startswith(f"Week {LAST_WEEK} is materialized.")
+    assert first.run_requests == [] and second.run_requests == []
 
 
 def test_exports_for_definitions():
-    assert {s.name for s in alert_sensors} == {"mta_run_failure_alert_sensor", "mta_late_week_sensor"}
-    assert [c.check_key.name for c in monitoring_checks] == [LATE_WEEK_CHECK_NAME]
+    assert {s.name for s in alert_sensors} == {"mta_run_failure_alert_sensor", LATE_WEEK_SENSOR_NAME}
     assert mta_late_week_sensor.minimum_interval_seconds == 15 * 60
     assert mta_late_week_sensor.required_resource_keys == {ALERTS_RESOURCE_KEY}
     assert mta_run_failure_alert_sensor.required_resource_keys == {ALERTS_RESOURCE_KEY}
     dg.Definitions.validate_loadable(
-        dg.Definitions(
-            assets=[readings_that_work],
-            asset_checks=monitoring_checks,
-            sensors=alert_sensors,
-            resources=monitoring_resources,
-        )
+        dg.Definitions(assets=[readings_that_work], sensors=alert_sensors, resources=monitoring_resources)
     )

@@ -1,4 +1,4 @@
-"""Failure and late-week monitoring: sensors that alert a person, and a late-week check.
+"""Failure and late-week monitoring: sensors that alert a person.
 
 Failed runs -> ``mta_run_failure_alert_sensor`` (one alert per failed run). A blocking
 asset check that fails at ERROR severity fails its step (Dagster raises
@@ -7,11 +7,20 @@ this same sensor alerts, naming the failed checks read from the run's
 ``ASSET_CHECK_EVALUATION`` events. No second sensor is needed: a run cannot succeed
 with a blocking ERROR check failed, and WARN-severity checks do not block.
 
-Late week -> ``latest_week_on_time`` (asset check on ``turnstile_readings``) and
-``mta_late_week_sensor``. Both ask about one specific partition, the newest week whose
-deadline has passed, so backfilling older weeks cannot make a missing week look fresh.
-The sensor also records the check's result (only when it changes) so the UI shows a
-late week even though no run happens while the week is missing.
+Late week -> ``mta_late_week_sensor`` only, on its own 15-minute cadence. Lateness is not
+a property of the week a run materializes, so it is never an asset check: a check on
+``turnstile_readings`` would run inside every materialization and paint an unrelated
+week red. The sensor asks about one specific partition, the newest week whose deadline
+has passed (never after the declared last week, ``MTA_LAST_WEEK``), so backfilling older
+weeks cannot make a missing week look fresh, and alerts once per late week (cursor).
+
+Why a sensor and not Dagster's freshness features: ``FreshnessPolicy`` (preview in 1.13,
+behind an instance flag) judges an asset by its latest materialization of any partition,
+so a backfill of an old week would make a missing new week look fresh;
+``build_time_partition_freshness_checks`` (superseded by it) is per partition but is an
+asset check, runs when the asset's checks are selected in a run, takes only a cron
+deadline, and alerts only through Dagster+. The sensor keeps the per-partition deadline,
+the declared last week and our own alert delivery.
 """
 
 import datetime as dt
@@ -23,11 +32,13 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 
 from mta_assets.defs.monitoring.delivery import Alert, AlertDestinations
+from mta_assets.defs.turnstile.partitions import LAST_WEEK
 from mta_assets.mta import calendar as partitions
+from mta_assets.settings import LAST_WEEK_ENV_VAR
 
 ALERTS_RESOURCE_KEY = "mta_alerts"
 READINGS_KEY = dg.AssetKey("turnstile_readings")
-LATE_WEEK_CHECK_NAME = "latest_week_on_time"
+LATE_WEEK_SENSOR_NAME = "mta_late_week_sensor"
 DEADLINE_ENV_VAR = "MTA_LATE_WEEK_DEADLINE"
 DEFAULT_DEADLINE = "sunday 12:00"
 NEW_YORK = ZoneInfo(partitions.TIMEZONE)
@@ -103,14 +114,19 @@ def _aware(moment: dt.datetime) -> dt.datetime:
     return moment
 
 
-def expected_week(now: dt.datetime, deadline: LateWeekDeadline) -> tuple[str | None, dt.datetime | None]:
+def expected_week(
+    now: dt.datetime, deadline: LateWeekDeadline, last_week: str | None = None
+) -> tuple[str | None, dt.datetime | None]:
     """The newest week whose deadline has passed at ``now``, with that deadline.
 
     Before the newest published week's deadline, its predecessor is the one that must
     exist, so a Saturday morning does not forgive a week missing since last Sunday.
+    With a declared ``last_week`` no later week is ever expected.
     """
     now = _aware(now)
     week = partitions.latest_published_week(now)
+    if week is not None and last_week is not None:
+        week = min(week, last_week)
     while week is not None and week >= partitions.FIRST_WEEK:
         deadline_time = deadline.for_week(week)
         if deadline_time <= now:
@@ -120,7 +136,10 @@ def expected_week(now: dt.datetime, deadline: LateWeekDeadline) -> tuple[str | N
 
 
 def late_week_status(
-    now: dt.datetime, materialized_at: dt.datetime | None, deadline: LateWeekDeadline
+    now: dt.datetime,
+    materialized_at: dt.datetime | None,
+    deadline: LateWeekDeadline,
+    last_week: str | None = None,
 ) -> tuple[bool, str | None, dt.datetime | None]:
     """(is_late, week, deadline_time) for the newest week whose deadline passed at ``now``.
 
@@ -128,7 +147,7 @@ def late_week_status(
     materialized, None if never. A week materialized after its deadline is no longer
     late: the alert is about missing data, not about a delay that has been repaired.
     """
-    week, deadline_time = expected_week(now, deadline)
+    week, deadline_time = expected_week(now, deadline, last_week)
     if week is None:
         return False, None, None
     return materialized_at is None, week, deadline_time
@@ -144,67 +163,43 @@ def week_materialized_at(instance: dg.DagsterInstance, week: str) -> dt.datetime
     return dt.datetime.fromtimestamp(result.records[0].timestamp, tz=dt.timezone.utc)
 
 
-def evaluate_latest_week_on_time(
-    instance: dg.DagsterInstance, now: dt.datetime, deadline: LateWeekDeadline
-) -> dg.AssetCheckResult:
-    """The ``latest_week_on_time`` check's result at ``now``; tests call it at fixed times."""
-    materialized_at = None
-    week, _ = expected_week(now, deadline)
-    if week is not None:
-        materialized_at = week_materialized_at(instance, week)
-    is_late, week, deadline_time = late_week_status(now, materialized_at, deadline)
-    metadata: dict[str, object] = {
-        "evaluated_at": now.astimezone(NEW_YORK).isoformat(),
-        "deadline_rule": str(deadline),
-    }
+@dataclass(frozen=True)
+class LateWeekReport:
+    """What the late-week sensor found at one moment: the week due, and whether it is late."""
+
+    week: str | None
+    deadline_time: dt.datetime | None
+    materialized_at: dt.datetime | None
+    is_late: bool
+    description: str
+
+
+def late_week_report(
+    instance: dg.DagsterInstance,
+    now: dt.datetime,
+    deadline: LateWeekDeadline,
+    last_week: str | None = None,
+) -> LateWeekReport:
+    """Whether the week due at ``now`` has its table in ``instance``; tests call it at fixed times."""
+    week, deadline_time = expected_week(now, deadline, last_week)
+    materialized_at = week_materialized_at(instance, week) if week is not None else None
+    is_late = week is not None and materialized_at is None
     if week is None:
-        return dg.AssetCheckResult(
-            check_name=LATE_WEEK_CHECK_NAME,
-            asset_key=READINGS_KEY,
-            passed=True,
-            description="No week is due yet.",
-            metadata=metadata,
+        description = "No week is due yet."
+    elif is_late:
+        description = (
+            f"Week {week} ({partitions.file_name_for_week(week)}) is not materialized; it was due "
+            f"{deadline_time:%a %Y-%m-%d %H:%M %Z}."
         )
-    metadata.update(
-        {
-            "expected_week": week,
-            "file_name": partitions.file_name_for_week(week),
-            "deadline": deadline_time.isoformat() if deadline_time else None,
-            "materialized_at": materialized_at.astimezone(NEW_YORK).isoformat() if materialized_at else None,
-        }
-    )
-    description = (
-        f"Week {week} ({partitions.file_name_for_week(week)}) is not materialized; it was due "
-        f"{deadline_time:%a %Y-%m-%d %H:%M %Z}."
-        if is_late
-        else f"Week {week} is materialized."
-    )
-    return dg.AssetCheckResult(
-        check_name=LATE_WEEK_CHECK_NAME,
-        asset_key=READINGS_KEY,
-        passed=not is_late,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description=description,
-        metadata=metadata,
-    )
+    else:
+        description = f"Week {week} is materialized."
+    if week is not None and week == last_week:
+        description += f" It is the declared last week ({LAST_WEEK_ENV_VAR}); no later week is expected."
+    return LateWeekReport(week, deadline_time, materialized_at, is_late, description)
 
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
-
-
-@dg.asset_check(
-    asset=READINGS_KEY,
-    name=LATE_WEEK_CHECK_NAME,
-    description=(
-        "Fails when the newest week whose deadline has passed (default Sunday 12:00 New York "
-        f"after the Saturday publication; env {DEADLINE_ENV_VAR}) has no turnstile_readings "
-        "materialization for that exact partition."
-    ),
-    blocking=False,
-)
-def latest_week_on_time(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-    return evaluate_latest_week_on_time(context.instance, _now(), LateWeekDeadline.from_env())
 
 
 # -- late week: sensor ----------------------------------------------------------
@@ -218,19 +213,24 @@ def _read_cursor(cursor: str | None) -> dict[str, str]:
     return value if isinstance(value, dict) else {}
 
 
-def late_week_alert(week: str, deadline_time: dt.datetime, deadline: LateWeekDeadline, ui_url: str) -> Alert:
+def late_week_alert(
+    week: str, deadline_time: dt.datetime, deadline: LateWeekDeadline, ui_url: str, last_week: str | None = None
+) -> Alert:
     asset_url = f"{ui_url.rstrip('/')}/assets/{READINGS_KEY.to_user_string()}"
+    lines = [
+        f"Week: {week} (file {partitions.file_name_for_week(week)}, published "
+        f"{partitions.publication_date(week):%a %Y-%m-%d})",
+        f"Deadline: {deadline_time:%a %Y-%m-%d %H:%M %Z} (rule: {deadline})",
+        f"Sensor: {LATE_WEEK_SENSOR_NAME}",
+        f"Asset: {asset_url}",
+    ]
+    if last_week is None:
+        # MTA's archive has no announced end: the likeliest cause of a late week is that
+        # the source stopped publishing, which only a person can declare.
+        lines.append(f"If the source has stopped publishing, set {LAST_WEEK_ENV_VAR} to its last week.")
     return Alert(
         subject=f"[mta_assets] Week {week} is late: turnstile_readings not materialized",
-        body="\n".join(
-            [
-                f"Week: {week} (file {partitions.file_name_for_week(week)}, published "
-                f"{partitions.publication_date(week):%a %Y-%m-%d})",
-                f"Deadline: {deadline_time:%a %Y-%m-%d %H:%M %Z} (rule: {deadline})",
-                f"Check: {READINGS_KEY.to_user_string()}:{LATE_WEEK_CHECK_NAME}",
-                f"Asset: {asset_url}",
-            ]
-        ),
+        body="\n".join(lines),
     )
 
 
@@ -239,66 +239,50 @@ def evaluate_late_week_tick(
     alerts: AlertDestinations,
     now: dt.datetime,
     deadline: LateWeekDeadline | None = None,
+    last_week: str | None = None,
 ) -> dg.SensorResult:
     """One tick of ``mta_late_week_sensor`` at ``now`` (tests pass fixed times).
 
     The cursor remembers the last week alerted, so a late week alerts once; a week
-    whose alert reached no destination is tried again next tick. It also remembers the
-    last check result recorded, so the check's history only grows on a change.
+    whose alert reached no destination is tried again next tick. The tick never
+    requests a run and records nothing on the asset: its result is the alert and
+    the tick's message in the sensor's history.
     """
     deadline = deadline or LateWeekDeadline.from_env()
     state = _read_cursor(context.cursor)
-    week, deadline_time = expected_week(now, deadline)
-    result = evaluate_latest_week_on_time(context.instance, now, deadline)
+    state.pop("recorded", None)  # written by the former late-week check; nothing reads it now
+    report = late_week_report(context.instance, now, deadline, last_week)
+    week = report.week
 
-    asset_events = []
-    observed = f"{week}:{'passed' if result.passed else 'late'}"
-    if week is not None and state.get("recorded") != observed:
-        asset_events.append(
-            dg.AssetCheckEvaluation(
-                asset_key=READINGS_KEY,
-                check_name=LATE_WEEK_CHECK_NAME,
-                passed=result.passed,
-                severity=result.severity,
-                description=result.description,
-                metadata=result.metadata,
-                blocking=False,
-            )
-        )
-        state["recorded"] = observed
-
-    if result.passed or week is None:
-        message = result.description or "No week is late."
+    if not report.is_late or week is None or report.deadline_time is None:
+        message = report.description
     elif state.get("alerted_week") == week:
         message = f"Week {week} is late; already alerted."
     else:
-        alert = late_week_alert(week, deadline_time, deadline, alerts.ui_url)
-        report = alerts.send(alert, context.log)
-        if report.any_delivered:
+        alert = late_week_alert(week, report.deadline_time, deadline, alerts.ui_url, last_week)
+        delivery = alerts.send(alert, context.log)
+        if delivery.any_delivered:
             state["alerted_week"] = week
-            message = f"Week {week} is late; alerted via {', '.join(report.delivered)}."
-        elif not report.configured:
+            message = f"Week {week} is late; alerted via {', '.join(delivery.delivered)}."
+        elif not delivery.configured:
             message = f"Week {week} is late; no alert destination configured."
         else:
-            message = f"Week {week} is late; alert delivery failed ({', '.join(report.failed)}), will retry."
-    return dg.SensorResult(
-        skip_reason=dg.SkipReason(message),
-        cursor=json.dumps(state, sort_keys=True),
-        asset_events=asset_events,
-    )
+            message = f"Week {week} is late; alert delivery failed ({', '.join(delivery.failed)}), will retry."
+    return dg.SensorResult(skip_reason=dg.SkipReason(message), cursor=json.dumps(state, sort_keys=True))
 
 
 @dg.sensor(
-    name="mta_late_week_sensor",
+    name=LATE_WEEK_SENSOR_NAME,
     minimum_interval_seconds=15 * 60,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
-        "Alerts once per late week: the newest week whose deadline passed has no "
-        "turnstile_readings materialization. Records the latest_week_on_time check result."
+        "Alerts once per late week: the newest week whose deadline passed "
+        f"({DEADLINE_ENV_VAR}; never after {LAST_WEEK_ENV_VAR}) has no turnstile_readings "
+        "materialization. Requests no runs and records nothing on the asset."
     ),
 )
 def mta_late_week_sensor(context: dg.SensorEvaluationContext, mta_alerts: AlertDestinations) -> dg.SensorResult:
-    return evaluate_late_week_tick(context, mta_alerts, _now())
+    return evaluate_late_week_tick(context, mta_alerts, _now(), last_week=LAST_WEEK)
 
 
 # -- failed runs ----------------------------------------------------------------
@@ -448,5 +432,4 @@ def mta_run_failure_alert_sensor(context: dg.RunFailureSensorContext, mta_alerts
 
 
 alert_sensors = [mta_run_failure_alert_sensor, mta_late_week_sensor]
-monitoring_checks = [latest_week_on_time]
 monitoring_resources = {ALERTS_RESOURCE_KEY: AlertDestinations.from_env()}
