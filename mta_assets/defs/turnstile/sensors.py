@@ -40,6 +40,7 @@ import time
 import dagster as dg
 
 from mta_assets.defs.turnstile.jobs import mta_turnstile_job
+from mta_assets.defs.turnstile.partitions import LAST_WEEK
 from mta_assets.mta.calendar import FIRST_WEEK, KEY_FORMAT, latest_published_week
 from mta_assets.settings import int_from_env
 from mta_assets.storage.http import MTASource, RemoteFile, SourceUnavailable
@@ -121,6 +122,8 @@ def evaluate_file_arrival(
 ) -> dg.SensorResult:
     """One tick of ``mta_file_arrival_sensor`` as of ``now`` (injectable for tests)."""
     latest = latest_published_week(now)
+    if latest is not None and LAST_WEEK is not None and latest > LAST_WEEK:
+        latest = LAST_WEEK  # the source's declared last week: nothing after it is probed
     through, seen = parse_cursor(context.cursor)
     if latest is None:
         return dg.SensorResult(skip_reason=f"no week is published before {FIRST_WEEK}", cursor=context.cursor)
