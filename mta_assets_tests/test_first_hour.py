@@ -122,7 +122,8 @@ def test_make_run_on_a_fresh_clone(fresh_clone: Path) -> None:
     assert int(passed) >= 6 and failed == "0"
     lake = fresh_clone / "data" / "lake"
     for asset, relative in [
-        ("turnstile_csv", "turnstile/raw/2024/turnstile_240106.txt"),
+        # The published file's durable copy is its gzip object (README "How the data flows").
+        ("turnstile_csv", "turnstile/csv_gz/2024/turnstile_240106.csv.gz"),
         ("turnstile_csv_gz", "turnstile/csv_gz/2024/turnstile_240106.csv.gz"),
         ("turnstile_readings", "turnstile/readings/2024/turnstile_240106.parquet"),
     ]:
@@ -197,7 +198,7 @@ def test_readme_offline_commands_on_a_fresh_clone(fresh_clone: Path) -> None:
     [(failed_id, failed_status, failed_week)] = RUN_LINE.findall(missing.stdout)
     assert (failed_status, failed_week) == ("FAILURE", "2024-01-13")
     assert re.search(
-        rf"^failed step turnstile_csv: .*week 2024-01-13.*127\.0\.0\.1:{port}/turnstile_240120\.txt.*404",
+        rf"^failed step turnstile_weeks: .*week 2024-01-13.*127\.0\.0\.1:{port}/turnstile_240120\.txt.*404",
         missing.stdout,
         re.M,
     ), missing.stdout
@@ -216,7 +217,7 @@ def test_readme_offline_commands_on_a_fresh_clone(fresh_clone: Path) -> None:
         (["--partition-range", "2024-01-06...2023-12-30"], {}, "the first week is after the last"),
         (["--partition", "2023-12-30..2024-01-06"], {}, "a range is --partition-range FIRST...LAST (three dots)"),
         (["--partition-range", "2023-12-30"], {}, "write FIRST...LAST, e.g. 2023-12-30...2024-01-20"),
-        (["--partition=2009-01-03"], {}, "week 2009-01-03 is before the first week, 2010-05-01"),
+        (["--partition=2009-01-03"], {}, "week 2009-01-03 is before the first week, 2010-04-24"),
         (
             ["--partition-range", "2024-02-10...2024-02-17"],
             {"MTA_LAST_WEEK": "2024-02-10"},

@@ -365,7 +365,7 @@ def test_declared_last_week_ends_the_partitions():
         ("2024-02-11", "MTA_LAST_WEEK=2024-02-11 is a Sunday; weeks are keyed by the Saturday they begin "
          "(the week holding 2024-02-11 is 2024-02-10)"),
         ("20240210", "MTA_LAST_WEEK='20240210' is not a date"),
-        ("2009-12-26", "MTA_LAST_WEEK=2009-12-26 is before the first week, 2010-05-01"),
+        ("2009-12-26", "MTA_LAST_WEEK=2009-12-26 is before the first week, 2010-04-24"),
     ],
 )
 def test_last_week_setting_is_validated(monkeypatch, value, message):
