@@ -189,7 +189,7 @@ def test_readme_offline_commands_on_a_fresh_clone(fresh_clone: Path) -> None:
 
     assert sunday.returncode == 2
     assert sunday.stderr.strip() == (
-        "./mta: --partition 2023-12-31: week '2023-12-31' is a Sunday; weeks start on a Saturday "
+        "./mta: --partition 2023-12-31: week '2023-12-31' is a Sunday, not a Saturday: weeks start on a Saturday "
         "(the week holding 2023-12-31 is 2023-12-30)"
     )
     assert "Could not find a partition" not in sunday.stdout + sunday.stderr
