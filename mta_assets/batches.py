@@ -17,6 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+from mta_assets.settings import staging_root
+
 T = TypeVar("T")
 
 
@@ -92,8 +94,7 @@ def staging_dir(name: str) -> Path:
     The lake consumes the files it stores; whatever a failed step leaves behind goes
     when the process ends.
     """
-    base = Path(os.environ.get("MTA_STAGING_DIR") or tempfile.gettempdir())
-    base.mkdir(parents=True, exist_ok=True)
+    base = staging_root()  # MTA_STAGING_DIR checked: a clear error naming it, not a bare OSError
     folder = Path(tempfile.mkdtemp(prefix=f"mta-{name}-", dir=base))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     return folder

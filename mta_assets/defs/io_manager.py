@@ -12,7 +12,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from mta_assets.batches import WeekBatch, map_weeks
+from mta_assets.batches import WeekBatch, map_weeks, staging_dir
 from mta_assets.storage.lake import Lake, StoredObject
 
 DATASET_KEY = "lake/dataset"
@@ -58,7 +58,9 @@ class LakeIOManager(dg.ConfigurableIOManager):
             def progress(chunk: int, sent: int, total: int) -> None:
                 context.log.debug(f"week {week}: uploaded chunk {chunk} ({sent:,} of {total:,} bytes) to {key}")
 
-            return self.lake.put_file(item.path, key, item.content_type, on_chunk=progress)
+            stored = self.lake.put_file(item.path, key, item.content_type, on_chunk=progress)
+            item.path.unlink(missing_ok=True)  # the lake leaves the source in place; staging is ours
+            return stored
 
         stored, upload_errors = map_weeks(to_store, store, self.max_workers)
         failures.update({week: str(exc) for week, exc in upload_errors.items()})
@@ -91,9 +93,10 @@ class LakeIOManager(dg.ConfigurableIOManager):
         upstream = context.upstream_output
         dataset, extension = _layout(upstream.definition_metadata if upstream else None, context.asset_key)
         paths = {}
+        inputs = staging_dir("inputs")
         for week in context.asset_partition_keys:
             key = self.lake.key_for(dataset, week, extension)
-            paths[week] = self.lake.local_path(key)
+            paths[week] = self.lake.fetch(key, inputs / week)
         return paths
 
 

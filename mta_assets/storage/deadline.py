@@ -1,0 +1,104 @@
+"""Deadlines for network operations: a total time, a minimum throughput, and a stop request.
+
+Every loop that moves bytes (a download, an upload, a lake read) calls ``Deadline.check``
+between reads or chunks, at most one stall timeout apart, so a stalled or trickling peer
+and a stop request all end the operation within seconds. ``request_stop`` is set by the
+step when Dagster interrupts it (SIGTERM, the UI's Terminate): worker threads do not
+receive Dagster's interrupt themselves.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+_STOP = threading.Event()
+
+
+def request_stop() -> None:
+    """Ask every transfer of this process to stop at its next check (they raise ``Interrupted``)."""
+    _STOP.set()
+
+
+def clear_stop() -> None:
+    """Allow transfers again (a new run in a long-lived process, or a test)."""
+    _STOP.clear()
+
+
+def stop_requested() -> bool:
+    return _STOP.is_set()
+
+
+@contextmanager
+def stop_transfers_on_interrupt() -> Iterator[None]:
+    """Around a step's work: an interrupt (a BaseException such as Dagster's) stops worker-thread transfers too."""
+    clear_stop()
+    try:
+        yield
+    except Exception:
+        raise
+    except BaseException:
+        request_stop()
+        raise
+
+
+class TransferAborted(Exception):
+    """A transfer stopped by its deadline, its throughput floor, or a stop request."""
+
+    permanent = False
+
+
+class DeadlineExceeded(TransferAborted):
+    """The operation took longer than its total deadline."""
+
+
+class TooSlow(TransferAborted):
+    """Fewer bytes than the minimum throughput arrived over a whole window."""
+
+
+class Interrupted(TransferAborted):
+    """The run is being stopped; never retried."""
+
+    permanent = True
+
+
+class Deadline:
+    """A total deadline and a minimum throughput for one operation."""
+
+    def __init__(self, seconds: float, min_bytes_per_s: float = 0.0, window_s: float = 15.0):
+        self.seconds = seconds
+        self.min_bytes_per_s = min_bytes_per_s
+        self.window_s = window_s
+        self.started = time.monotonic()
+        self.ends = self.started + seconds
+        self._window_start = self.started
+        self._window_bytes = 0
+
+    def remaining(self) -> float:
+        return max(0.0, self.ends - time.monotonic())
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def expired(self) -> bool:
+        return time.monotonic() >= self.ends
+
+    def check(self, new_bytes: int = 0) -> None:
+        """Raise if stopped, past the deadline, or slower than the floor over the last full window."""
+        if _STOP.is_set():
+            raise Interrupted(f"stopped on request after {self.elapsed():.1f} s")
+        now = time.monotonic()
+        if now >= self.ends:
+            raise DeadlineExceeded(f"deadline of {self.seconds:g} s exceeded")
+        self._window_bytes += new_bytes
+        window = now - self._window_start
+        if self.min_bytes_per_s > 0 and window >= self.window_s:
+            rate = self._window_bytes / window
+            if rate < self.min_bytes_per_s:
+                raise TooSlow(
+                    f"too slow: {self._window_bytes:,} bytes in {window:.0f} s "
+                    f"({rate:,.0f} B/s, below the minimum of {self.min_bytes_per_s:,.0f} B/s)"
+                )
+            self._window_start, self._window_bytes = now, 0
