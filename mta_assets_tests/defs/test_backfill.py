@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import io
 import os
 import re
 import subprocess
@@ -53,7 +54,7 @@ def materialize_range(mirror: MirrorServer, lake: Lake, instance: dg.DagsterInst
 
 
 def lake_snapshot(lake: Lake) -> dict[str, bytes]:
-    return {key: lake.read_bytes(key) for dataset in DATASETS for key in lake.list_keys(dataset)}
+    return {key: lake.read_bytes(key) for dataset in DATASETS for key in lake.list_keys(f"turnstile/{dataset}/")}
 
 
 def expected_keys(lake: Lake, dataset: str, weeks: list[str]) -> list[str]:
@@ -71,7 +72,7 @@ def step_failure_messages(result) -> list[str]:
 def table_rows(lake: Lake, week: str) -> int:
     import pyarrow.parquet as pq
 
-    return pq.read_metadata(lake.local_path(lake.key_for("readings", week, ".parquet"))).num_rows
+    return pq.read_metadata(io.BytesIO(lake.read_bytes(lake.key_for("readings", week, ".parquet")))).num_rows
 
 
 def latest_readings_metadata(instance: dg.DagsterInstance, week: str) -> dict:
@@ -97,7 +98,7 @@ def test_a_four_week_range_runs_once_and_writes_four_objects_per_asset(
     assert result.success, step_failure_messages(result)
     assert len(instance.get_runs()) == 1
     for dataset in DATASETS:
-        assert sorted(any_lake.list_keys(dataset)) == expected_keys(any_lake, dataset, WEEKS)
+        assert sorted(any_lake.list_keys(f"turnstile/{dataset}/")) == expected_keys(any_lake, dataset, WEEKS)
     for asset in ("turnstile_csv", "turnstile_csv_gz", "turnstile_readings"):
         assert materialized(instance, asset) == WEEKS
     for week in WEEKS:
@@ -133,12 +134,12 @@ def test_a_failing_week_is_named_and_the_other_weeks_are_stored(
     assert f"1 of 4 week(s) failed: week {failing}: " in message
     assert {"missing": "is not published (HTTP 404)", "html": "HTML page"}[fault] in message
     others = [week for week in WEEKS if week != failing]
-    assert sorted(any_lake.list_keys("raw")) == expected_keys(any_lake, "raw", others)
+    assert sorted(any_lake.list_keys("turnstile/raw/")) == expected_keys(any_lake, "raw", others)
     for week in others:
         assert any_lake.read_bytes(any_lake.key_for("raw", week, ".txt")) == served[week]
     assert materialized(instance, "turnstile_csv") == others
     # Downstream steps of a failed step do not run: nothing half-made reaches the later datasets.
-    assert any_lake.list_keys("csv_gz") == []
+    assert any_lake.list_keys("turnstile/csv_gz/") == []
     assert materialized(instance, "turnstile_csv_gz") == []
 
 
@@ -172,7 +173,7 @@ def test_a_range_reaching_into_the_future_fails_before_downloading(
     (message,) = step_failure_messages(result)
     assert f"week {future} is not published yet" in message
     assert mirror.requests == []
-    assert local_lake.list_keys("raw") == []
+    assert local_lake.list_keys("turnstile/raw/") == []
 
 
 def test_dagster_refuses_a_single_future_partition(local_lake: Lake) -> None:
@@ -242,7 +243,7 @@ def test_the_cli_runs_a_four_week_range_as_one_run(
     assert completed.returncode == 0, completed.stderr[-4000:]
     lake = Lake(url=str(lake_dir))
     for dataset in DATASETS:
-        assert sorted(lake.list_keys(dataset)) == expected_keys(lake, dataset, WEEKS)
+        assert sorted(lake.list_keys(f"turnstile/{dataset}/")) == expected_keys(lake, dataset, WEEKS)
     for week in WEEKS:
         assert lake.read_bytes(lake.key_for("raw", week, ".txt")) == (mirror.root / file_name_for_week(week)).read_bytes()
     (run,) = runs_in(env["DAGSTER_HOME"], monkeypatch)
