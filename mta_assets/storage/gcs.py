@@ -286,13 +286,16 @@ class GcsStore(LakeStore):
 
         return DEFAULT_RETRY.with_timeout(self.retry_deadline_s)
 
-    def _explain(self, exc: Exception, key: str, action: str) -> LakeError:
+    def _explain(self, exc: Exception, key: str, action: str, gave_up: bool = False) -> LakeError:
         """One line naming the object and the cause as it is, and whether a retry can help."""
         from google.api_core import exceptions as gexc
         from google.auth import exceptions as auth_exc
 
         if isinstance(exc, LakeError):
             return exc
+        if isinstance(exc, gexc.RetryError) and isinstance(exc.cause, Exception):
+            # The retry deadline passed: the cause is what the last attempt met.
+            return self._explain(exc.cause, key, action, gave_up=True)
         where = self.uri_for(key)
         cause = _first_line(exc)
         response = getattr(exc, "response", None)
@@ -331,7 +334,7 @@ class GcsStore(LakeStore):
                 f"{action} {where}: GCS at {host} answered HTTP {status or type(exc).__name__} "
                 f"until the retry deadline of {self.retry_deadline_s:g} s ({cause})"
             )
-        if isinstance(exc, gexc.RetryError) or _is_network_error(exc) or "Connection" in type(exc).__name__:
+        if gave_up or _is_network_error(exc) or "Connection" in type(exc).__name__:
             return LakeError(
                 f"{action} {where}: cannot reach GCS at {host} within the retry deadline of "
                 f"{self.retry_deadline_s:g} s ({cause})"

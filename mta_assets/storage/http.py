@@ -455,6 +455,10 @@ class MTASource(dg.ConfigurableResource):
         except (requests.RequestException, Urllib3Error) as exc:
             partial.unlink(missing_ok=True)
             received = f"after {size:,} of {stated or 'unknown'} bytes"
+            if _is_read_timeout(exc):
+                raise SourceUnavailable(
+                    f"week {week}: {where} stalled: no byte for {self.read_timeout_s:g} s (the stall timeout) {received}"
+                ) from None
             if "Decod" in type(exc).__name__:
                 raise SourceError(
                     f"week {week}: {where} has a body that does not decode as Content-Encoding {encoding!r} "
@@ -550,6 +554,18 @@ class _Staged:
         if self.file.etag:
             return {"If-None-Match": self.file.etag}
         return {"If-Modified-Since": self.file.last_modified or ""}
+
+
+def _is_read_timeout(exc: BaseException) -> bool:
+    from urllib3.exceptions import ReadTimeoutError
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, ReadTimeoutError | TimeoutError) or "timed out" in str(exc):
+            return True
+        exc = exc.__context__ or (exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else None)
+    return False
 
 
 def _first_line(value) -> str:
