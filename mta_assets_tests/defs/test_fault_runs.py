@@ -1,0 +1,83 @@
+"""Faults seen from Dagster runs: a permanent error fails once, and no secret reaches DAGSTER_HOME."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import urllib.parse
+from pathlib import Path
+
+import dagster as dg
+
+from mta_assets.defs.resources import build_resources
+from mta_assets.defs.turnstile.assets import turnstile_csv, turnstile_csv_gz, turnstile_readings
+from mta_assets.devtools.mirror import MirrorServer
+
+REPO = Path(__file__).resolve().parents[2]
+WEEK = "2023-12-30"
+NAME = "turnstile_240106.txt"
+PASSWORD = "Pa55|w0rd:With@Specials"
+
+
+def materialize_with_cli(home: Path, env: dict[str, str], week: str) -> subprocess.CompletedProcess:
+    command = [
+        str(Path(sys.executable).with_name("dagster")), "asset", "materialize", "-m", "mta_assets.definitions",
+        "--select", "turnstile_csv*", "--partition", week,
+    ]
+    full_env = {**os.environ, "DAGSTER_HOME": str(home), **env}
+    return subprocess.run(command, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=300)
+
+
+def secret_forms(secret: str) -> list[str]:
+    return sorted({secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote(secret), "Pa55%7C", "Pa55|w0rd"})
+
+
+def test_no_form_of_a_source_password_reaches_dagster_home(mirror: MirrorServer, synthetic_week, tmp_path):
+    synthetic_week(WEEK, readings=1_000)
+    mirror.require_auth("mta", PASSWORD)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    authority = mirror.url.removeprefix("http://")
+    env = {
+        "MTA_LAKE_URL": str(tmp_path / "lake"),
+        "MTA_SOURCE_URL": f"http://mta:{urllib.parse.quote(PASSWORD, safe='')}@{authority}/developers/turnstile",
+    }
+    good = materialize_with_cli(home, env, WEEK)
+    assert good.returncode == 0, good.stderr[-3000:]
+    wrong = materialize_with_cli(
+        home, {**env, "MTA_SOURCE_URL": f"http://mta:Wrong%7CPa55word@{authority}/developers/turnstile"}, WEEK
+    )
+    assert wrong.returncode != 0
+    assert "refused access (HTTP 401)" in wrong.stderr + wrong.stdout
+
+    leaks = []
+    for path in [*home.rglob("*"), *(tmp_path / "lake").rglob("*")]:
+        if path.is_file():
+            data = path.read_bytes()
+            leaks += [(str(path), form) for form in [*secret_forms(PASSWORD), "Wrong%7CPa55word", "Wrong|Pa55word"]
+                      if form.encode() in data]
+    output = good.stdout + good.stderr + wrong.stdout + wrong.stderr
+    leaks += [("CLI output", form) for form in secret_forms(PASSWORD) if form in output]
+    assert leaks == []
+    assert f"{mirror.url}/developers/turnstile/{NAME}" in output, "the URL is shown, without its userinfo"
+
+
+def test_a_permanent_source_error_fails_the_run_once(mirror: MirrorServer, tmp_path, monkeypatch):
+    monkeypatch.setenv("MTA_SOURCE_URL", mirror.url)
+    monkeypatch.setenv("MTA_LAKE_URL", str(tmp_path / "lake"))
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = dg.materialize(
+            [turnstile_csv, turnstile_csv_gz, turnstile_readings],
+            partition_key=WEEK,
+            resources=build_resources(),
+            instance=instance,
+            raise_on_error=False,
+        )
+    assert not result.success
+    failure = next(event for event in result.all_events if event.is_step_failure)
+    assert f"week {WEEK}: {mirror.url}/{NAME} is not published (HTTP 404)" in failure.step_failure_data.error.message
+    assert [path for method, path in mirror.requests if method == "GET"] == [f"/{NAME}"], "404 is not retried"
+    assert not (tmp_path / "lake").exists() or not any(p.is_file() for p in (tmp_path / "lake").rglob("*"))
