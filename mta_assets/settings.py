@@ -278,29 +278,39 @@ def _variants(secret: str) -> set[str]:
     return {form for form in forms if len(form) >= 4}
 
 
+def _secret_pieces(value: str, whole: bool) -> set[str]:
+    """The fragments of one value to hide: all of it (``whole``), its URL path and query, its userinfo."""
+    found: set[str] = _variants(value) if whole else set()
+    if "://" in value:
+        parts = urllib.parse.urlsplit(value)
+        if whole:
+            # Slack-style hooks carry the token in the path; some carry it in the query.
+            for piece in (parts.path, parts.path.strip("/"), parts.query):
+                if len(piece.strip("/")) >= 4:
+                    found.update(_variants(piece))
+        if "@" in parts.netloc:
+            found.update(_variants(parts.netloc.rsplit("@", 1)[0]))
+            if parts.password:
+                found.update(_variants(urllib.parse.unquote(parts.password)))
+    return found
+
+
 def secret_fragments(environ: Mapping[str, str] | None = None, extra: Iterable[str] = ()) -> list[str]:
-    """Every piece of a configured secret that could identify it, longest first."""
+    """Every piece of a configured secret that could identify it, longest first.
+
+    ``extra`` are secret values known only at run time (a resource's resolved settings).
+    """
     env = os.environ if environ is None else environ
     found: set[str] = set()
-    for value in [*(env.get(name, "") for name in SECRET_VARIABLES), *extra]:
-        if value:
-            found.update(_variants(value))
-    webhook = env.get("MTA_ALERT_WEBHOOK_URL", "")
-    if webhook:
-        parts = urllib.parse.urlsplit(webhook)
-        # Slack-style hooks carry the token in the path; some carry it in the query.
-        for piece in (parts.path, parts.path.strip("/"), parts.query):
-            if len(piece.strip("/")) >= 4:
-                found.update(_variants(piece))
+    for name in SECRET_VARIABLES:
+        if env.get(name):
+            found.update(_secret_pieces(env[name], whole=True))
     for name in URL_VARIABLES:
-        value = env.get(name, "")
-        auth = userinfo_auth(value) if "://" in value else None
-        if auth:
-            user, password = auth
-            raw_userinfo = urllib.parse.urlsplit(value).netloc.rsplit("@", 1)[0]
-            found.update(_variants(raw_userinfo))
-            if password:
-                found.update(_variants(password))
+        if env.get(name):
+            found.update(_secret_pieces(env[name], whole=False))
+    for value in extra:
+        if value:
+            found.update(_secret_pieces(value, whole=True))
     return sorted(found, key=len, reverse=True)
 
 

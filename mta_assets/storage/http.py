@@ -15,7 +15,6 @@ turnstile file, too large, refused credentials, a bad setting), False for outage
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
 import os
@@ -31,7 +30,7 @@ from pydantic import Field
 from mta_assets.mta import calendar
 from mta_assets.mta.formats import Layout, UnknownLayout, detect_layout
 from mta_assets.settings import DEFAULTS, redact, userinfo_auth, without_userinfo
-from mta_assets.storage.deadline import Deadline, Interrupted, TransferAborted, stop_requested
+from mta_assets.storage.deadline import Deadline, Interrupted, TransferAborted, deadline_retry, stop_requested
 
 DEFAULT_SOURCE_URL = "http://web.mta.info/developers/data/nyct/turnstile"
 _RETRY_STATUSES = (429, 500, 502, 503, 504)
@@ -142,39 +141,6 @@ def candidate_file_names(week: str) -> list[str]:
     return [calendar.file_name_for_week(week)] + ([legacy] if legacy else [])
 
 
-@functools.cache
-def _deadline_retry_class():
-    from urllib3.util.retry import Retry
-
-    class DeadlineRetry(Retry):
-        """urllib3's Retry that also gives up when the operation's deadline has passed or a stop is requested."""
-
-        deadline: Deadline | None = None
-
-        def new(self, **kw):
-            fresh = super().new(**kw)
-            fresh.deadline = self.deadline
-            return fresh
-
-        def is_exhausted(self) -> bool:
-            out_of_time = self.deadline is not None and (self.deadline.expired() or stop_requested())
-            return out_of_time or super().is_exhausted()
-
-        def get_backoff_time(self) -> float:
-            wait = super().get_backoff_time()
-            return min(wait, self.deadline.remaining()) if self.deadline is not None else wait
-
-        def sleep_for_retry(self, response) -> bool:
-            # Retry-After is honoured, but never past the deadline.
-            wait = self.get_retry_after(response)
-            if wait is None:
-                return False
-            time.sleep(min(wait, self.deadline.remaining()) if self.deadline is not None else wait)
-            return True
-
-    return DeadlineRetry
-
-
 class MTASource(dg.ConfigurableResource):
     """HTTP source of the weekly turnstile files: MTA's site or any mirror with the same names."""
 
@@ -227,7 +193,8 @@ class MTASource(dg.ConfigurableResource):
         import requests
         from requests.adapters import HTTPAdapter
 
-        retry = _deadline_retry_class()(
+        retry = deadline_retry(
+            deadline,
             total=self.retries,
             connect=self.retries,
             read=self.retries,
@@ -238,7 +205,6 @@ class MTASource(dg.ConfigurableResource):
             respect_retry_after_header=True,
             raise_on_status=False,
         )
-        retry.deadline = deadline
         session = requests.Session()
         adapter = HTTPAdapter(max_retries=retry)
         session.mount("http://", adapter)
