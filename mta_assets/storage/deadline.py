@@ -38,11 +38,16 @@ def stop_transfers_on_interrupt() -> Iterator[None]:
     clear_stop()
     try:
         yield
-    except Exception:
+    except BaseException as exc:
+        if is_interrupt(exc):
+            request_stop()
         raise
-    except BaseException:
-        request_stop()
-        raise
+
+
+def is_interrupt(exc: BaseException) -> bool:
+    """KeyboardInterrupt or Dagster's execution interrupt (SIGTERM, the UI's Terminate): BaseExceptions
+    that are neither errors nor a normal exit."""
+    return not isinstance(exc, Exception | SystemExit | GeneratorExit)
 
 
 class TransferAborted(Exception):

@@ -30,7 +30,15 @@ from pydantic import Field
 from mta_assets.mta import calendar
 from mta_assets.mta.formats import Layout, UnknownLayout, detect_layout
 from mta_assets.settings import DEFAULTS, redact, userinfo_auth, without_userinfo
-from mta_assets.storage.deadline import Deadline, Interrupted, TransferAborted, deadline_retry, stop_requested
+from mta_assets.storage.deadline import (
+    Deadline,
+    Interrupted,
+    TransferAborted,
+    deadline_retry,
+    is_interrupt,
+    request_stop,
+    stop_requested,
+)
 
 DEFAULT_SOURCE_URL = "http://web.mta.info/developers/data/nyct/turnstile"
 _RETRY_STATUSES = (429, 500, 502, 503, 504)
@@ -295,8 +303,19 @@ class MTASource(dg.ConfigurableResource):
 
         Nothing new is left in ``dest_dir`` when this raises. A file this method already
         staged whole in ``dest_dir`` is reused when the source says it is unchanged (304),
-        so a retried step does not download it again.
+        so a retried step does not download it again. An interrupt (SIGTERM, the UI's
+        Terminate) ends it as ``DownloadInterrupted``, which is permanent: Dagster would
+        otherwise turn an interrupted step into a retry under its RetryPolicy.
         """
+        try:
+            return self._download(week, dest_dir)
+        except BaseException as exc:
+            if not is_interrupt(exc):
+                raise
+            request_stop()  # the other weeks' transfers in worker threads stop too
+            raise DownloadInterrupted(f"week {week}: download from {self.display_base_url} stopped: the run was interrupted") from None
+
+    def _download(self, week: str, dest_dir: Path) -> DownloadedFile:
         names = self._names_or_fail(week)
         try:
             dest_dir.mkdir(parents=True, exist_ok=True)

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import abc
 import base64
+import contextlib
 import dataclasses
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ from mta_assets.settings import (
     redact,
     split_lake_url,
 )
-from mta_assets.storage.deadline import Deadline
+from mta_assets.storage.deadline import Deadline, is_interrupt, request_stop
 
 MIB = 1024 * 1024
 DEFAULT_LAKE_URL = "data/lake"
@@ -108,6 +109,22 @@ def object_key(dataset: str, week: str, extension: str, prefix: str = "", file_n
     name = (file_name or file_name_for_week(week)).removesuffix(".txt") + extension
     year = "20" + name[len("turnstile_") : len("turnstile_") + 2]
     return "/".join(part for part in (prefix, "turnstile", dataset, year, name) if part)
+
+
+@contextlib.contextmanager
+def _interrupts_as_lake_errors(where: str, key: str) -> Iterator[None]:
+    """An interrupt (SIGTERM, the UI's Terminate) ends a transfer as a permanent LakeError.
+
+    Dagster turns an interrupted step into a retry under its RetryPolicy; a permanent error
+    does not retry. The previous object is untouched: an unfinished upload is never finalized.
+    """
+    try:
+        yield
+    except BaseException as exc:
+        if not is_interrupt(exc):
+            raise
+        request_stop()
+        raise LakeError(f"{where}: {key}: stopped, the run was interrupted; the previous object is kept", True) from None
 
 
 class LakeStore(abc.ABC):
@@ -309,13 +326,14 @@ class Lake(dg.ConfigurableResource):
                 permanent=True,
             ) from None
         started = time.perf_counter()
-        existing = self._existing_if_identical(key, size, crc32c, md5)
-        if existing is not None:
-            stored = dataclasses.replace(existing, chunks=0, unchanged=True)
-        else:
-            stored = self.store.put(
-                source, key, content_type, metadata, (size, crc32c, md5), self._transfer_deadline(size), on_chunk
-            )
+        with _interrupts_as_lake_errors(self.store.where, key):
+            existing = self._existing_if_identical(key, size, crc32c, md5)
+            if existing is not None:
+                stored = dataclasses.replace(existing, chunks=0, unchanged=True)
+            else:
+                stored = self.store.put(
+                    source, key, content_type, metadata, (size, crc32c, md5), self._transfer_deadline(size), on_chunk
+                )
         return dataclasses.replace(stored, seconds=time.perf_counter() - started)
 
     def _existing_if_identical(self, key: str, size: int, crc32c: str, md5: str) -> StoredObject | None:
@@ -333,7 +351,8 @@ class Lake(dg.ConfigurableResource):
     def fetch(self, key: str, dest_dir: Path) -> Path:
         """A local file with the object's bytes: the object's own path on a local lake (no copy),
         else a verified (crc32c) download into ``dest_dir``."""
-        return self.store.fetch(key, dest_dir, self._transfer_deadline)
+        with _interrupts_as_lake_errors(self.store.where, key):
+            return self.store.fetch(key, dest_dir, self._transfer_deadline)
 
     def read_bytes(self, key: str) -> bytes | None:
         """A small object's bytes (a lock file, a manifest); None when it does not exist."""

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import urllib.parse
 from pathlib import Path
 
@@ -81,3 +83,39 @@ def test_a_permanent_source_error_fails_the_run_once(mirror: MirrorServer, tmp_p
     assert f"week {WEEK}: {mirror.url}/{NAME} is not published (HTTP 404)" in failure.step_failure_data.error.message
     assert [path for method, path in mirror.requests if method == "GET"] == [f"/{NAME}"], "404 is not retried"
     assert not (tmp_path / "lake").exists() or not any(p.is_file() for p in (tmp_path / "lake").rglob("*"))
+
+
+def test_sigterm_stops_a_download_without_a_retry_and_leaves_the_lake_as_it_was(mirror: MirrorServer, synthetic_week, tmp_path):
+    """What `timeout`, `kill` and the UI's Terminate do to a run worker, against a trickling source."""
+    synthetic_week(WEEK, readings=20_000)
+    mirror.inject(NAME, *["trickle:0.02"] * 3)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    env = {
+        **os.environ, "DAGSTER_HOME": str(home), "MTA_SOURCE_URL": mirror.url, "MTA_LAKE_URL": str(tmp_path / "lake"),
+        "MTA_STAGING_DIR": str(tmp_path / "staging"), "MTA_MIN_BYTES_PER_S": "1", "MTA_SOURCE_DEADLINE_S": "600",
+    }
+    command = [
+        str(Path(sys.executable).with_name("dagster")), "asset", "materialize", "-m", "mta_assets.definitions",
+        "--select", "turnstile_csv*", "--partition", WEEK,
+    ]
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for _ in range(600):  # the download has begun once the mirror saw the GET
+            if any(method == "GET" for method, _path in mirror.requests):
+                break
+            time.sleep(0.1)
+        time.sleep(1)
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode != 0
+    assert "the run was interrupted" in output
+    assert "STEP_RESTARTED" not in output and "STEP_UP_FOR_RETRY" not in output
+    assert [method for method, _path in mirror.requests if method == "GET"] == ["GET"]
+    assert not any(path.is_file() for path in (tmp_path / "lake").rglob("*"))
+    assert not any(path.is_file() for path in (tmp_path / "staging").rglob("*"))
