@@ -135,13 +135,29 @@ def check_source_url(url: str, variable: str = "MTA_SOURCE_URL") -> str:
             f"{variable}={without_userinfo(url)!r} is not a source folder URL: "
             "use http(s)://HOST[/PATH], e.g. http://web.mta.info/developers/data/nyct/turnstile"
         )
+    _check_port(url, variable)
     if parts.query or parts.fragment:
         raise SettingError(f"{variable}={without_userinfo(url)!r} has a query or fragment; use a plain folder URL")
-    try:
-        parts.port  # noqa: B018 - raises on a port that is not a number
-    except ValueError:
-        raise SettingError(f"{variable}={without_userinfo(url)!r} has an invalid port") from None
     return url.strip()
+
+
+def check_webhook_url(url: str, variable: str = "MTA_ALERT_WEBHOOK_URL") -> str:
+    """An http(s) URL with a host; the value itself is never shown (it is the credential)."""
+    parts = urllib.parse.urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingError(
+            f"{variable} is not an http(s) URL (value not shown: it is secret); "
+            "use the incoming-webhook URL, e.g. https://hooks.slack.com/services/…"
+        )
+    _check_port(url, variable)
+    return url.strip()
+
+
+def _check_port(url: str, variable: str) -> None:
+    try:
+        urllib.parse.urlsplit(url.strip()).port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise SettingError(f"{variable}: the URL has an invalid port (allowed: 1..65535)") from None
 
 
 def split_lake_url(url: str, variable: str = "MTA_LAKE_URL") -> tuple[str, str] | None:
@@ -221,10 +237,13 @@ def validate_environment(environ: Mapping[str, str] | None = None) -> None:
         attempt(split_lake_url, lake)
     webhook = env_text("MTA_ALERT_WEBHOOK_URL", environ=environ)
     if webhook:
-        attempt(check_source_url, webhook, "MTA_ALERT_WEBHOOK_URL")
+        attempt(check_webhook_url, webhook)
     attempt(lambda: check_chunk_size(int_from_env("MTA_UPLOAD_CHUNK_BYTES", 8 * 1024 * 1024, 1, environ=environ)))
     for name in DEFAULTS:
-        attempt(deadline, name, environ)
+        if name == "MTA_MAX_FILE_BYTES":
+            attempt(int_from_env, name, 0, 1024, None, "a normal week is about 33 MB", environ)
+        else:
+            attempt(deadline, name, environ)
     staging = env_text("MTA_STAGING_DIR", environ=environ)
     if staging and Path(staging).expanduser().exists() and not Path(staging).expanduser().is_dir():
         problems.append(f"MTA_STAGING_DIR={staging!r} is a file, not a folder; set it to a folder")

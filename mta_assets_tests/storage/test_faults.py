@@ -138,6 +138,16 @@ def test_redirects_are_followed_and_the_final_url_is_recorded(mirror, synthetic_
     assert download.path.read_bytes() == served.read_bytes()
 
 
+def test_credentials_are_not_sent_to_another_host_on_redirect(mirror, synthetic_week, mirror_root, tmp_path):
+    synthetic_week(WEEK)
+    mirror.require_auth("mta", PASSWORD)
+    with MirrorServer(mirror_root, host="localhost") as other_host:
+        other_host.require_auth("mta", PASSWORD)  # would accept them, if they were sent
+        mirror.inject(NAME, f"redirect:{other_host.url}/{NAME}")
+        with pytest.raises(SourceError, match=rf"{mirror.url}/{NAME} \(redirected to {other_host.url}/{NAME}\) refused access \(HTTP 401\)"):
+            fast_source(mirror, base_url=secret_url(mirror)).download(WEEK, tmp_path / "out")
+
+
 def test_a_redirect_loop_ends_at_the_limit_once(mirror, synthetic_week, tmp_path):
     synthetic_week(WEEK)
     mirror.inject(NAME, *["redirect"] * 10)
@@ -379,7 +389,9 @@ def test_a_refused_token_is_named_as_such_and_permanent(monkeypatch, tmp_path):
         ("MTA_SOURCE_URL", "web.mta.info/turnstile", r"MTA_SOURCE_URL='web.mta.info/turnstile' is not a source folder URL: use http\(s\)://HOST"),
         ("MTA_SOURCE_DEADLINE_S", "soon", r"MTA_SOURCE_DEADLINE_S='soon' is not a number \(allowed: >= 0.1\)"),
         ("MTA_LAKE_TIMEOUT_S", "0", r"MTA_LAKE_TIMEOUT_S=0 is outside >= 0.1"),
-        ("MTA_ALERT_WEBHOOK_URL", "hooks.slack.com/x", r"MTA_ALERT_WEBHOOK_URL=.* is not a source folder URL"),
+        ("MTA_ALERT_WEBHOOK_URL", "hooks.slack.com/x", r"MTA_ALERT_WEBHOOK_URL is not an http\(s\) URL \(value not shown"),
+        ("MTA_MAX_FILE_BYTES", "2e8", r"MTA_MAX_FILE_BYTES='2e8' is not a whole number"),
+        ("MTA_SOURCE_URL", "http://host:port/x", r"MTA_SOURCE_URL: the URL has an invalid port"),
     ],
 )
 def test_a_bad_setting_stops_the_code_location_naming_the_variable(monkeypatch, name, value, message):
