@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -12,10 +13,12 @@ import urllib.parse
 from pathlib import Path
 
 import dagster as dg
+import requests
 
 from mta_assets.defs.resources import build_resources
 from mta_assets.defs.turnstile.assets import turnstile_csv, turnstile_csv_gz, turnstile_readings
 from mta_assets.devtools.mirror import MirrorServer
+from mta_assets_tests.fixtures_gcs import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 WEEK = "2023-12-30"
@@ -63,8 +66,56 @@ def test_no_form_of_a_source_password_reaches_dagster_home(mirror: MirrorServer,
                       if form.encode() in data]
     output = good.stdout + good.stderr + wrong.stdout + wrong.stderr
     leaks += [("CLI output", form) for form in secret_forms(PASSWORD) if form in output]
+    graphql = webserver_answers(home, {**os.environ, "DAGSTER_HOME": str(home), **env})
+    leaks += [("GraphQL", form) for form in [*secret_forms(PASSWORD), "Wrong%7CPa55word"] if form in graphql]
     assert leaks == []
     assert f"{mirror.url}/developers/turnstile/{NAME}" in output, "the URL is shown, without its userinfo"
+    # The answers are about these runs: their events, the url metadata, the resource's variable name.
+    assert f"{mirror.url}/developers/turnstile/{NAME}" in graphql
+    assert "refused access (HTTP 401)" in graphql and "MTA_SOURCE_URL" in graphql
+
+
+RUNS_QUERY = "{ runsOrError { ... on Runs { results { runId status tags { key value } runConfigYaml } } } }"
+LOGS_QUERY = """query Logs($runId: ID!) { logsForRun(runId: $runId) { __typename ... on EventConnection { events {
+  __typename ... on MessageEvent { message }
+  ... on MaterializationEvent { metadataEntries { label __typename ... on UrlMetadataEntry { url }
+      ... on TextMetadataEntry { text } ... on PathMetadataEntry { path } } }
+  ... on ExecutionStepFailureEvent { error { message stack } } } } } }"""
+RESOURCES_QUERY = """{ repositoriesOrError { ... on RepositoryConnection { nodes { name
+  allTopLevelResourceDetails { name configuredValues { key value type } } } } } }"""
+
+
+def webserver_answers(home: Path, env: dict[str, str]) -> str:
+    """Every run, event and resource setting as the UI's GraphQL API serves them, as one text."""
+    port = free_port()
+    command = [
+        str(Path(sys.executable).with_name("dagster-webserver")), "-m", "mta_assets.definitions",
+        "-h", "127.0.0.1", "-p", str(port),
+    ]
+    server = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                if requests.get(f"{url}/server_info", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        def ask(query: str, variables: dict | None = None) -> dict:
+            response = requests.post(f"{url}/graphql", json={"query": query, "variables": variables or {}}, timeout=60)
+            assert response.ok, response.text[:2000]
+            return response.json()
+
+        runs = ask(RUNS_QUERY)
+        answers = [runs, ask(RESOURCES_QUERY)]
+        for run in runs["data"]["runsOrError"]["results"]:
+            answers.append(ask(LOGS_QUERY, {"runId": run["runId"]}))
+        assert len(runs["data"]["runsOrError"]["results"]) == 2
+        return json.dumps(answers)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
 
 
 def test_a_permanent_source_error_fails_the_run_once(mirror: MirrorServer, tmp_path, monkeypatch):
