@@ -166,9 +166,9 @@ class LakeStore(abc.ABC):
     def check(self) -> None:
         """Fail now, permanently, if the lake cannot be used at all (missing, unwritable, refused)."""
 
-    def size_if_present(self, key: str) -> int | None:
-        """The object's size when it is cheap to know (a local file), else None."""
-        return None
+    def differs_cheaply(self, key: str, size: int) -> bool:
+        """True when it is cheap to tell that the object is absent or not ``size`` bytes long."""
+        return False
 
 
 class Lake(dg.ConfigurableResource):
@@ -337,9 +337,8 @@ class Lake(dg.ConfigurableResource):
         return dataclasses.replace(stored, seconds=time.perf_counter() - started)
 
     def _existing_if_identical(self, key: str, size: int, crc32c: str, md5: str) -> StoredObject | None:
-        local_size = self.store.size_if_present(key)
-        if not self.is_gcs and local_size != size:
-            return None  # cheap answer before reading a local file to hash it
+        if self.store.differs_cheaply(key, size):
+            return None  # e.g. a local file's size, before reading it to hash it
         existing = self.store.stat(key)
         if existing is not None and (existing.size, existing.crc32c, existing.md5) == (size, crc32c, md5):
             return existing

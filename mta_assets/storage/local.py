@@ -24,11 +24,11 @@ class LocalStore(LakeStore):
     def uri_for(self, key: str) -> str:
         return str(self._path(key))
 
-    def size_if_present(self, key: str) -> int | None:
+    def differs_cheaply(self, key: str, size: int) -> bool:
         try:
-            return self._path(key).stat().st_size
+            return self._path(key).stat().st_size != size
         except OSError:
-            return None
+            return True
 
     def put(
         self, source: Path, key: str, content_type: str, metadata: dict[str, str] | None,
