@@ -34,7 +34,6 @@ from mta_assets.settings import (
     GCS_CHUNK_MULTIPLE,
     SettingError,
     check_chunk_size,
-    check_writable_folder,
     redact,
     split_lake_url,
 )
@@ -272,11 +271,6 @@ class Lake(dg.ConfigurableResource):
                 f"(got {self.retry_deadline_s}, {self.request_timeout_s}, {self.min_bytes_per_s})",
                 permanent=True,
             )
-        if not self.is_gcs:
-            try:
-                check_writable_folder(self.root, "MTA_LAKE_URL")
-            except SettingError as exc:
-                raise LakeError(f"local lake {self.root}: {exc}", permanent=True) from None
         self.store.check()
 
     # -- keys ------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from mta_assets.settings import SettingError, check_writable_folder
 from mta_assets.storage.deadline import Deadline, TransferAborted
 from mta_assets.storage.lake import MIB, ChunkCallback, LakeError, LakeStore, StoredObject, file_checksums
 
@@ -128,7 +129,10 @@ class LocalStore(LakeStore):
         return True
 
     def check(self) -> None:
-        pass  # Lake.check proved the folder writable; nothing else can be wrong with a folder
+        try:
+            check_writable_folder(self.root, "MTA_LAKE_URL")
+        except SettingError as exc:
+            raise LakeError(f"{self.where}: {exc}", permanent=True) from None
 
 
 def _fsync_folder(folder: Path) -> None:
