@@ -10,22 +10,20 @@ everything on this machine (a local lake folder, MTA's own site).
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 
 from mta_assets.defs.io_manager import LakeIOManager
-from mta_assets.settings import deadline, validate_environment
+from mta_assets.settings import deadline, env_text, validate_environment
 from mta_assets.storage.http import DEFAULT_SOURCE_URL, MTASource
 from mta_assets.storage.lake import DEFAULT_LAKE_URL, MIB, Lake
 
 
 def _env(name: str, default):
-    return dg.EnvVar(name) if os.environ.get(name, "").strip() else default
+    return dg.EnvVar(name) if env_text(name) else default
 
 
 def _env_int(name: str, default: int):
-    return dg.EnvVar.int(name) if os.environ.get(name, "").strip() else default
+    return dg.EnvVar.int(name) if env_text(name) else default
 
 
 def build_resources() -> dict[str, object]:
