@@ -255,17 +255,26 @@ class MTASource(dg.ConfigurableResource):
         return response
 
     def _cause(self, exc: Exception, deadline: Deadline) -> str:
-        from urllib3.exceptions import MaxRetryError, NewConnectionError, ReadTimeoutError, ConnectTimeoutError
+        from urllib3.exceptions import (
+            ConnectTimeoutError,
+            MaxRetryError,
+            NameResolutionError,
+            NewConnectionError,
+            ReadTimeoutError,
+        )
 
         reason = exc.args[0] if exc.args else exc
         if isinstance(reason, MaxRetryError):
             reason = reason.reason
-        if isinstance(reason, ReadTimeoutError):
+        # NewConnectionError subclasses ConnectTimeoutError in urllib3: test it first.
+        if isinstance(reason, NameResolutionError):
+            cause = f"cannot resolve the host name {reason.conn.host if reason.conn else ''!r} (DNS)"
+        elif isinstance(reason, NewConnectionError):
+            cause = f"connection failed ({str(reason).rsplit(':', 1)[-1].strip()})"
+        elif isinstance(reason, ReadTimeoutError):
             cause = f"no answer within the stall timeout of {self.read_timeout_s:g} s"
         elif isinstance(reason, ConnectTimeoutError):
             cause = f"no connection within {self.connect_timeout_s:g} s"
-        elif isinstance(reason, NewConnectionError):
-            cause = f"connection failed ({str(reason).rsplit(':', 1)[-1].strip()})"
         else:
             cause = _first_line(exc)
         spent = f"gave up after {deadline.elapsed():.0f} s"

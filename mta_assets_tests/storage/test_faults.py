@@ -61,6 +61,14 @@ def test_a_source_that_never_answers_fails_at_its_deadline(mirror, synthetic_wee
     assert not list((tmp_path / "out").iterdir())
 
 
+def test_a_host_name_that_does_not_resolve_is_named_as_dns(tmp_path):
+    # .invalid never resolves (RFC 6761): what the UI's Materialize meets on a machine offline.
+    source = MTASource(base_url="http://web.mta.invalid/turnstile", retries=0, deadline_s=5)
+    with pytest.raises(SourceUnavailable, match=rf"week {WEEK}: cannot fetch http://web.mta.invalid/turnstile/{NAME}: cannot resolve the host name 'web.mta.invalid' \(DNS\)") as error:
+        source.download(WEEK, tmp_path / "out")
+    assert not error.value.permanent
+
+
 def test_a_body_that_stalls_midway_is_named_a_stall(mirror, synthetic_week, tmp_path):
     synthetic_week(WEEK, readings=20_000)
     mirror.inject(NAME, "stall:30")
