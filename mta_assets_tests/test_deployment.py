@@ -91,6 +91,7 @@ def assert_production_sections(instance: dg.DagsterInstance) -> None:
     assert isinstance(instance.run_coordinator, dg.QueuedRunCoordinator)
     assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 2
     assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
+    assert instance.run_retries_retry_on_asset_or_op_failure is False  # permanent errors fail once
     assert instance.run_monitoring_enabled
     assert instance.get_settings("telemetry") == {"enabled": False}
     assert instance.get_settings("retention")["sensor"]["purge_after_days"]["skipped"] == 7
@@ -109,6 +110,7 @@ def test_local_instance_keeps_sqlite_under_dagster_home_and_queues_two_runs(tmp_
         assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 2
         assert isinstance(instance.run_launcher, dg.DefaultRunLauncher)
         assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
+        assert instance.run_retries_retry_on_asset_or_op_failure is False  # permanent errors fail once
         assert instance.get_settings("telemetry") == {"enabled": False}
         assert instance.get_settings("retention")["schedule"] == {"purge_after_days": 90}
 

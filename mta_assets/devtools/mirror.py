@@ -6,8 +6,10 @@ answered with the file named by its last segment, so ``MTA_SOURCE_URL`` may be
 the bare mirror URL or carry MTA's path prefix.
 
 Tests can inject the failures a real download meets (5xx, 429, an HTML page
-served with 200, a body cut short, a stalled server, a reset connection) and an
-outage of the whole server (``down()`` / ``up()``).
+served with 200, a body cut short, a server that never answers, one that stalls
+mid-body or trickles, a gzip Content-Encoding, redirects, a reset connection),
+require Basic auth (``require_auth``, for credentials carried in the source URL),
+and cause an outage of the whole server (``down()`` / ``up()``).
 
 Outage model: ``down()`` closes the listening socket and every open connection,
 so new connections are refused (``ECONNREFUSED``) exactly as when a server is
@@ -21,8 +23,10 @@ Command line: ``python -m mta_assets.devtools.mirror DIR [--host 127.0.0.1] [--p
 from __future__ import annotations
 
 import argparse
+import base64
 import collections
 import email.utils
+import gzip
 import html
 import ipaddress
 import logging
@@ -41,7 +45,11 @@ log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 256 * 1024
 DEFAULT_HANG_SECONDS = 5.0
-FAULTS = ("503", "429", "500", "html", "truncate", "hang", "reset")
+DEFAULT_TRICKLE_SECONDS = 1.0
+TRICKLE_BYTES = 100
+STALL_AFTER_BYTES = 64 * 1024
+FAULTS = ("503", "429", "500", "html", "truncate", "hang", "reset", "stall", "trickle", "gzip", "redirect", "nolength")
+_TIMED = ("hang", "stall", "trickle")
 
 _MAINTENANCE_PAGE = b"""<!DOCTYPE html>
 <html><head><title>Service Unavailable</title></head>
@@ -51,16 +59,22 @@ _MAINTENANCE_PAGE = b"""<!DOCTYPE html>
 """
 
 
-def _parse_fault(fault: str) -> tuple[str, float]:
+def _parse_fault(fault: str) -> tuple[str, float | str]:
     kind, _, argument = fault.partition(":")
     if kind not in FAULTS:
-        raise ValueError(f"unknown fault {fault!r}; expected one of {', '.join(FAULTS)} (hang:SECONDS)")
-    if argument and kind != "hang":
+        raise ValueError(
+            f"unknown fault {fault!r}; expected one of {', '.join(FAULTS)} "
+            "(hang:SECONDS, stall:SECONDS, trickle:SECONDS, redirect:URL)"
+        )
+    if kind == "redirect":
+        return kind, argument
+    if argument and kind not in _TIMED:
         raise ValueError(f"fault {kind!r} takes no argument (got {fault!r})")
+    default = DEFAULT_TRICKLE_SECONDS if kind == "trickle" else DEFAULT_HANG_SECONDS
     try:
-        seconds = float(argument) if argument else DEFAULT_HANG_SECONDS
+        seconds = float(argument) if argument else default
     except ValueError:
-        raise ValueError(f"hang needs a number of seconds, got {fault!r}") from None
+        raise ValueError(f"{kind} needs a number of seconds, got {fault!r}") from None
     return kind, seconds
 
 
@@ -101,10 +115,23 @@ class _Handler(BaseHTTPRequestHandler):
     def _respond(self, send_body: bool) -> None:
         mirror = self.server.mirror
         mirror._record(self.command, self.path)
+        if not mirror._authorized(self.headers.get("Authorization")):
+            self.send_response(HTTPStatus.UNAUTHORIZED)
+            self.send_header("WWW-Authenticate", 'Basic realm="mta-mirror"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         name = _file_name(self.path)
         fault = mirror._next_fault(name) if name else None
         if fault is not None:
             kind, seconds = fault
+            if kind == "redirect":
+                target = str(seconds) or f"/moved/{urllib.parse.quote(name or '')}"
+                self.send_response(HTTPStatus.FOUND)
+                self.send_header("Location", target)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             if kind == "reset":
                 self._reset()
                 return
@@ -131,32 +158,74 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Last-Modified", last_modified)
             self.end_headers()
             return
+        kind = fault[0] if fault is not None else None
+        if kind == "gzip":
+            # A server that compresses on the fly: Content-Length is the compressed size.
+            self._send_gzip(path, etag, last_modified, send_body)
+            return
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(stat.st_size))
+        if kind == "nolength":
+            self.send_header("Connection", "close")  # the end of the body is the end of the connection
+        else:
+            self.send_header("Content-Length", str(stat.st_size))
         self.send_header("ETag", etag)
         self.send_header("Last-Modified", last_modified)
         self.send_header("Accept-Ranges", "none")
-        if fault is not None and fault[0] == "truncate":
+        if kind in ("truncate", "stall", "trickle"):
             self.send_header("Connection", "close")
         self.end_headers()
         if not send_body:
             return
-        limit = stat.st_size // 2 if fault is not None and fault[0] == "truncate" else stat.st_size
+        if kind == "nolength":
+            self._stream(path, stat.st_size)
+            self.close_connection = True
+            return
+        if kind == "stall":
+            self._stream(path, min(STALL_AFTER_BYTES, stat.st_size))
+            self.wfile.flush()
+            mirror._stopping.wait(float(fault[1]))
+            self.close_connection = True
+            return
+        if kind == "trickle":
+            self._stream(path, stat.st_size, piece=TRICKLE_BYTES, pause=float(fault[1]))
+            self.close_connection = True
+            return
+        limit = stat.st_size // 2 if kind == "truncate" else stat.st_size
         self._stream(path, limit)
         if limit < stat.st_size:
             # The client was promised st_size bytes; closing now is what a dropped download looks like.
             self.close_connection = True
 
-    def _stream(self, path: Path, limit: int) -> None:
+    def _send_gzip(self, path: Path, etag: str, last_modified: str, send_body: bool) -> None:
+        body = gzip.compress(path.read_bytes(), compresslevel=6, mtime=0)
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Encoding", "gzip")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("ETag", etag)
+        self.send_header("Last-Modified", last_modified)
+        self.end_headers()
+        if send_body:
+            self.wfile.write(body)
+
+    def _stream(self, path: Path, limit: int, piece: int = CHUNK_BYTES, pause: float = 0.0) -> None:
+        stopping = self.server.mirror._stopping
         remaining = limit
         with path.open("rb") as source:
             while remaining > 0:
-                chunk = source.read(min(CHUNK_BYTES, remaining))
+                chunk = source.read(min(piece, remaining))
                 if not chunk:
                     break
-                self.wfile.write(chunk)
+                try:
+                    self.wfile.write(chunk)
+                    if pause:
+                        self.wfile.flush()
+                except OSError:  # the client gave up: what a trickle is for
+                    return
                 remaining -= len(chunk)
+                if pause and stopping.wait(pause):
+                    return
 
     def _send_error_page(self, status: int, send_body: bool) -> None:
         phrase = HTTPStatus(status).phrase
@@ -222,6 +291,7 @@ class MirrorServer:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._credentials: str | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -281,11 +351,26 @@ class MirrorServer:
         ``html``: 200 with a maintenance HTML page. ``truncate``: headers with the full
         Content-Length, half the body, then the connection closes. ``hang`` / ``hang:SECONDS``:
         no response for SECONDS (default 5), then the connection closes. ``reset``: the
-        connection is reset (RST) without any response.
+        connection is reset (RST) without any response. ``stall`` / ``stall:SECONDS``: headers
+        and the first 64 KiB, then nothing for SECONDS. ``trickle`` / ``trickle:SECONDS``: the
+        body 100 bytes at a time, SECONDS apart. ``gzip``: the body gzip-compressed with
+        ``Content-Encoding: gzip`` and the compressed Content-Length. ``redirect`` /
+        ``redirect:URL``: 302 to URL (default ``/moved/<name>`` on this server). ``nolength``:
+        no Content-Length, the body ends when the connection closes.
         """
         parsed = [_parse_fault(fault) for fault in faults]
         with self._lock:
             self._faults[name].extend(parsed)
+
+    def require_auth(self, user: str, password: str) -> None:
+        """Answer 401 to every request without this Basic auth (a source URL's ``user:password@``)."""
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        with self._lock:
+            self._credentials = f"Basic {token}"
+
+    def _authorized(self, header: str | None) -> bool:
+        with self._lock:
+            return self._credentials is None or header == self._credentials
 
     def pending_faults(self, name: str) -> list[str]:
         with self._lock:

@@ -89,16 +89,6 @@ def file_name_for_week(key: str) -> str:
     return candidate_file_names(key)[0]
 
 
-def legacy_file_name_for_week(key: str) -> str | None:
-    """The second name to try for the week, if any.
-
-    Kept only for ``storage/http.py`` until it tries ``candidate_file_names`` in order;
-    no week has a second name today.
-    """
-    names = candidate_file_names(key)
-    return names[1] if len(names) > 1 else None
-
-
 def week_for_file_name(name: str) -> str:
     """Inverse of ``file_name_for_week``, exceptional names included:
     ``turnstile_240106.txt`` -> ``2023-12-30``, ``turnstile_100505.txt`` -> ``2010-04-24``."""

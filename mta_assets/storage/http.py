@@ -1,11 +1,25 @@
-"""The MTA source: where each week's turnstile file is published, and a careful downloader."""
+"""The MTA source: where each week's turnstile file is published, and a careful downloader.
+
+One requests session per operation, with urllib3's ``Retry`` owning the transport retries
+(connection errors, 429, 5xx) inside the operation's deadline. Every download has a total
+deadline, a stall timeout (no byte for N seconds) and a minimum throughput, checked
+between reads, so a stalled or trickling server ends the attempt in bounded time; a
+file larger than the size limit is refused. Redirects are followed up to a limit and the
+final URL is recorded. Credentials in the source URL are sent as Basic auth and never
+shown: every URL that leaves this module has no userinfo, every message is redacted.
+
+Errors carry ``permanent``: True when retrying cannot help (404, not published, not a
+turnstile file, too large, refused credentials, a bad setting), False for outages.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 import re
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -13,25 +27,49 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from mta_assets.mta.calendar import file_name_for_week, legacy_file_name_for_week
+from mta_assets.mta import calendar
 from mta_assets.mta.formats import Layout, UnknownLayout, detect_layout
+from mta_assets.settings import DEFAULTS, redact, userinfo_auth, without_userinfo
+from mta_assets.storage.deadline import (
+    Deadline,
+    Interrupted,
+    TransferAborted,
+    deadline_retry,
+    is_interrupt,
+    request_stop,
+    stop_requested,
+)
 
 DEFAULT_SOURCE_URL = "http://web.mta.info/developers/data/nyct/turnstile"
 _RETRY_STATUSES = (429, 500, 502, 503, 504)
-# Date and time of every reading, in either layout: MM/DD/YYYY,HH:MM:SS or MM-DD-YY,HH:MM:SS.
-_READING_TIME = re.compile(rb",(\d\d[/-]\d\d[/-](?:\d{4}|\d\d),\d\d:\d\d:\d\d)")
+# Encodings we decode (urllib3 does it); MTA serves plain text, a mirror might compress.
+_DECODED_ENCODINGS = ("gzip", "x-gzip", "deflate")
+_HEAD_BYTES = 4096
 
 
 class SourceError(RuntimeError):
     """A week's file could not be fetched or is not a turnstile file; names week, URL and cause."""
 
+    permanent: bool = True
+
+    def __init__(self, message: str, permanent: bool | None = None):
+        super().__init__(redact(message))
+        if permanent is not None:
+            self.permanent = permanent
+
 
 class NotPublished(SourceError):
-    """The source answered 404: the file is not (or not yet) published."""
+    """The file is not (or not yet) published: 404, or a week whose publication day is ahead."""
 
 
 class SourceUnavailable(SourceError):
-    """The source could not be reached or kept failing (connection errors, 429, 5xx)."""
+    """The source could not be reached, kept failing (connection errors, 429, 5xx) or was too slow."""
+
+    permanent = False
+
+
+class DownloadInterrupted(SourceError):
+    """The run is being stopped; the partial file is removed and nothing is retried."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,65 +90,91 @@ class RemoteFile:
 @dataclasses.dataclass(frozen=True)
 class DownloadedFile:
     week: str
-    url: str
+    url: str  # the final URL after redirects, without userinfo
     path: Path
     size: int
     sha256: str
     lines: int
     layout: Layout
-    first_reading: str | None
-    last_reading: str | None
     etag: str | None
     last_modified: str | None
+    requested_url: str = ""  # the URL asked for, without userinfo
+    file_name: str = ""  # the MTA file name actually downloaded
+    length_stated: bool = False  # the server sent Content-Length and the body matched it
+    content_encoding: str = ""  # as sent by the server; the stored file is always decoded
+    reused: bool = False  # already staged whole in dest_dir and unchanged at the source (304)
 
     def metadata(self) -> dict[str, Any]:
         return {
             "url": dg.MetadataValue.url(self.url),
+            "requested_url": dg.MetadataValue.url(self.requested_url or self.url),
+            "source_file": self.file_name or self.path.name,
             "source_bytes": self.size,
+            "length_stated": self.length_stated,
             "sha256": self.sha256,
             "lines": self.lines,
             "layout": self.layout,
-            "first_reading": self.first_reading or "",
-            "last_reading": self.last_reading or "",
             "source_etag": self.etag or "",
             "source_last_modified": self.last_modified or "",
         }
 
 
-def reading_time_span(path: Path) -> tuple[str | None, str | None]:
-    """Earliest and latest reading time in a file, as ISO strings, without parsing rows."""
-    stamps = set(_READING_TIME.findall(path.read_bytes()))
-    if not stamps:
-        return None, None
-
-    def iso(stamp: bytes) -> str:
-        date, clock = stamp.decode().split(",")
-        month, day, year = date[:2], date[3:5], date[6:]
-        return f"{year if len(year) == 4 else '20' + year}-{month}-{day}T{clock}"
-
-    ordered = sorted(iso(stamp) for stamp in stamps)
-    return ordered[0], ordered[-1]
 
 
 class MTASource(dg.ConfigurableResource):
     """HTTP source of the weekly turnstile files: MTA's site or any mirror with the same names."""
 
-    base_url: str = Field(default=DEFAULT_SOURCE_URL, description="Folder URL of the turnstile files (env MTA_SOURCE_URL).")
-    connect_timeout_s: float = Field(default=10.0, description="Seconds to wait for a connection.")
-    read_timeout_s: float = Field(default=60.0, description="Seconds to wait for the next bytes of a response.")
-    retries: int = Field(default=4, description="Retries on connection errors, 429 and 5xx, with exponential backoff.")
+    base_url: str = Field(
+        default=DEFAULT_SOURCE_URL,
+        repr=False,
+        description="Folder URL of the turnstile files (env MTA_SOURCE_URL); user:password@ is sent as Basic auth.",
+    )
+    connect_timeout_s: float = Field(
+        default=DEFAULTS["MTA_SOURCE_CONNECT_TIMEOUT_S"], description="Seconds to wait for a connection."
+    )
+    read_timeout_s: float = Field(
+        default=DEFAULTS["MTA_SOURCE_STALL_TIMEOUT_S"],
+        description="Stall timeout: seconds without a byte before an attempt fails (env MTA_SOURCE_STALL_TIMEOUT_S).",
+    )
+    deadline_s: float = Field(
+        default=DEFAULTS["MTA_SOURCE_DEADLINE_S"],
+        description="Total seconds for one download, transport retries included (env MTA_SOURCE_DEADLINE_S).",
+    )
+    probe_deadline_s: float = Field(
+        default=DEFAULTS["MTA_PROBE_DEADLINE_S"], description="Total seconds for one HEAD probe (env MTA_PROBE_DEADLINE_S)."
+    )
+    min_bytes_per_s: float = Field(
+        default=DEFAULTS["MTA_MIN_BYTES_PER_S"],
+        description="Minimum throughput over each stall-timeout window (env MTA_MIN_BYTES_PER_S).",
+    )
+    max_file_bytes: int = Field(
+        default=int(DEFAULTS["MTA_MAX_FILE_BYTES"]),
+        description="Largest week file accepted, in bytes (env MTA_MAX_FILE_BYTES); a normal week is about 33 MB.",
+    )
+    max_redirects: int = Field(default=5, description="Redirects followed before giving up.")
+    retries: int = Field(default=4, description="Transport retries on connection errors, 429 and 5xx, within the deadline.")
     backoff_factor_s: float = Field(default=1.0, description="Backoff base: waits are factor * 2**attempt seconds.")
-    chunk_bytes: int = Field(default=1024 * 1024, description="Download chunk size; the file goes to disk chunk by chunk.")
+    chunk_bytes: int = Field(default=1024 * 1024, description="Largest read; the file goes to disk read by read.")
+
+    # -- URLs ------------------------------------------------------------------------------------
+
+    @property
+    def display_base_url(self) -> str:
+        """The source URL as it may be shown and stored: without user and password."""
+        return without_userinfo(self.base_url)
 
     def url_for(self, week: str, file_name: str | None = None) -> str:
-        return f"{self.base_url.rstrip('/')}/{file_name or file_name_for_week(week)}"
+        """The file's URL as shown and stored (no userinfo)."""
+        return f"{self.display_base_url.rstrip('/')}/{file_name or calendar.file_name_for_week(week)}"
 
-    def _session(self):
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    def _session(self, deadline: Deadline):
         import requests
         from requests.adapters import HTTPAdapter
-        from urllib3.util.retry import Retry
 
-        retry = Retry(
+        retry = deadline_retry(
+            deadline,
             total=self.retries,
             connect=self.retries,
             read=self.retries,
@@ -125,28 +189,80 @@ class MTASource(dg.ConfigurableResource):
         adapter = HTTPAdapter(max_retries=retry)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
+        session.max_redirects = self.max_redirects
         session.headers["User-Agent"] = "mta_assets/0.1 (Dagster turnstile pipeline)"
+        # MTA's files are plain text; asking for identity keeps Content-Length about the bytes we store.
+        session.headers["Accept-Encoding"] = "identity"
+        # Credentials in the URL become a header; the URLs we request, log and store carry none.
+        # requests drops this header when a redirect leaves the host.
+        session.auth = userinfo_auth(self.base_url)
         return session
 
-    def _get(self, session, week: str, url: str, method: str, **kwargs):
+    def _request(self, session, week: str, url: str, method: str, deadline: Deadline, **kwargs):
         import requests
 
+        if deadline.expired():
+            raise SourceUnavailable(f"week {week}: {url}: deadline of {deadline.seconds:g} s exceeded before the request")
         try:
-            response = session.request(method, url, timeout=(self.connect_timeout_s, self.read_timeout_s), **kwargs)
+            response = session.request(
+                method, url, timeout=(min(self.connect_timeout_s, max(deadline.remaining(), 0.5)), self.read_timeout_s),
+                **kwargs,
+            )
+        except requests.TooManyRedirects as exc:
+            last = without_userinfo(getattr(exc.response, "url", "") or url) if exc.response is not None else url
+            raise SourceError(
+                f"week {week}: {url} redirects more than {self.max_redirects} times (last to {last})"
+            ) from None
         except requests.RequestException as exc:
-            raise SourceUnavailable(f"week {week}: cannot fetch {url}: {_first_line(exc)}") from exc
+            if stop_requested():
+                raise DownloadInterrupted(f"week {week}: {method} {url} stopped on request") from None
+            raise SourceUnavailable(f"week {week}: cannot fetch {url}: {self._cause(exc, deadline)}") from None
         if response.status_code in _RETRY_STATUSES:
+            retried = len(getattr(getattr(response.raw, "retries", None), "history", ()) or ())
             response.close()
             raise SourceUnavailable(
-                f"week {week}: {url} answered HTTP {response.status_code} after {self.retries} retries"
+                f"week {week}: {url} answered HTTP {response.status_code} after {retried} retries "
+                f"in {deadline.elapsed():.0f} s"
             )
         return response
 
+    def _cause(self, exc: Exception, deadline: Deadline) -> str:
+        from urllib3.exceptions import (
+            ConnectTimeoutError,
+            MaxRetryError,
+            NameResolutionError,
+            NewConnectionError,
+            ReadTimeoutError,
+        )
+
+        reason = exc.args[0] if exc.args else exc
+        if isinstance(reason, MaxRetryError):
+            reason = reason.reason
+        # NewConnectionError subclasses ConnectTimeoutError in urllib3: test it first.
+        if isinstance(reason, NameResolutionError):
+            cause = f"cannot resolve the host name {reason.conn.host if reason.conn else ''!r} (DNS)"
+        elif isinstance(reason, NewConnectionError):
+            cause = f"connection failed ({str(reason).rsplit(':', 1)[-1].strip()})"
+        elif isinstance(reason, ReadTimeoutError):
+            cause = f"no answer within the stall timeout of {self.read_timeout_s:g} s"
+        elif isinstance(reason, ConnectTimeoutError):
+            cause = f"no connection within {self.connect_timeout_s:g} s"
+        else:
+            cause = _first_line(exc)
+        spent = f"gave up after {deadline.elapsed():.0f} s"
+        if deadline.expired():
+            spent += f", the deadline of {deadline.seconds:g} s"
+        return f"{cause} ({spent})"
+
+    # -- probing ------------------------------------------------------------------------------------
+
     def probe(self, week: str) -> RemoteFile | None:
         """HEAD the week's file: None when it is not published, else its size and validators."""
-        with self._session() as session:
-            for url in self._candidate_urls(week):
-                response = self._get(session, week, url, "HEAD", allow_redirects=True)
+        deadline = Deadline(self.probe_deadline_s)
+        with self._session(deadline) as session:
+            for name in calendar.candidate_file_names(week):
+                url = self.url_for(week, name)
+                response = self._request(session, week, url, "HEAD", deadline, allow_redirects=True)
                 if response.status_code == 404:
                     continue
                 if response.status_code != 200:
@@ -154,105 +270,267 @@ class MTASource(dg.ConfigurableResource):
                 length = response.headers.get("Content-Length")
                 return RemoteFile(
                     week=week,
-                    url=url,
+                    url=without_userinfo(response.url),
                     size=int(length) if length and length.isdigit() else None,
                     etag=response.headers.get("ETag"),
                     last_modified=response.headers.get("Last-Modified"),
                 )
         return None
 
+    # -- downloading --------------------------------------------------------------------------------
+
     def download(self, week: str, dest_dir: Path) -> DownloadedFile:
         """Stream the week's file to ``dest_dir`` and check it is whole and a turnstile file.
 
-        Nothing is left in ``dest_dir`` when this raises.
+        Nothing new is left in ``dest_dir`` when this raises. A file this method already
+        staged whole in ``dest_dir`` is reused when the source says it is unchanged (304),
+        so a retried step does not download it again. An interrupt (SIGTERM, the UI's
+        Terminate) ends it as ``DownloadInterrupted``, which is permanent: Dagster would
+        otherwise turn an interrupted step into a retry under its RetryPolicy.
         """
-        dest_dir.mkdir(parents=True, exist_ok=True)
-        with self._session() as session:
-            urls = self._candidate_urls(week)
-            for index, url in enumerate(urls):
-                response = self._get(session, week, url, "GET", stream=True)
-                if response.status_code == 404 and index + 1 < len(urls):
+        try:
+            return self._download(week, dest_dir)
+        except BaseException as exc:
+            if not is_interrupt(exc):
+                raise
+            request_stop()  # the other weeks' transfers in worker threads stop too
+            raise DownloadInterrupted(f"week {week}: download from {self.display_base_url} stopped: the run was interrupted") from None
+
+    def _download(self, week: str, dest_dir: Path) -> DownloadedFile:
+        names = self._names_or_fail(week)
+        try:
+            dest_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SourceError(f"week {week}: cannot create the staging folder {dest_dir}: {exc.strerror or exc}") from None
+        deadline = Deadline(self.deadline_s, self.min_bytes_per_s, self.read_timeout_s)
+        tried: list[str] = []
+        with self._session(deadline) as session:
+            for name in names:
+                url = self.url_for(week, name)
+                staged = _Staged.load(dest_dir, name)
+                response = self._request(
+                    session, week, url, "GET", deadline, stream=True, headers=staged.conditions() if staged else {}
+                )
+                if response.status_code == 404:
                     response.close()
+                    tried.append(url)
                     continue
                 with response:
-                    return self._save(week, url, response, dest_dir)
-        raise AssertionError("unreachable: the last candidate URL always returns or raises")
+                    if response.status_code == 304 and staged is not None:
+                        return dataclasses.replace(staged.file, reused=True)
+                    return self._save(week, name, url, response, dest_dir, deadline)
+        raise NotPublished(f"week {week}: {' and '.join(tried)} {'is' if len(tried) == 1 else 'are'} not published (HTTP 404)")
 
-    def _candidate_urls(self, week: str) -> list[str]:
-        legacy = legacy_file_name_for_week(week)
-        return [self.url_for(week)] + ([self.url_for(week, legacy)] if legacy else [])
+    def _names_or_fail(self, week: str) -> list[str]:
+        try:
+            calendar.week_start(week)
+        except ValueError as exc:
+            raise SourceError(f"week {week}: not a Saturday partition key: {exc}") from None
+        try:
+            calendar.require_published(week)
+        except ValueError as exc:
+            raise NotPublished(str(exc)) from None
+        return calendar.candidate_file_names(week)
 
-    def _save(self, week: str, url: str, response, dest_dir: Path) -> DownloadedFile:
+    def _save(self, week: str, name: str, url: str, response, dest_dir: Path, deadline: Deadline) -> DownloadedFile:
         import requests
+        from urllib3.exceptions import HTTPError as Urllib3Error
 
-        if response.status_code == 404:
-            raise NotPublished(f"week {week}: {url} is not published (HTTP 404)")
-        if response.status_code != 200:
-            raise SourceError(f"week {week}: {url} answered HTTP {response.status_code}")
+        final_url = without_userinfo(response.url)
+        where = url if final_url == url else f"{url} (redirected to {final_url})"
+        status = response.status_code
+        if status == 404:
+            raise NotPublished(f"week {week}: {where} is not published (HTTP 404)")
+        if status in (401, 403):
+            raise SourceError(
+                f"week {week}: {where} refused access (HTTP {status}); check the user and password in MTA_SOURCE_URL"
+            )
+        if status != 200:
+            raise SourceError(f"week {week}: {where} answered HTTP {status}")
+        encoding = response.headers.get("Content-Encoding", "").strip().lower()
+        if encoding not in ("", "identity", *_DECODED_ENCODINGS):
+            raise SourceError(
+                f"week {week}: {where} was sent with Content-Encoding {encoding!r}, which is not decoded here "
+                "(MTA serves plain text; gzip and deflate are decoded)"
+            )
         content_type = response.headers.get("Content-Type", "")
-        expected = response.headers.get("Content-Length")
-        final = dest_dir / url.rsplit("/", 1)[-1]
-        partial = dest_dir / f".{final.name}.{uuid.uuid4().hex}.part"
+        stated = response.headers.get("Content-Length")
+        stated_bytes = int(stated) if stated and stated.strip().isdigit() else None
+        if stated_bytes is not None and encoding in ("", "identity") and stated_bytes > self.max_file_bytes:
+            raise SourceError(
+                f"week {week}: {where} is {stated_bytes:,} bytes, more than the limit of {self.max_file_bytes:,} "
+                "(MTA_MAX_FILE_BYTES; a normal week is about 33 MB)"
+            )
+        final = dest_dir / name
+        partial = dest_dir / f".{name}.{uuid.uuid4().hex}.part"
         digest = hashlib.sha256()
         size = 0
         lines = 0
         last_byte = b"\n"
+        head = b""
+        raw = response.raw
         try:
             with open(partial, "wb") as out:
-                first = True
-                for chunk in response.iter_content(chunk_size=self.chunk_bytes):
-                    if first:
-                        self._check_first_chunk(week, url, chunk, content_type)
-                        first = False
-                    out.write(chunk)
-                    digest.update(chunk)
+                checked = False
+                while True:
+                    deadline.check()
+                    chunk = raw.read1(self.chunk_bytes, decode_content=True)
+                    if not chunk:
+                        break
+                    deadline.check(len(chunk))
+                    if not checked:
+                        head += chunk
+                        if len(head) >= _HEAD_BYTES:
+                            self._check_head(head, content_type, encoding)
+                            checked = True
                     size += len(chunk)
+                    if size > self.max_file_bytes:
+                        raise SourceError(
+                            f"week {week}: {where} is larger than the limit of {self.max_file_bytes:,} bytes "
+                            "(MTA_MAX_FILE_BYTES; a normal week is about 33 MB); download stopped"
+                        )
+                    try:
+                        out.write(chunk)
+                    except OSError as exc:
+                        raise _LocalWriteError(exc) from None
+                    digest.update(chunk)
                     lines += chunk.count(b"\n")
                     last_byte = chunk[-1:]
+                if not checked and head:
+                    self._check_head(head, content_type, encoding)
+            wire_bytes = raw.tell() if encoding not in ("", "identity") else size
             if size == 0:
-                raise SourceError(f"week {week}: {url} returned an empty body")
-            if expected is not None and expected.isdigit() and int(expected) != size:
-                raise SourceError(
-                    f"week {week}: {url} body cut short: received {size} of {expected} bytes (Content-Length)"
+                raise SourceError(f"week {week}: {where} returned an empty body")
+            if stated_bytes is not None and wire_bytes != stated_bytes:
+                raise SourceUnavailable(
+                    f"week {week}: {where} body cut short: received {wire_bytes} of {stated_bytes} bytes (Content-Length)"
                 )
-            layout = detect_layout(_first_line(partial))
-            first_reading, last_reading = reading_time_span(partial)
-            if first_reading is None:
-                raise SourceError(f"week {week}: {url} has a {layout} header but no readings")
+            with open(partial, "rb") as handle:
+                layout = detect_layout(handle.read(_HEAD_BYTES).decode("utf-8", errors="replace"))
+            # Whether it holds readings, and which, is the validation's to say (mta/validate.py).
             os.replace(partial, final)
-        except requests.RequestException as exc:
+        except Interrupted as exc:
             partial.unlink(missing_ok=True)
-            received = f"after {size} of {expected or 'unknown'} bytes"
-            raise SourceError(f"week {week}: {url} body cut short {received}: {_first_line(exc)}") from exc
-        except OSError as exc:  # after RequestException, which is an OSError too
+            raise DownloadInterrupted(f"week {week}: download of {where} {exc} after {size:,} bytes") from None
+        except TransferAborted as exc:
             partial.unlink(missing_ok=True)
-            raise SourceError(f"week {week}: cannot save {url} to {dest_dir}: {exc}") from exc
+            raise SourceUnavailable(
+                f"week {week}: {where} {exc}, after {size:,} of {stated or 'unknown'} bytes in {deadline.elapsed():.0f} s"
+            ) from None
+        except (requests.RequestException, Urllib3Error) as exc:
+            partial.unlink(missing_ok=True)
+            received = f"after {size:,} of {stated or 'unknown'} bytes"
+            if _is_read_timeout(exc):
+                raise SourceUnavailable(
+                    f"week {week}: {where} stalled: no byte for {self.read_timeout_s:g} s (the stall timeout) {received}"
+                ) from None
+            if "Decod" in type(exc).__name__:
+                raise SourceError(
+                    f"week {week}: {where} has a body that does not decode as Content-Encoding {encoding!r} "
+                    f"({received}): {_first_line(exc)}"
+                ) from None
+            raise SourceUnavailable(f"week {week}: {where} body cut short {received}: {_first_line(exc)}") from None
+        except _LocalWriteError as exc:
+            partial.unlink(missing_ok=True)
+            raise SourceError(f"week {week}: cannot save {where} to {dest_dir}: {exc.cause}") from None
+        except OSError as exc:  # RequestException is an OSError too: it is handled above
+            partial.unlink(missing_ok=True)
+            raise SourceError(f"week {week}: cannot save {where} to {dest_dir}: {exc}") from None
         except UnknownLayout as exc:
             partial.unlink(missing_ok=True)
-            raise SourceError(f"week {week}: {url} is not a turnstile file: {exc}") from exc
+            raise SourceError(f"week {week}: {where} is not a turnstile file: {exc}") from None
         except BaseException:
             partial.unlink(missing_ok=True)
             raise
-        return DownloadedFile(
+        downloaded = DownloadedFile(
             week=week,
-            url=url,
+            url=final_url,
             path=final,
             size=size,
             sha256=digest.hexdigest(),
             lines=lines + (0 if last_byte == b"\n" else 1),
             layout=layout,
-            first_reading=first_reading,
-            last_reading=last_reading,
             etag=response.headers.get("ETag"),
             last_modified=response.headers.get("Last-Modified"),
+            requested_url=url,
+            file_name=name,
+            length_stated=stated_bytes is not None,
+            content_encoding=encoding,
         )
+        _Staged.save(downloaded)
+        return downloaded
 
     @staticmethod
-    def _check_first_chunk(week: str, url: str, chunk: bytes, content_type: str) -> None:
-        head = chunk[:4096].decode("utf-8", errors="replace")
+    def _check_head(head: bytes, content_type: str, encoding: str) -> None:
+        if head[:2] == b"\x1f\x8b":
+            raise UnknownLayout(
+                "the body is gzip-compressed data but the server did not declare it (no Content-Encoding); "
+                "MTA serves plain text"
+            )
+        text = head[:_HEAD_BYTES].decode("utf-8", errors="replace")
         if "html" in content_type.lower():
-            raise UnknownLayout(f"the server sent {content_type!r}, an HTML page (starts {head.strip()[:60]!r})")
-        detect_layout(head.splitlines()[0] if head else "")
+            raise UnknownLayout(f"the server sent {content_type!r}, an HTML page (starts {text.strip()[:60]!r})")
+        # The whole head, not its first line: blank lines before the first row are skipped
+        # by the layout detection exactly as the parser skips them.
+        detect_layout(text)
+
+
+class _LocalWriteError(Exception):
+    def __init__(self, cause: OSError):
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+@dataclasses.dataclass(frozen=True)
+class _Staged:
+    """A file ``download`` left whole in a staging folder, with what it knew about it (a JSON manifest)."""
+
+    file: DownloadedFile
+
+    @staticmethod
+    def manifest(dest_dir: Path, name: str) -> Path:
+        return dest_dir / f".{name}.download.json"
+
+    @classmethod
+    def save(cls, file: DownloadedFile) -> None:
+        fields = {key: value for key, value in dataclasses.asdict(file).items() if key != "path"}
+        try:
+            cls.manifest(file.path.parent, file.path.name).write_text(json.dumps(fields))
+        except OSError:
+            pass  # only an optimisation for a retry; the file itself is whole
+
+    @classmethod
+    def load(cls, dest_dir: Path, name: str) -> _Staged | None:
+        manifest, path = cls.manifest(dest_dir, name), dest_dir / name
+        try:
+            fields = json.loads(manifest.read_text())
+            file = DownloadedFile(path=path, **fields)
+        except (OSError, ValueError, TypeError):
+            return None
+        if not (file.etag or file.last_modified) or not path.is_file() or path.stat().st_size != file.size:
+            return None
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            while block := handle.read(4 * 1024 * 1024):
+                digest.update(block)
+        return cls(file) if digest.hexdigest() == file.sha256 else None
+
+    def conditions(self) -> dict[str, str]:
+        if self.file.etag:
+            return {"If-None-Match": self.file.etag}
+        return {"If-Modified-Since": self.file.last_modified or ""}
+
+
+def _is_read_timeout(exc: BaseException) -> bool:
+    from urllib3.exceptions import ReadTimeoutError
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, ReadTimeoutError | TimeoutError) or "timed out" in str(exc):
+            return True
+        exc = exc.__context__ or (exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else None)
+    return False
 
 
 def _first_line(value) -> str:

@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import socket
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,9 +24,11 @@ _OWNER = "owner.json"
 _FOREIGN_STALE_S = 24 * 3600
 
 
-def staging_base(configured: str | None = None) -> Path:
-    """Where staging folders live: ``MTA_STAGING_DIR`` (or ``configured``), else the temp dir."""
-    return Path(configured or os.environ.get(STAGING_ENV) or tempfile.gettempdir()) / "mta-staging"
+def staging_base() -> Path:
+    """Where staging folders live: ``MTA_STAGING_DIR`` (checked writable), else the temp dir."""
+    from mta_assets.settings import staging_root
+
+    return staging_root() / "mta-staging"
 
 
 def _alive(pid: int) -> bool:

@@ -94,7 +94,7 @@ def test_failing_webhook_is_retried_then_logged_and_email_still_arrives(alert_en
     assert len(hook.requests) == 3
     assert len(smtp.messages) == 1
     logged = sensor_log()
-    assert logged.count("Alert webhook attempt") == 2
+    # urllib3's Retry on the session made the 3 attempts; one line reports them.
     assert "ERROR - Alert webhook not delivered after 3 attempt(s): webhook answered HTTP 500" in logged
     assert "INFO - Alert delivered by e-mail" in logged
 
@@ -137,3 +137,31 @@ def test_wrong_smtp_password_is_reported_without_echoing_it(alert_env, sensor_lo
     logged = sensor_log()
     assert "SMTP login refused (code 535)" in logged
     assert SMTP_PASSWORD not in logged
+
+
+def test_a_token_that_requests_percent_encodes_is_redacted_in_every_form(alert_env, sensor_log):
+    with webhook_receiver() as hook:
+        dead_url = hook.url.replace(WEBHOOK_TOKEN, "TOKEN|PIPE|SECRET")
+    resource = alert_env(destinations(None, None, MTA_ALERT_WEBHOOK_URL=dead_url, MTA_ALERT_ATTEMPTS="2"))
+    reports = send_through_sensor(resource, ALERT)
+    assert reports[0].failed == ["webhook"]
+    logged = sensor_log()
+    assert "Alert webhook not delivered after 2 attempt(s): ConnectionError" in logged
+    for form in ("TOKEN|PIPE|SECRET", "TOKEN%7CPIPE%7CSECRET", "PIPE"):
+        assert form not in logged
+
+
+def test_delivery_stops_at_the_alert_deadline(alert_env, sensor_log):
+    import time
+
+    with webhook_receiver(status=503) as hook:
+        resource = alert_env(
+            destinations(hook, None, MTA_ALERT_ATTEMPTS="10", MTA_ALERT_BACKOFF_SECONDS="0.4", MTA_ALERT_DEADLINE_S="1")
+        )
+        started = time.monotonic()
+        reports = send_through_sensor(resource, ALERT)
+        elapsed = time.monotonic() - started
+    assert reports[0].failed == ["webhook"]
+    assert 2 <= len(hook.requests) < 10, "retried, then stopped by the deadline, not by the attempts"
+    assert elapsed < 1 + 0.4 + 2
+    assert "Alert webhook not delivered after" in sensor_log()

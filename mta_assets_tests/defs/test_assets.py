@@ -107,7 +107,7 @@ def test_a_real_week_end_to_end_on_gcs(mirror, mirror_root, gcs_lake):
     assert result.success, failure_message(result)
     assert gzip.decompress(gcs_lake.read_bytes(gcs_lake.key_for("csv_gz", WEEK, ".csv.gz"))) == served.read_bytes()
     # The gzip object is the published file's durable copy: no uncompressed .txt by default.
-    assert gcs_lake.list_keys("raw") == []
+    assert gcs_lake.list_keys("turnstile/raw/") == []
     table = pq.read_table(gcs_lake.fetch(gcs_lake.key_for("readings", WEEK, ".parquet"), mirror_root / "fetched"))
     readings = result.asset_materializations_for_node("turnstile_weeks")
     by_asset = {m.asset_key.to_user_string(): m.metadata for m in readings}
@@ -181,7 +181,7 @@ def test_a_bad_file_changes_none_of_the_weeks_objects(tmp_path, any_lake, bad):
     cause = {"garbage_tail": "reject_rate", "wrong_week": "readings_inside_week", "cut_without_length": "file_complete"}
     assert cause[bad] in message
     assert week_objects(any_lake) == before
-    quarantined = [key for key in any_lake.list_keys("quarantine") if f"/{WEEK}/" in key]
+    quarantined = [key for key in any_lake.list_keys("turnstile/quarantine/") if f"/{WEEK}/" in key]
     assert len(quarantined) == 1 and quarantined[0].endswith(f"{NAME}.gz")
     assert any_lake.uri_for(quarantined[0]) in message
 

@@ -50,7 +50,7 @@ def materialize_range(mirror: MirrorServer, lake: Lake, instance: dg.DagsterInst
 
 
 def lake_snapshot(lake: Lake) -> dict[str, bytes]:
-    return {key: lake.read_bytes(key) for dataset in DATASETS for key in lake.list_keys(dataset)}
+    return {key: lake.read_bytes(key) for dataset in DATASETS for key in lake.list_keys(f"turnstile/{dataset}/")}
 
 
 def expected_keys(lake: Lake, dataset: str, weeks: list[str]) -> list[str]:
@@ -94,7 +94,7 @@ def test_a_four_week_range_runs_once_and_commits_every_week(
     assert result.success, step_failure_messages(result)
     assert len(instance.get_runs()) == 1
     for dataset in DATASETS:
-        assert sorted(any_lake.list_keys(dataset)) == expected_keys(any_lake, dataset, WEEKS)
+        assert sorted(any_lake.list_keys(f"turnstile/{dataset}/")) == expected_keys(any_lake, dataset, WEEKS)
     for asset in ("turnstile_csv", "turnstile_csv_gz", "turnstile_readings"):
         assert materialized(instance, asset) == WEEKS
     for week in WEEKS:
@@ -140,7 +140,7 @@ def test_a_failing_week_stops_only_itself(
     others = [week for week in WEEKS if week != failing]
     # Every other week completed all of its assets in the same run.
     for dataset in DATASETS:
-        assert sorted(any_lake.list_keys(dataset)) == expected_keys(any_lake, dataset, others)
+        assert sorted(any_lake.list_keys(f"turnstile/{dataset}/")) == expected_keys(any_lake, dataset, others)
     for week in others:
         assert gzip.decompress(any_lake.read_bytes(any_lake.key_for("csv_gz", week, ".csv.gz"))) == served[week]
     for asset in ("turnstile_csv", "turnstile_csv_gz", "turnstile_readings"):
@@ -216,7 +216,7 @@ def test_a_range_reaching_into_the_future_fails_before_downloading(
     (message,) = step_failure_messages(result)
     assert f"week {future} is not published yet" in message
     assert mirror.requests == []
-    assert local_lake.list_keys("csv_gz") == []
+    assert local_lake.list_keys("turnstile/csv_gz/") == []
 
 
 def test_dagster_refuses_a_single_future_partition(local_lake: Lake) -> None:
@@ -286,7 +286,7 @@ def test_the_cli_runs_a_four_week_range_as_one_run(
     assert completed.returncode == 0, completed.stderr[-4000:]
     lake = Lake(url=str(lake_dir))
     for dataset in DATASETS:
-        assert sorted(lake.list_keys(dataset)) == expected_keys(lake, dataset, WEEKS)
+        assert sorted(lake.list_keys(f"turnstile/{dataset}/")) == expected_keys(lake, dataset, WEEKS)
     for week in WEEKS:
         published = (mirror.root / file_name_for_week(week)).read_bytes()
         assert gzip.decompress(lake.read_bytes(lake.key_for("csv_gz", week, ".csv.gz"))) == published

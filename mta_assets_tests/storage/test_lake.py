@@ -9,6 +9,7 @@ from google.cloud import storage
 from mta_assets.defs.turnstile.week import gzip_file
 from mta_assets.storage.lake import Lake, LakeError, file_checksums, object_key
 from mta_assets_tests.samples import rebuild_full_week
+from mta_assets_tests.storage.gcs_proxy import GcsFaultProxy
 
 WEEK = "2023-12-30"
 
@@ -65,7 +66,7 @@ def test_rewriting_a_week_gives_identical_object_bytes(any_lake, tmp_path):
         path = tmp_path / f"copy{attempt}.txt"
         path.write_bytes(b"identical content\n" * 50_000)
         results.append(any_lake.put_file(path, key, "text/plain"))
-        assert not path.exists()
+        assert path.exists(), "the caller owns its staging: the source file is left in place"
         versions.append(stored_version(any_lake, key))
     assert results[0] == results[1] == any_lake.stat(key)
     assert (results[0].unchanged, results[1].unchanged) == (False, True)
@@ -99,7 +100,7 @@ def test_an_upload_interrupted_between_chunks_keeps_the_previous_object(own_gcs_
     good = tmp_path / "good.txt"
     good.write_bytes(b"good version\n" * 100_000)
     good_bytes = good.read_bytes()
-    previous = lake.put_file(good, key, "text/plain", keep_local_copy=False)
+    previous = lake.put_file(good, key, "text/plain")
 
     replacement = tmp_path / "new.txt"
     replacement.write_bytes(b"new version!\n" * 100_000)
@@ -160,19 +161,82 @@ def test_local_lake_leaves_no_temporary_file_when_the_write_fails(local_lake, tm
     assert (local_lake.root / key).read_text() == "good\n"
 
 
-def test_downloads_from_gcs_are_verified_and_reused(gcs_lake, tmp_path):
-    key = gcs_lake.key_for("raw", WEEK, ".txt")
+def test_fetch_gives_the_local_object_itself_or_a_verified_download(any_lake, tmp_path):
+    key = any_lake.key_for("raw", WEEK, ".txt")
     path = tmp_path / "week.txt"
-    path.write_bytes(b"abc\n" * 1000)
-    gcs_lake.put_file(path, key, "text/plain", keep_local_copy=False)
-    first = gcs_lake.local_path(key)
-    assert first.read_bytes() == b"abc\n" * 1000
-    assert gcs_lake.local_path(key) == first  # same object, same local copy
+    path.write_bytes(b"abc\n" * 300_000)  # several chunks on GCS
+    any_lake.put_file(path, key, "text/plain")
 
-    results = []
-    threads = [threading.Thread(target=lambda: results.append(gcs_lake.read_bytes(key))) for _ in range(4)]
+    fetched = any_lake.fetch(key, tmp_path / "fetched")
+    assert fetched.read_bytes() == b"abc\n" * 300_000
+    if any_lake.is_gcs:
+        assert fetched.parent == tmp_path / "fetched" and fetched.name == "turnstile_240106.txt"
+        assert [p.name for p in fetched.parent.iterdir()] == ["turnstile_240106.txt"]
+    else:
+        assert fetched == any_lake.root / key  # no copy on a local lake
+    with pytest.raises(LakeError, match=r"turnstile_240107.*does not exist|does not exist") as missing:
+        any_lake.fetch(any_lake.key("turnstile", "raw", "2024", "turnstile_240107.txt"), tmp_path / "fetched")
+    assert missing.value.permanent
+
+
+def test_keys_lists_deletes_and_small_objects(any_lake, tmp_path):
+    prefix = "dev/" if any_lake.is_gcs else ""
+    assert any_lake.key("quarantine", "2024/x.txt") == f"{prefix}quarantine/2024/x.txt"
+    assert any_lake.key_for("raw", "2010-05-01", ".txt", file_name="turnstile_100505.txt") == (
+        f"{prefix}turnstile/raw/2010/turnstile_100505.txt"
+    )
+    with pytest.raises(LakeError, match=r"may not contain"):
+        any_lake.key("ridership", "..", "x")
+    for name in ("a.txt", "b.txt"):
+        path = tmp_path / name
+        path.write_text(name)
+        any_lake.put_file(path, any_lake.key("quarantine", "2024", name), "text/plain")
+    assert any_lake.list_keys("quarantine/") == [any_lake.key("quarantine", "2024", n) for n in ("a.txt", "b.txt")]
+    assert any_lake.list_keys("quarantine/2024/a") == [any_lake.key("quarantine", "2024", "a.txt")]
+    assert any_lake.list_keys("ridership/") == []
+    any_lake.delete(any_lake.key("quarantine", "2024", "a.txt"))
+    any_lake.delete(any_lake.key("quarantine", "2024", "a.txt"))  # missing is fine
+    assert any_lake.list_keys("quarantine/") == [any_lake.key("quarantine", "2024", "b.txt")]
+    assert any_lake.read_bytes(any_lake.key("quarantine", "2024", "b.txt")) == b"b.txt"
+    assert any_lake.read_bytes(any_lake.key("quarantine", "2024", "a.txt")) is None
+
+
+def test_create_if_absent_lets_exactly_one_writer_win_on_a_local_lake(local_lake):
+    check_one_writer_wins(local_lake)
+
+
+def test_create_if_absent_on_gcs_is_a_generation_precondition(gcs_emulator, gcs_lake, monkeypatch):
+    # The emulator ignores preconditions; the proxy answers 412 as GCS does, so this checks that
+    # the request carries ifGenerationMatch=0 and that a refusal means "someone else holds it".
+    with GcsFaultProxy(gcs_emulator.host, mode="precondition") as proxy:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+        check_one_writer_wins(gcs_lake.model_copy())
+        assert any("ifGenerationMatch=0" in path for method, path in proxy.requests if method == "POST")
+
+
+def check_one_writer_wins(any_lake: Lake) -> None:
+    key = any_lake.key("locks", "2023-12-30")
+    outcomes: list[bool] = []
+
+    def claim(owner: int) -> None:
+        outcomes.append(any_lake.create_if_absent(key, f"run-{owner}".encode()))
+
+    threads = [threading.Thread(target=claim, args=(n,)) for n in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert results == [b"abc\n" * 1000] * 4
+    assert sorted(outcomes) == [False, False, False, True]
+    assert any_lake.read_bytes(key) in {f"run-{n}".encode() for n in range(4)}
+    assert any_lake.create_if_absent(key, b"late") is False
+    any_lake.delete(key)
+    assert any_lake.create_if_absent(key, b"after release") is True
+
+
+def test_custom_metadata_is_stored_on_gcs(gcs_lake, tmp_path):
+    key = gcs_lake.key_for("raw", WEEK, ".txt")
+    path = tmp_path / "week.txt"
+    path.write_bytes(b"abc\n")
+    gcs_lake.put_file(path, key, "text/plain", metadata={"source_url": "http://example.test/x", "week": WEEK})
+    client = storage.Client(project="mta-test", credentials=AnonymousCredentials())
+    assert client.bucket(gcs_lake.bucket_name).get_blob(key).metadata == {"source_url": "http://example.test/x", "week": WEEK}

@@ -1,13 +1,16 @@
 """Alert destinations (Slack-compatible webhook and/or e-mail) and robust delivery.
 
-Settings come from the environment through ``dg.EnvVar`` so the Dagster UI shows the
-variable's name, never its value. The webhook URL (whose path is the credential for
-Slack-style hooks) and the SMTP password are kept out of reprs, logs, metadata and
-alert bodies: every text that leaves this module goes through ``AlertDestinations.redact``.
+Settings come from the environment through ``mta_assets.settings`` and ``dg.EnvVar``, so
+the Dagster UI shows the variable's name, never its value. The webhook URL (whose path is
+the credential for Slack-style hooks) and the SMTP password are kept out of reprs, logs,
+metadata and alert bodies: every text that leaves this module goes through
+``AlertDestinations.redact`` (``mta_assets.settings.redact`` plus the resolved secrets).
 
-Delivery never raises: each destination gets a few short, time-bounded attempts with
-backoff, destinations are tried in parallel so one that hangs cannot delay the other,
-and a failure ends as one redacted log line.
+Delivery never raises: each destination gets a few short attempts within a total
+deadline (``MTA_ALERT_DEADLINE_S``), with urllib3's ``Retry`` deciding what is retried and
+how long to back off (the webhook through a requests adapter, e-mail through the same
+policy object); destinations are tried in parallel so one that hangs cannot delay the
+other, and a failure ends as one redacted log line.
 """
 
 from __future__ import annotations
@@ -15,18 +18,30 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import os
-import time
 import urllib.parse
 from dataclasses import dataclass, field
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
+from mta_assets.settings import (
+    DEFAULTS,
+    REDACTED,
+    bool_from_env,
+    env_text,
+    float_from_env,
+    int_from_env,
+    redact,
+    secret_fragments,
+)
+from mta_assets.storage.deadline import Deadline, deadline_retry
+
+__all__ = ["REDACTED", "Alert", "AlertDestinations", "DeliveryReport"]
+
 DEFAULT_UI_URL = "http://127.0.0.1:3000"
-REDACTED = "[redacted]"
 
 # Environment variable for each resource field; strings and ints are bound through
-# dg.EnvVar (the UI shows the name), the rest are parsed once when definitions load.
+# dg.EnvVar (the UI shows the name), the rest are read through mta_assets.settings.
 STRING_SETTINGS = {
     "webhook_url": "MTA_ALERT_WEBHOOK_URL",
     "smtp_host": "MTA_ALERT_SMTP_HOST",
@@ -37,35 +52,18 @@ STRING_SETTINGS = {
     "ui_url": "MTA_UI_URL",
 }
 INT_SETTINGS = {
-    "smtp_port": "MTA_ALERT_SMTP_PORT",
-    "attempts": "MTA_ALERT_ATTEMPTS",
+    "smtp_port": ("MTA_ALERT_SMTP_PORT", 1, 65535),
+    "attempts": ("MTA_ALERT_ATTEMPTS", 1, 10),
 }
 FLOAT_SETTINGS = {
-    "timeout_seconds": "MTA_ALERT_TIMEOUT_SECONDS",
-    "backoff_seconds": "MTA_ALERT_BACKOFF_SECONDS",
+    "timeout_seconds": ("MTA_ALERT_TIMEOUT_SECONDS", 0.1),
+    "backoff_seconds": ("MTA_ALERT_BACKOFF_SECONDS", 0.0),
+    "deadline_seconds": ("MTA_ALERT_DEADLINE_S", 0.1),
 }
 BOOL_SETTINGS = {
     "smtp_starttls": "MTA_ALERT_SMTP_STARTTLS",
 }
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
-
-
-def _parse_bool(name: str, text: str) -> bool:
-    value = text.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ValueError(f"{name} must be true or false (got {text!r})")
-
-
-def _parse_float(name: str, text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise ValueError(f"{name} must be a number of seconds (got {text!r})") from None
+_RETRY_STATUSES = (429, 500, 502, 503, 504)
 
 
 @dataclass(frozen=True)
@@ -100,6 +98,10 @@ class _DeliveryError(Exception):
 class _RetryableDeliveryError(Exception):
     """The destination certainly did not take the alert: safe to try again."""
 
+    def __init__(self, message: str, attempts: int = 1):
+        super().__init__(message)
+        self.attempts = attempts
+
 
 class AlertDestinations(dg.ConfigurableResource):
     """Where alerts go. Build it with ``AlertDestinations.from_env()``.
@@ -124,6 +126,10 @@ class AlertDestinations(dg.ConfigurableResource):
     timeout_seconds: float = Field(default=5.0, description="Connect/read timeout of one delivery attempt.")
     attempts: int = Field(default=3, description="Delivery attempts per destination.")
     backoff_seconds: float = Field(default=0.5, description="Wait before the 2nd attempt; doubles after.")
+    deadline_seconds: float = Field(
+        default=DEFAULTS["MTA_ALERT_DEADLINE_S"],
+        description="Total time for one alert to one destination, retries included.",
+    )
 
     _reported_unconfigured: bool = PrivateAttr(default=False)
 
@@ -132,23 +138,25 @@ class AlertDestinations(dg.ConfigurableResource):
         """Bind every setting present in the environment; absent ones keep their defaults.
 
         Strings and ints are passed as ``dg.EnvVar`` so their values are resolved only
-        when a sensor runs and the UI shows the variable names. Booleans and floats, which
-        ``dg.EnvVar`` cannot carry, are not secret and are read here.
+        when a sensor runs and the UI shows the variable names (ints are checked now).
+        Booleans and numbers with a fraction, which ``dg.EnvVar`` cannot carry, are not
+        secret and are read here. A bad value names its variable and the allowed values.
         """
         env = os.environ if environ is None else environ
         settings: dict[str, object] = {}
         for attr, name in STRING_SETTINGS.items():
-            if env.get(name):
+            if env_text(name, environ=env):
                 settings[attr] = dg.EnvVar(name)
-        for attr, name in INT_SETTINGS.items():
-            if env.get(name):
+        for attr, (name, lowest, highest) in INT_SETTINGS.items():
+            if env_text(name, environ=env):
+                int_from_env(name, 0, lowest, highest, environ=env)
                 settings[attr] = dg.EnvVar.int(name)
-        for attr, name in FLOAT_SETTINGS.items():
-            if env.get(name):
-                settings[attr] = _parse_float(name, env[name])
+        for attr, (name, lowest) in FLOAT_SETTINGS.items():
+            if env_text(name, environ=env):
+                settings[attr] = float_from_env(name, 0.0, lowest, environ=env)
         for attr, name in BOOL_SETTINGS.items():
             if name in env:
-                settings[attr] = _parse_bool(name, env[name])
+                settings[attr] = bool_from_env(name, True, environ=env)
         return cls(**settings)
 
     # -- what is configured -------------------------------------------------
@@ -186,24 +194,10 @@ class AlertDestinations(dg.ConfigurableResource):
 
     def secrets(self) -> list[str]:
         """Every fragment of a configured secret that could identify it on its own."""
-        found: list[str] = []
-        if self.webhook_url:
-            found.append(self.webhook_url)
-            parts = urllib.parse.urlsplit(self.webhook_url)
-            # Slack-style hooks carry the token in the path; some carry it in the query.
-            for piece in (parts.path, parts.query, parts.password or "", parts.username or ""):
-                if len(piece.strip("/")) >= 4:
-                    found.append(piece)
-                    found.append(urllib.parse.unquote(piece))
-        if self.smtp_password:
-            found.append(self.smtp_password)
-        # Longest first so a URL is replaced whole before its path is.
-        return sorted({s for s in found if s}, key=len, reverse=True)
+        return secret_fragments(extra=[self.webhook_url or "", self.smtp_password or ""])
 
     def redact(self, text: str) -> str:
-        for secret in self.secrets():
-            text = text.replace(secret, REDACTED)
-        return text
+        return redact(text, extra_secrets=[self.webhook_url or "", self.smtp_password or ""])
 
     # -- delivery -------------------------------------------------------------
 
@@ -240,62 +234,88 @@ class AlertDestinations(dg.ConfigurableResource):
                 (report.delivered if future.result() else report.failed).append(name)
         return report
 
+    def _retry(self, deadline: Deadline):
+        # attempts - 1 retries of refused connections and 429/5xx; a read timeout is never
+        # retried (the hook may have posted it); never past the deadline.
+        retries = max(1, self.attempts) - 1
+        return deadline_retry(
+            deadline, total=retries, connect=retries, read=0, status=retries, other=retries, redirect=0,
+            backoff_factor=self.backoff_seconds, status_forcelist=_RETRY_STATUSES, allowed_methods=None,
+            respect_retry_after_header=True, raise_on_status=False, raise_on_redirect=False,
+        )
+
     def _with_retries(self, name: str, sender, alert: Alert, log: logging.Logger) -> bool:
-        attempts = max(1, self.attempts)
-        for attempt in range(1, attempts + 1):
-            try:
-                sender(alert)
-            except _RetryableDeliveryError as exc:
-                if attempt < attempts:
-                    log.warning(
-                        "Alert %s attempt %d/%d failed, retrying: %s",
-                        name, attempt, attempts, self.redact(str(exc)),
-                    )
-                    time.sleep(self.backoff_seconds * 2 ** (attempt - 1))
-                    continue
-                log.error(
-                    "Alert %s not delivered after %d attempt(s): %s",
-                    name, attempts, self.redact(str(exc)),
-                )
-                return False
-            except _DeliveryError as exc:
-                log.error("Alert %s not delivered (not retried): %s", name, self.redact(str(exc)))
-                return False
-            except Exception as exc:  # noqa: BLE001 - a broken destination must not break the sensor
-                log.error(
-                    "Alert %s not delivered (not retried): %s: %s",
-                    name, type(exc).__name__, self.redact(str(exc)),
-                )
-                return False
-            else:
-                log.info("Alert delivered by %s: %s", name, alert.subject)
-                return True
-        return False
-
-    def _post_webhook(self, alert: Alert) -> None:
-        import requests
-
         try:
-            response = requests.post(
-                self.webhook_url or "",
-                json={"text": alert.text},
-                timeout=(self.timeout_seconds, self.timeout_seconds),
-                allow_redirects=False,
+            attempts = sender(alert, Deadline(self.deadline_seconds))
+        except _RetryableDeliveryError as exc:
+            log.error("Alert %s not delivered after %d attempt(s): %s", name, exc.attempts, self.redact(str(exc)))
+            return False
+        except _DeliveryError as exc:
+            log.error("Alert %s not delivered (not retried): %s", name, self.redact(str(exc)))
+            return False
+        except Exception as exc:  # noqa: BLE001 - a broken destination must not break the sensor
+            log.error(
+                "Alert %s not delivered (not retried): %s: %s", name, type(exc).__name__, self.redact(str(exc))
             )
-        except requests.ConnectionError as exc:
-            # Includes ConnectTimeout. A ReadTimeout is not retried (it lands below): the
-            # hook may already have posted the message, and a duplicate alert is noise.
-            raise _RetryableDeliveryError(f"{type(exc).__name__}: {exc}") from None
-        except requests.Timeout as exc:
-            raise _DeliveryError(f"{type(exc).__name__} (it may have been received): {exc}") from None
-        except requests.RequestException as exc:
-            raise _DeliveryError(f"{type(exc).__name__}: {exc}") from None
-        if response.status_code == 429 or response.status_code >= 500:
-            raise _RetryableDeliveryError(f"webhook answered HTTP {response.status_code}")
+            return False
+        if attempts > 1:
+            log.warning("Alert %s needed %d attempts", name, attempts)
+        log.info("Alert delivered by %s: %s", name, alert.subject)
+        return True
+
+    def _post_webhook(self, alert: Alert, deadline: Deadline) -> int:
+        """POST the alert; urllib3's Retry on the session retries refused connections and 429/5xx."""
+        import requests
+        from requests.adapters import HTTPAdapter
+
+        adapter = HTTPAdapter(max_retries=self._retry(deadline))
+        with requests.Session() as session:
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            try:
+                response = session.post(
+                    self.webhook_url or "",
+                    json={"text": alert.text},
+                    timeout=(self.timeout_seconds, self.timeout_seconds),
+                    allow_redirects=False,
+                )
+            except requests.ConnectionError as exc:
+                if "Read timed out" in str(exc):
+                    raise _DeliveryError(f"ReadTimeout (it may have been received): {exc}") from None
+                # A refused or timed-out connection, after its retries: the hook never saw it.
+                raise _RetryableDeliveryError(f"{type(exc).__name__}: {exc}", max(1, self.attempts)) from None
+            except requests.Timeout as exc:
+                # A ReadTimeout lands here: the hook may already have posted the message.
+                raise _DeliveryError(f"{type(exc).__name__} (it may have been received): {exc}") from None
+            except requests.RequestException as exc:
+                raise _DeliveryError(f"{type(exc).__name__}: {exc}") from None
+        attempts = 1 + len(getattr(getattr(response.raw, "retries", None), "history", ()) or ())
+        if response.status_code in _RETRY_STATUSES:
+            raise _RetryableDeliveryError(f"webhook answered HTTP {response.status_code}", attempts)
         if response.status_code >= 300:
             raise _DeliveryError(f"webhook answered HTTP {response.status_code}")
+        return attempts
 
-    def _send_email(self, alert: Alert) -> None:
+    def _send_email(self, alert: Alert, deadline: Deadline) -> int:
+        """Send by SMTP; the same urllib3 Retry policy decides whether and when to try again."""
+        from urllib3.exceptions import MaxRetryError
+
+        retry = self._retry(deadline)
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                self._send_email_once(alert, min(self.timeout_seconds, max(deadline.remaining(), 0.1)))
+                return attempts
+            except _RetryableDeliveryError as exc:
+                try:
+                    retry = retry.increment(error=exc)
+                except MaxRetryError:
+                    exc.attempts = attempts
+                    raise exc from None
+                retry.sleep()
+
+    def _send_email_once(self, alert: Alert, timeout: float) -> None:
         # Imported here: the email package alone costs the code location 60 ms at every load.
         import smtplib
         import ssl
@@ -310,7 +330,7 @@ class AlertDestinations(dg.ConfigurableResource):
         message["To"] = ", ".join(self.recipients)
         message.set_content(alert.body)
         try:
-            client = smtplib.SMTP(self.smtp_host or "", self.smtp_port, timeout=self.timeout_seconds)
+            client = smtplib.SMTP(self.smtp_host or "", self.smtp_port, timeout=timeout)
         except (OSError, smtplib.SMTPException) as exc:
             raise _RetryableDeliveryError(f"cannot connect: {type(exc).__name__}: {exc}") from None
         try:

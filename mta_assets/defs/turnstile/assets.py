@@ -26,6 +26,7 @@ from mta_assets.defs.turnstile.partitions import backfill_policy, weekly_partiti
 from mta_assets.defs.turnstile.week import GZ, RAW, READINGS, WeekContext, WeekFailed, WeekPlan, WeekResult, process_week
 from mta_assets.mta.calendar import require_published
 from mta_assets.mta.validate import ValidationSettings
+from mta_assets.storage.deadline import stop_transfers_on_interrupt
 from mta_assets.storage.http import MTASource
 from mta_assets.storage.lake import Lake
 from mta_assets.storage.staging import RunStaging
@@ -134,7 +135,10 @@ def turnstile_weeks(context: dg.AssetExecutionContext, config: TurnstileConfig, 
         log=context.log.debug,
     )
     try:
-        runner.run(ctx)
+        # Dagster's interrupt reaches the main thread only; transfers in worker threads
+        # check the stop request this sets, so Terminate ends a download within seconds.
+        with stop_transfers_on_interrupt():
+            runner.run(ctx)
     finally:
         retry_coming = runner.retryable and context.retry_number < 2
         if not retry_coming:

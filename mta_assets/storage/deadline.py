@@ -1,0 +1,150 @@
+"""Deadlines for network operations: a total time, a minimum throughput, and a stop request.
+
+Every loop that moves bytes (a download, an upload, a lake read) calls ``Deadline.check``
+between reads or chunks, at most one stall timeout apart, so a stalled or trickling peer
+and a stop request all end the operation within seconds. ``request_stop`` is set by the
+step when Dagster interrupts it (SIGTERM, the UI's Terminate): worker threads do not
+receive Dagster's interrupt themselves.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+_STOP = threading.Event()
+
+
+def request_stop() -> None:
+    """Ask every transfer of this process to stop at its next check (they raise ``Interrupted``)."""
+    _STOP.set()
+
+
+def clear_stop() -> None:
+    """Allow transfers again (a new run in a long-lived process, or a test)."""
+    _STOP.clear()
+
+
+def stop_requested() -> bool:
+    return _STOP.is_set()
+
+
+@contextmanager
+def stop_transfers_on_interrupt() -> Iterator[None]:
+    """Around a step's work: an interrupt (a BaseException such as Dagster's) stops worker-thread transfers too."""
+    clear_stop()
+    try:
+        yield
+    except BaseException as exc:
+        if is_interrupt(exc):
+            request_stop()
+        raise
+
+
+def is_interrupt(exc: BaseException) -> bool:
+    """KeyboardInterrupt or Dagster's execution interrupt (SIGTERM, the UI's Terminate): BaseExceptions
+    that are neither errors nor a normal exit."""
+    return not isinstance(exc, Exception | SystemExit | GeneratorExit)
+
+
+class TransferAborted(Exception):
+    """A transfer stopped by its deadline, its throughput floor, or a stop request."""
+
+    permanent = False
+
+
+class DeadlineExceeded(TransferAborted):
+    """The operation took longer than its total deadline."""
+
+
+class TooSlow(TransferAborted):
+    """Fewer bytes than the minimum throughput arrived over a whole window."""
+
+
+class Interrupted(TransferAborted):
+    """The run is being stopped; never retried."""
+
+    permanent = True
+
+
+class Deadline:
+    """A total deadline and a minimum throughput for one operation."""
+
+    def __init__(self, seconds: float, min_bytes_per_s: float = 0.0, window_s: float = 15.0):
+        self.seconds = seconds
+        self.min_bytes_per_s = min_bytes_per_s
+        self.window_s = window_s
+        self.started = time.monotonic()
+        self.ends = self.started + seconds
+        self._window_start = self.started
+        self._window_bytes = 0
+
+    def remaining(self) -> float:
+        return max(0.0, self.ends - time.monotonic())
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def expired(self) -> bool:
+        return time.monotonic() >= self.ends
+
+    def check(self, new_bytes: int = 0) -> None:
+        """Raise if stopped, past the deadline, or slower than the floor over the last full window."""
+        if _STOP.is_set():
+            raise Interrupted(f"stopped on request after {self.elapsed():.1f} s")
+        now = time.monotonic()
+        if now >= self.ends:
+            raise DeadlineExceeded(f"deadline of {self.seconds:g} s exceeded")
+        self._window_bytes += new_bytes
+        window = now - self._window_start
+        if self.min_bytes_per_s > 0 and window >= self.window_s:
+            rate = self._window_bytes / window
+            if rate < self.min_bytes_per_s:
+                raise TooSlow(
+                    f"too slow: {self._window_bytes:,} bytes in {window:.0f} s "
+                    f"({rate:,.0f} B/s, below the minimum of {self.min_bytes_per_s:,.0f} B/s)"
+                )
+            self._window_start, self._window_bytes = now, 0
+
+
+def deadline_retry(deadline: Deadline, **retry_kwargs):
+    """urllib3's ``Retry`` (all of its policy: counts, backoff, Retry-After) bounded by ``deadline``."""
+    retry = _deadline_retry_class()(**retry_kwargs)
+    retry.deadline = deadline
+    return retry
+
+
+@functools.cache
+def _deadline_retry_class():
+    # urllib3 is imported on first use, not when the code location loads.
+    from urllib3.util.retry import Retry
+
+    class DeadlineRetry(Retry):
+        """Gives up when the operation's deadline has passed or a stop is requested, and never sleeps past it."""
+
+        deadline: Deadline | None = None
+
+        def new(self, **kw):
+            fresh = super().new(**kw)
+            fresh.deadline = self.deadline
+            return fresh
+
+        def is_exhausted(self) -> bool:
+            out_of_time = self.deadline is not None and (self.deadline.expired() or stop_requested())
+            return out_of_time or super().is_exhausted()
+
+        def get_backoff_time(self) -> float:
+            wait = super().get_backoff_time()
+            return min(wait, self.deadline.remaining()) if self.deadline is not None else wait
+
+        def sleep_for_retry(self, response) -> bool:
+            wait = self.get_retry_after(response)
+            if wait is None:
+                return False
+            time.sleep(min(wait, self.deadline.remaining()) if self.deadline is not None else wait)
+            return True
+
+    return DeadlineRetry

@@ -1,0 +1,172 @@
+"""Faults seen from Dagster runs: a permanent error fails once, and no secret reaches DAGSTER_HOME."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+
+import dagster as dg
+import requests
+
+from mta_assets.defs.resources import build_resources
+from mta_assets.defs.turnstile.assets import turnstile_csv, turnstile_csv_gz, turnstile_readings
+from mta_assets.devtools.mirror import MirrorServer
+from mta_assets_tests.fixtures_gcs import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+WEEK = "2023-12-30"
+NAME = "turnstile_240106.txt"
+PASSWORD = "Pa55|w0rd:With@Specials"
+
+
+def materialize_with_cli(home: Path, env: dict[str, str], week: str) -> subprocess.CompletedProcess:
+    command = [
+        str(Path(sys.executable).with_name("dagster")), "asset", "materialize", "-m", "mta_assets.definitions",
+        "--select", "turnstile_csv*", "--partition", week,
+    ]
+    full_env = {**os.environ, "DAGSTER_HOME": str(home), **env}
+    return subprocess.run(command, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=300)
+
+
+def secret_forms(secret: str) -> list[str]:
+    return sorted({secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote(secret), "Pa55%7C", "Pa55|w0rd"})
+
+
+def test_no_form_of_a_source_password_reaches_dagster_home(mirror: MirrorServer, synthetic_week, tmp_path):
+    synthetic_week(WEEK, readings=1_000)
+    mirror.require_auth("mta", PASSWORD)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    authority = mirror.url.removeprefix("http://")
+    env = {
+        "MTA_LAKE_URL": str(tmp_path / "lake"),
+        "MTA_SOURCE_URL": f"http://mta:{urllib.parse.quote(PASSWORD, safe='')}@{authority}/developers/turnstile",
+    }
+    good = materialize_with_cli(home, env, WEEK)
+    assert good.returncode == 0, good.stderr[-3000:]
+    wrong = materialize_with_cli(
+        home, {**env, "MTA_SOURCE_URL": f"http://mta:Wrong%7CPa55word@{authority}/developers/turnstile"}, WEEK
+    )
+    assert wrong.returncode != 0
+    assert "refused access (HTTP 401)" in wrong.stderr + wrong.stdout
+
+    leaks = []
+    for path in [*home.rglob("*"), *(tmp_path / "lake").rglob("*")]:
+        if path.is_file():
+            data = path.read_bytes()
+            leaks += [(str(path), form) for form in [*secret_forms(PASSWORD), "Wrong%7CPa55word", "Wrong|Pa55word"]
+                      if form.encode() in data]
+    output = good.stdout + good.stderr + wrong.stdout + wrong.stderr
+    leaks += [("CLI output", form) for form in secret_forms(PASSWORD) if form in output]
+    graphql = webserver_answers(home, {**os.environ, "DAGSTER_HOME": str(home), **env})
+    leaks += [("GraphQL", form) for form in [*secret_forms(PASSWORD), "Wrong%7CPa55word"] if form in graphql]
+    assert leaks == []
+    assert f"{mirror.url}/developers/turnstile/{NAME}" in output, "the URL is shown, without its userinfo"
+    # The answers are about these runs: their events, the url metadata, the resource's variable name.
+    assert f"{mirror.url}/developers/turnstile/{NAME}" in graphql
+    assert "refused access (HTTP 401)" in graphql and "MTA_SOURCE_URL" in graphql
+
+
+RUNS_QUERY = "{ runsOrError { ... on Runs { results { runId status tags { key value } runConfigYaml } } } }"
+LOGS_QUERY = """query Logs($runId: ID!) { logsForRun(runId: $runId) { __typename ... on EventConnection { events {
+  __typename ... on MessageEvent { message }
+  ... on MaterializationEvent { metadataEntries { label __typename ... on UrlMetadataEntry { url }
+      ... on TextMetadataEntry { text } ... on PathMetadataEntry { path } } }
+  ... on ExecutionStepFailureEvent { error { message stack } } } } } }"""
+RESOURCES_QUERY = """{ repositoriesOrError { ... on RepositoryConnection { nodes { name
+  allTopLevelResourceDetails { name configuredValues { key value type } } } } } }"""
+
+
+def webserver_answers(home: Path, env: dict[str, str]) -> str:
+    """Every run, event and resource setting as the UI's GraphQL API serves them, as one text."""
+    port = free_port()
+    command = [
+        str(Path(sys.executable).with_name("dagster-webserver")), "-m", "mta_assets.definitions",
+        "-h", "127.0.0.1", "-p", str(port),
+    ]
+    server = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                if requests.get(f"{url}/server_info", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        def ask(query: str, variables: dict | None = None) -> dict:
+            response = requests.post(f"{url}/graphql", json={"query": query, "variables": variables or {}}, timeout=60)
+            assert response.ok, response.text[:2000]
+            return response.json()
+
+        runs = ask(RUNS_QUERY)
+        answers = [runs, ask(RESOURCES_QUERY)]
+        for run in runs["data"]["runsOrError"]["results"]:
+            answers.append(ask(LOGS_QUERY, {"runId": run["runId"]}))
+        assert len(runs["data"]["runsOrError"]["results"]) == 2
+        return json.dumps(answers)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def test_a_permanent_source_error_fails_the_run_once(mirror: MirrorServer, tmp_path, monkeypatch):
+    monkeypatch.setenv("MTA_SOURCE_URL", mirror.url)
+    monkeypatch.setenv("MTA_LAKE_URL", str(tmp_path / "lake"))
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = dg.materialize(
+            [turnstile_csv, turnstile_csv_gz, turnstile_readings],
+            partition_key=WEEK,
+            resources=build_resources(),
+            instance=instance,
+            raise_on_error=False,
+        )
+    assert not result.success
+    failure = next(event for event in result.all_events if event.is_step_failure)
+    assert f"week {WEEK}: {mirror.url}/{NAME} is not published (HTTP 404)" in failure.step_failure_data.error.message
+    assert [path for method, path in mirror.requests if method == "GET"] == [f"/{NAME}"], "404 is not retried"
+    assert not (tmp_path / "lake").exists() or not any(p.is_file() for p in (tmp_path / "lake").rglob("*"))
+
+
+def test_sigterm_stops_a_download_without_a_retry_and_leaves_the_lake_as_it_was(mirror: MirrorServer, synthetic_week, tmp_path):
+    """What `timeout`, `kill` and the UI's Terminate do to a run worker, against a trickling source."""
+    synthetic_week(WEEK, readings=20_000)
+    mirror.inject(NAME, *["trickle:0.02"] * 3)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    env = {
+        **os.environ, "DAGSTER_HOME": str(home), "MTA_SOURCE_URL": mirror.url, "MTA_LAKE_URL": str(tmp_path / "lake"),
+        "MTA_STAGING_DIR": str(tmp_path / "staging"), "MTA_MIN_BYTES_PER_S": "1", "MTA_SOURCE_DEADLINE_S": "600",
+    }
+    command = [
+        str(Path(sys.executable).with_name("dagster")), "asset", "materialize", "-m", "mta_assets.definitions",
+        "--select", "turnstile_csv*", "--partition", WEEK,
+    ]
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for _ in range(600):  # the download has begun once the mirror saw the GET
+            if any(method == "GET" for method, _path in mirror.requests):
+                break
+            time.sleep(0.1)
+        time.sleep(1)
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode != 0
+    assert "the run was interrupted" in output
+    assert "STEP_RESTARTED" not in output and "STEP_UP_FOR_RETRY" not in output
+    assert [method for method, _path in mirror.requests if method == "GET"] == ["GET"]
+    assert not any(path.is_file() for path in (tmp_path / "lake").rglob("*"))
+    assert not any(path.is_file() for path in (tmp_path / "staging").rglob("*"))
