@@ -16,7 +16,7 @@ import dagster as dg
 import requests
 
 from mta_assets.defs.resources import build_resources
-from mta_assets.defs.turnstile.assets import turnstile_csv, turnstile_csv_gz, turnstile_readings
+from mta_assets.defs.turnstile.assets import turnstile_weeks
 from mta_assets.devtools.mirror import MirrorServer
 from mta_assets_tests.fixtures_gcs import free_port
 
@@ -123,7 +123,7 @@ def test_a_permanent_source_error_fails_the_run_once(mirror: MirrorServer, tmp_p
     monkeypatch.setenv("MTA_LAKE_URL", str(tmp_path / "lake"))
     with dg.DagsterInstance.ephemeral() as instance:
         result = dg.materialize(
-            [turnstile_csv, turnstile_csv_gz, turnstile_readings],
+            [turnstile_weeks],
             partition_key=WEEK,
             resources=build_resources(),
             instance=instance,

@@ -117,6 +117,7 @@ def turnstile_weeks(context: dg.AssetExecutionContext, config: TurnstileConfig, 
             require_published(week)
         except ValueError as exc:
             raise dg.Failure(str(exc), allow_retries=False) from None
+    _use_system_allocator()
     selected = {key.to_user_string() for key in context.selected_asset_keys}
     plan = WeekPlan(assets=frozenset(selected), store_raw_text=config.store_raw_text, gzip_level=config.gzip_level)
     staging = RunStaging(context.run_id).open()
@@ -144,6 +145,19 @@ def turnstile_weeks(context: dg.AssetExecutionContext, config: TurnstileConfig, 
         if not retry_coming:
             staging.close()
     yield from runner.report(staging)
+
+
+def _use_system_allocator() -> None:
+    """Arrow allocates through the C library's malloc in this process.
+
+    Arrow's bundled allocators (mimalloc, jemalloc) keep freed pages for reuse, so each
+    week parsed leaves the process larger; malloc returns a parse's large blocks to the
+    system when they are freed. Measured on 7 real weeks in one run: 487 MB peak with
+    mimalloc, 415 MB with the system allocator, in the same time (README "Benchmark").
+    """
+    import pyarrow as pa
+
+    pa.set_memory_pool(pa.system_memory_pool())
 
 
 def _start_week(week: str, ctx: WeekContext) -> Future:
@@ -235,7 +249,7 @@ class _RangeRunner:
             # An interrupt is not a transient error: the step's RetryPolicy must not run it again.
             weeks = ", ".join(sorted(in_flight.values()))
             raise dg.Failure(
-                f"the run was terminated ({type(exc).__name__}); week(s) {weeks or 'none'} were not committed "
+                f"the run was interrupted ({type(exc).__name__}): week(s) {weeks or 'none'} were not committed "
                 "and keep their previous objects",
                 allow_retries=False,
             ) from exc
