@@ -8,6 +8,7 @@ from mta_assets.defs.monitoring.sensors import (
     monitoring_resources,
 )
 from mta_assets.defs.resources import build_resources
+from mta_assets.defs.ridership.assets import ridership_assets
 from mta_assets.defs.turnstile.assets import (
     turnstile_csv,
     turnstile_csv_gz,
@@ -18,7 +19,7 @@ from mta_assets.defs.turnstile.schedules import mta_weekly_schedule
 from mta_assets.defs.turnstile.sensors import mta_file_arrival_sensor
 
 defs = dg.Definitions(
-    assets=[turnstile_csv, turnstile_csv_gz, turnstile_readings],
+    assets=[turnstile_csv, turnstile_csv_gz, turnstile_readings, *ridership_assets],
     asset_checks=monitoring_checks,
     jobs=[mta_turnstile_job],
     schedules=[mta_weekly_schedule],

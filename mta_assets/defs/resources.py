@@ -12,6 +12,7 @@ import os
 import dagster as dg
 
 from mta_assets.defs.io_manager import LakeIOManager
+from mta_assets.defs.ridership.resources import build_ridership_resources
 from mta_assets.storage.http import DEFAULT_SOURCE_URL, MTASource
 from mta_assets.storage.lake import DEFAULT_LAKE_URL, MIB, Lake
 
@@ -35,4 +36,5 @@ def build_resources() -> dict[str, object]:
         "mta_source": MTASource(base_url=_env("MTA_SOURCE_URL", DEFAULT_SOURCE_URL)),
         "lake": lake,
         "lake_io_manager": LakeIOManager(lake=lake),
+        **build_ridership_resources(),  # station_key, warehouse
     }
