@@ -33,6 +33,7 @@ RESET_AT = 10_000
 SECONDS_PER_PASSAGE = 2.0
 READING_COLUMNS = ["ca", "unit", "scp", "reading_time", "desc", "entries", "exits"]
 _DESC_PRIORITY = {"REGULAR": 0, "RECOVR AUD": 1}
+STATUSES = ["used", "capped", "dropped"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,24 +57,30 @@ def intervals(current: pa.Table, previous: pa.Table | None = None, rules: Rules 
     import pyarrow.compute as pc
 
     tables = [current.select(READING_COLUMNS)]
-    if previous is not None and previous.num_rows:
-        tables.insert(0, previous.select(READING_COLUMNS).cast(tables[0].schema))
-    readings = pa.concat_tables(tables).combine_chunks()
+    if previous is not None and previous.num_rows and current.num_rows:
+        # Only the previous week's readings near the boundary can start a kept interval:
+        # anything older than MAX_GAP before the week's first reading would be dropped anyway.
+        cutoff = pc.subtract(pc.min(current["reading_time"]), pa.scalar(rules.max_gap))
+        recent = previous.filter(pc.greater_equal(previous["reading_time"], cutoff))
+        tables.insert(0, recent.select(READING_COLUMNS).cast(tables[0].schema))
+    readings = pa.concat_tables(tables, promote_options="permissive").unify_dictionaries()
     is_current = np.zeros(readings.num_rows, dtype=bool)
     is_current[readings.num_rows - current.num_rows :] = True
 
-    turnstile_key = pc.binary_join_element_wise(readings["ca"], readings["unit"], readings["scp"], "\x1f")
-    turnstile = pc.dictionary_encode(turnstile_key).combine_chunks().indices.to_numpy(zero_copy_only=False)
-    times = readings["reading_time"].cast(pa.timestamp("s")).cast(pa.int64()).to_numpy(zero_copy_only=False)
+    turnstile = np.zeros(readings.num_rows, dtype=np.int64)
+    for column in ("ca", "unit", "scp"):  # one integer per (C/A, UNIT, SCP), no string joins
+        indices, size = _codes(readings[column])
+        turnstile = turnstile * size + indices
+    times = readings["reading_time"].cast(pa.timestamp("s")).cast(pa.int64()).to_numpy()
     # A week has a handful of distinct DESC values: rank those, then take by index.
-    desc = pc.dictionary_encode(readings["desc"]).combine_chunks()
-    ranks = np.array([_DESC_PRIORITY.get(value.strip(), 2) for value in desc.dictionary.to_pylist()] or [2], np.int8)
-    priority = ranks[desc.indices.to_numpy(zero_copy_only=False)]
-    order = np.lexsort((np.arange(len(times)), priority, times, turnstile))
+    desc_codes, _ = _codes(readings["desc"])
+    ranks = np.array([_DESC_PRIORITY.get(str(v).strip(), 2) for v in _dictionary(readings["desc"])] or [2], np.int8)
+    priority = ranks[desc_codes]
+    order = _sort_order(turnstile, times, priority)
 
     turnstile, times, is_current = turnstile[order], times[order], is_current[order]
-    entries = readings["entries"].to_numpy(zero_copy_only=False)[order]
-    exits = readings["exits"].to_numpy(zero_copy_only=False)[order]
+    entries = readings["entries"].to_numpy()[order]
+    exits = readings["exits"].to_numpy()[order]
     # One reading per turnstile and time: the first after sorting by priority and file order.
     first_of_time = np.ones(len(order), dtype=bool)
     first_of_time[1:] = (turnstile[1:] != turnstile[:-1]) | (times[1:] != times[:-1])
@@ -103,23 +110,67 @@ def intervals(current: pa.Table, previous: pa.Table | None = None, rules: Rules 
     # The midpoint's day; an interval without a start counts on its reading's day.
     midpoint = times[starts] + (times[ends] - times[starts]) // 2
     day = (midpoint // 86_400).astype("datetime64[D]")
-    status = np.where(dropped, "dropped", np.where(capped, "capped", "used"))
+    status_codes = np.where(dropped, 2, np.where(capped, 1, 0)).astype(np.int8)
+    status = pa.DictionaryArray.from_arrays(pa.array(status_codes), pa.array(STATUSES))
 
     rows = order[ends]
     return pa.table(
         {
-            "ca": readings["ca"].take(pa.array(rows)),
-            "unit": readings["unit"].take(pa.array(rows)),
-            "scp": readings["scp"].take(pa.array(rows)),
+            "ca": _plain(readings["ca"].take(pa.array(rows))),
+            "unit": _plain(readings["unit"].take(pa.array(rows))),
+            "scp": _plain(readings["scp"].take(pa.array(rows))),
             "start": pa.array(times[starts], pa.int64(), mask=~linked).cast(pa.timestamp("s")),
             "end": pa.array(times[ends], pa.int64()).cast(pa.timestamp("s")),
             "date": pa.array(day, pa.date32()),
             "entries": pa.array(entries_out, pa.int64()),
             "exits": pa.array(exits_out, pa.int64()),
-            "status": pa.array(status, pa.string()),
+            "status": status,
         }
     )
 
+
+
+def _codes(column: pa.ChunkedArray) -> tuple:
+    """(int64 numpy codes, number of distinct values) of a string or dictionary column."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not pa.types.is_dictionary(column.type):
+        column = pc.dictionary_encode(column)
+    size = len(column.chunk(0).dictionary) if column.num_chunks else 0
+    indices = [chunk.indices.to_numpy(zero_copy_only=False).astype(np.int64) for chunk in column.chunks]
+    return (np.concatenate(indices) if indices else np.zeros(0, np.int64)), max(size, 1)
+
+
+def _dictionary(column: pa.ChunkedArray) -> list:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not pa.types.is_dictionary(column.type):
+        column = pc.dictionary_encode(column)
+    return column.chunk(0).dictionary.to_pylist() if column.num_chunks else []
+
+
+def _plain(array: pa.Array) -> pa.Array:
+    import pyarrow as pa
+
+    return array.cast(pa.string()) if pa.types.is_dictionary(array.type) else array
+
+
+def _sort_order(turnstile, times, priority):
+    """Stable order by (turnstile, time, priority): one packed int64 key when it fits, else lexsort."""
+    import numpy as np
+
+    if len(times) == 0:
+        return np.zeros(0, np.int64)
+    relative = times - times.min()
+    time_bits = max(int(relative.max()).bit_length(), 1)
+    turnstile_bits = max(int(turnstile.max()).bit_length(), 1)
+    if turnstile_bits + time_bits + 2 > 62:
+        return np.lexsort((priority, times, turnstile))
+    key = (turnstile << (time_bits + 2)) | (relative << 2) | priority.astype(np.int64)
+    return np.argsort(key, kind="stable")
 
 
 DAILY_COLUMNS = ["week", "date", "unit", "station", "linename", "division", "entries", "exits",
@@ -136,34 +187,52 @@ def daily(week_intervals: pa.Table, stations: pa.Table, week: dt.date) -> pa.Tab
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    counted = week_intervals.append_column("used", pc.cast(pc.equal(week_intervals["status"], "used"), pa.int64()))
-    counted = counted.append_column("capped", pc.cast(pc.equal(counted["status"], "capped"), pa.int64()))
-    counted = counted.append_column("dropped", pc.cast(pc.equal(counted["status"], "dropped"), pa.int64()))
-    named = counted.join(
+    status = week_intervals["status"]
+    per_pair = (
+        pa.table(
+            {
+                "date": week_intervals["date"],
+                "unit": week_intervals["unit"],
+                "ca": week_intervals["ca"],
+                "scp": week_intervals["scp"],
+                "entries": week_intervals["entries"],
+                "exits": week_intervals["exits"],
+                "used": pc.cast(pc.equal(status, "used"), pa.int64()),
+                "capped": pc.cast(pc.equal(status, "capped"), pa.int64()),
+                "dropped": pc.cast(pc.equal(status, "dropped"), pa.int64()),
+            }
+        )
+        # Summed per (date, unit, C/A) first: a few thousand rows to name instead of 250,000.
+        .group_by(["date", "unit", "ca"], use_threads=False)
+        .aggregate(
+            [("entries", "sum"), ("exits", "sum"), ("used", "sum"), ("capped", "sum"), ("dropped", "sum"),
+             ("scp", "count_distinct")]
+        )
+    )
+    named = per_pair.join(
         stations.select(["unit", "ca", "station", "linename", "division"]), keys=["unit", "ca"], join_type="left outer"
     )
-    named = named.append_column("turnstile", pc.binary_join_element_wise(named["ca"], named["scp"], "\x1f"))
     keys = ["date", "unit", "station", "linename", "division"]
     grouped = named.group_by(keys, use_threads=False).aggregate(
         [
-            ("entries", "sum"),
-            ("exits", "sum"),
-            ("used", "sum"),
-            ("capped", "sum"),
-            ("dropped", "sum"),
-            ("turnstile", "count_distinct"),
+            ("entries_sum", "sum"),
+            ("exits_sum", "sum"),
+            ("used_sum", "sum"),
+            ("capped_sum", "sum"),
+            ("dropped_sum", "sum"),
+            ("scp_count_distinct", "sum"),
         ]
     )
     result = pa.table(
         {
             "week": pa.repeat(pa.scalar(week, pa.date32()), grouped.num_rows),
             **{key: grouped[key] for key in keys},
-            "entries": grouped["entries_sum"],
-            "exits": grouped["exits_sum"],
-            "intervals_used": grouped["used_sum"],
-            "intervals_capped": grouped["capped_sum"],
-            "intervals_dropped": grouped["dropped_sum"],
-            "turnstiles": pc.cast(grouped["turnstile_count_distinct"], pa.int64()),
+            "entries": grouped["entries_sum_sum"],
+            "exits": grouped["exits_sum_sum"],
+            "intervals_used": grouped["used_sum_sum"],
+            "intervals_capped": grouped["capped_sum_sum"],
+            "intervals_dropped": grouped["dropped_sum_sum"],
+            "turnstiles": pc.cast(grouped["scp_count_distinct_sum"], pa.int64()),
         }
     )
     # Deterministic row order, so the same week gives the same Parquet bytes.
