@@ -129,6 +129,7 @@ def load_week(
     deadline_s: float = DEFAULT_LOCK_DEADLINE_S,
     database: str = "",
     readings_glob: str | None = None,
+    on_busy: Callable[[int, Exception], None] | None = None,
 ) -> LoadedWeek:
     """Replace ``week`` in each table of ``files`` (table -> local Parquet file) in one transaction.
 
@@ -137,7 +138,7 @@ def load_week(
 
     Retries while the file is locked by another process or a concurrent transaction
     conflicts, until ``deadline_s``; then raises ``WarehouseBusy`` naming the week, the
-    database and the last cause.
+    database and the last cause. ``on_busy(attempt, error)`` hears about each wait.
     """
     unknown = sorted(set(files) - set(TABLE_DATASETS))
     if unknown:
@@ -160,6 +161,8 @@ def load_week(
                     f"week {week}: warehouse {database or '(duckdb)'} stayed busy for {waited:.0f} s "
                     f"({attempts} attempts; last: {str(exc).splitlines()[0]})"
                 ) from exc
+            if on_busy is not None:
+                on_busy(attempts, exc)
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
 

@@ -323,8 +323,11 @@ def ridership_warehouse(
         files = {table: lake.local_path(lake.key_for(dataset, week, ".parquet")) for table, dataset in tables.items()}
         readings_folder = Path(lake.key_for("readings", week, ".parquet")).parent.parent  # .../readings/<year>/
         readings_glob = None if lake.is_gcs else str(lake.root / readings_folder / "*" / "*.parquet")
+        def busy(attempt: int, error: Exception) -> None:
+            context.log.info(f"week {week}: warehouse {warehouse.database} busy (attempt {attempt}): {error}")
+
         loaded = load_week(
-            warehouse.get_connection, week, files, config.lock_deadline_s, warehouse.database, readings_glob
+            warehouse.get_connection, week, files, config.lock_deadline_s, warehouse.database, readings_glob, busy
         )
         return {
             "database": dg.MetadataValue.path(str(Path(warehouse.database).resolve())),
