@@ -238,6 +238,7 @@ def ridership_daily(
     context: dg.AssetExecutionContext,
     config: RidershipConfig,
     lake: Lake,
+    station_key: StationKeySource,
     turnstile_readings: Mapping[str, Path],
     stations: Mapping[str, Path],
 ):
@@ -249,6 +250,7 @@ def ridership_daily(
 
     staging = _staging()
     seen_in_run: dict[str, float] = {}
+    _, key_note = station_key.load()  # cached: only said in the station check's metadata
 
     def build(week: str) -> tuple[dict, list[dg.AssetCheckResult]]:
         started = time.perf_counter()
@@ -268,11 +270,11 @@ def ridership_daily(
         earlier = {**earlier_mean_entries(context.instance, week), **seen_in_run}
         recent = [earlier[w] for w in sorted(earlier) if w < week][-8:]
         seen_in_run[week] = mean_entries
-        key_note = "; ".join(sorted({str(s) for s in station_table["source"].to_pylist()}))
+        sources = sorted({str(source) for source in station_table["source"].to_pylist()})
         results = [
             check_plausible(mean_entries, recent, config.max_entries_change),
             check_usable(rows, config.max_unusable_share),
-            check_named(station_table, f"station names from: {key_note}"),
+            check_named(station_table, f"{key_note}; names from: {', '.join(sources)}"),
         ]
         failed = blocking_failures(results)
         if failed:
