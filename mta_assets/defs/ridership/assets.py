@@ -16,6 +16,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
+from mta_assets.batches import map_weeks
 from mta_assets.defs.io_manager import MISSING_WEEKS_OK, lake_metadata
 from mta_assets.defs.ridership.checks import (
     NAMED,
@@ -198,6 +199,9 @@ def _week_column(week: str, rows: int):
 
 
 class RidershipConfig(dg.Config):
+    max_workers: int = Field(
+        default=0, description="Weeks computed at once in a range; 0 means one per CPU (about 100 MB each)."
+    )
     max_entries_change: float = Field(
         default=0.5, ge=0, description="Block a week whose mean daily entries differ more than this share from earlier weeks."
     )
@@ -256,7 +260,8 @@ def ridership_daily(
     seen_in_run: dict[str, float] = {}
     _, key_note = station_key.load()  # cached: only said in the station check's metadata
 
-    def build(week: str) -> tuple[dict, list[dg.AssetCheckResult]]:
+    def compute(week: str) -> dict:
+        """The week's rows and what describes them: Arrow and numpy, run for two weeks at a time."""
         started = time.perf_counter()
         if week not in turnstile_readings:
             raise ValueError(f"week {week}: no turnstile_readings table in the lake")
@@ -266,10 +271,26 @@ def ridership_daily(
         current = pq.read_table(turnstile_readings[week], **read)
         previous = pq.read_table(turnstile_readings[before], **read) if before in turnstile_readings else None
         station_table = pq.read_table(stations[week])
-        week_intervals = intervals(current, previous)
-        del current, previous
-        rows = daily(week_intervals, station_table, dt.date.fromisoformat(week))
+        rows = daily(intervals(current, previous), station_table, dt.date.fromisoformat(week))
         by_day = system_by_day(rows)
+        return {
+            "rows": rows,
+            "by_day": by_day,
+            "stations": station_table,
+            "previous_week_used": previous is not None,
+            "top_stations": top_stations_markdown(rows),
+            "seconds": time.perf_counter() - started,
+        }
+
+    weeks = list(context.partition_keys)
+    computed, errors = map_weeks(weeks, compute, config.max_workers)
+
+    def build(week: str) -> tuple[dict, list[dg.AssetCheckResult]]:
+        """Checks, chart and storage, in week order: the plausibility check needs the weeks before."""
+        if week in errors:
+            raise errors[week]
+        week_data = computed.pop(week)
+        rows, by_day, station_table = week_data["rows"], week_data["by_day"], week_data["stations"]
         mean_entries = mean_daily_entries(by_day, week)
         earlier = {**earlier_mean_entries(context.instance, week), **seen_in_run}
         recent = [earlier[w] for w in sorted(earlier) if w < week][-8:]
@@ -283,16 +304,16 @@ def ridership_daily(
         failed = blocking_failures(results)
         if failed:
             raise _WeekFailed(f"week {week}: blocking checks failed: {', '.join(failed)}; the last good file is kept", results)
-        compute_seconds = time.perf_counter() - started
         metadata = {
             "dagster/row_count": dg.MetadataValue.int(rows.num_rows),
             "dagster/column_schema": dg.MetadataValue.table_schema(_ridership_schema(rows)),
-            "previous_week_used": before in turnstile_readings,
+            "previous_week_used": week_data["previous_week_used"],
             "mean_daily_entries": round(mean_entries, 1),
             "system_by_day": dg.MetadataValue.md(day_table_markdown(by_day)),
+            # matplotlib is not thread-safe: the chart is drawn here, one week at a time.
             "chart": dg.MetadataValue.md(day_chart_markdown(by_day, week)),
-            "top_stations": dg.MetadataValue.md(top_stations_markdown(rows)),
-            "compute_seconds": round(compute_seconds, 3),
+            "top_stations": dg.MetadataValue.md(week_data["top_stations"]),
+            "compute_seconds": round(week_data["seconds"], 3),
             **_store(lake, "ridership", week, rows, staging),
         }
         return metadata, results
