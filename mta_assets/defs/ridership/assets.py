@@ -1,7 +1,8 @@
 """Ridership assets: the station dimension, entries and exits per station and day, the DuckDB warehouse.
 
-Each handles a partition range in one step, one week at a time (a week's readings,
-its previous week's last readings and its station dimension are all it holds). Every
+Each handles a partition range in one step. A week's work needs only its readings, its
+previous week's last readings and its station dimension; ``ridership_daily`` computes two
+weeks at a time (one per CPU), then checks, draws and stores them in week order. Every
 week is written to the lake by itself, reports its own metadata and check results,
 and fails alone: the good weeks of a range are recorded, the failed ones named.
 """
@@ -19,6 +20,7 @@ from pydantic import Field
 from mta_assets.batches import map_weeks
 from mta_assets.defs.io_manager import MISSING_WEEKS_OK, lake_metadata
 from mta_assets.defs.ridership.checks import (
+    BLOCKING,
     NAMED,
     PLAUSIBLE,
     RIDERSHIP,
@@ -88,7 +90,8 @@ def _run_weeks(
         else:
             done[week] = metadata
         checks[week] = results
-        context.log.info(f"week {week}: {'failed: ' + failures[week] if week in failures else 'stored'}")
+        if week in failures:  # good weeks speak through their materialization; an event costs a write
+            context.log.error(failures[week])
 
     if len(weeks) == 1 and not failures:
         yield from checks[weeks[0]]
@@ -104,7 +107,7 @@ def _run_weeks(
                     metadata=result.metadata,
                     severity=result.severity,
                     partition=week,
-                    blocking=result.check_name in (PLAUSIBLE, NAMED),
+                    blocking=result.check_name in BLOCKING,
                 )
             )
     if failures:
@@ -176,6 +179,8 @@ def stations(
     staging = _staging()
 
     def build(week: str) -> tuple[dict, list]:
+        if week not in turnstile_readings:
+            raise ValueError(f"week {week}: no turnstile_readings table in the lake")
         columns = ["unit", "ca", "station", "linename", "division"]
         readings = pq.read_table(turnstile_readings[week], columns=columns, read_dictionary=columns)
         table = station_dimension(readings, key)
