@@ -129,15 +129,18 @@ def intervals(current: pa.Table, previous: pa.Table | None = None, rules: Rules 
     )
 
 
-
 def _codes(column: pa.ChunkedArray) -> tuple:
-    """(int64 numpy codes, number of distinct values) of a string or dictionary column."""
+    """(int64 numpy codes, number of distinct values) of a string or dictionary column.
+
+    A dictionary column must have unified dictionaries (``Table.unify_dictionaries``).
+    """
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
     if not pa.types.is_dictionary(column.type):
-        column = pc.dictionary_encode(column)
+        # One chunk first, so that every code comes from one dictionary.
+        column = pa.chunked_array([pc.dictionary_encode(column.combine_chunks())])
     size = len(column.chunk(0).dictionary) if column.num_chunks else 0
     indices = [chunk.indices.to_numpy(zero_copy_only=False).astype(np.int64) for chunk in column.chunks]
     return (np.concatenate(indices) if indices else np.zeros(0, np.int64)), max(size, 1)
@@ -148,7 +151,7 @@ def _dictionary(column: pa.ChunkedArray) -> list:
     import pyarrow.compute as pc
 
     if not pa.types.is_dictionary(column.type):
-        column = pc.dictionary_encode(column)
+        column = pa.chunked_array([pc.dictionary_encode(column.combine_chunks())])
     return column.chunk(0).dictionary.to_pylist() if column.num_chunks else []
 
 

@@ -164,3 +164,26 @@ def test_daily_rows_sum_per_station_and_day_and_keep_unnamed_pairs_visible():
 def test_an_empty_week_gives_no_rows(empty_previous):
     empty = readings()
     assert intervals(empty, empty if empty_previous else None).num_rows == 0
+
+
+def test_dictionary_columns_read_from_parquet_give_the_same_intervals(tmp_path):
+    import pyarrow.parquet as pq
+
+    previous = readings(("01", "01-05 20:00", "REGULAR", 900, 450), ("02", "01-05 20:00", "REGULAR", 10, 10))
+    week = readings(
+        ("02", "01-06 00:00", "RECOVR AUD", 70, 70),
+        ("01", "01-06 00:00", "REGULAR", 960, 470),
+        ("02", "01-06 00:00", "REGULAR", 50, 50),
+        ("01", "01-06 04:00", "REGULAR", 1000, 480),
+    )
+    pq.write_table(previous, tmp_path / "previous.parquet")
+    pq.write_table(week, tmp_path / "week.parquet")
+    columns = ["ca", "unit", "scp", "desc"]
+    as_dictionaries = intervals(
+        pq.read_table(tmp_path / "week.parquet", read_dictionary=columns),
+        pq.read_table(tmp_path / "previous.parquet", read_dictionary=columns),
+    )
+    assert as_dictionaries.to_pylist() == intervals(week, previous).to_pylist()
+    assert sorted(rows_of(as_dictionaries)) == sorted(
+        [(dt.date(2024, 1, 5), 60, 20, "used"), (dt.date(2024, 1, 5), 40, 40, "used"), (SAT, 40, 10, "used")]
+    )
