@@ -224,3 +224,36 @@ def test_a_wide_week_without_a_station_key_fails_its_station_check_and_is_not_st
     assert checks["every_unit_has_station"].passed is False
     assert "station key unavailable from http://127.0.0.1:9/key.csv" in checks["every_unit_has_station"].metadata["station_key"].value
     assert lake.stat(lake.key_for("ridership", week, ".parquet")) is None
+
+
+def test_the_checks_judge_a_weeks_rows_as_the_readme_says():
+    import pyarrow as pa
+
+    from mta_assets.defs.ridership.checks import (
+        check_named,
+        check_plausible,
+        check_usable,
+        full_days,
+        mean_daily_entries,
+    )
+
+    assert full_days("2024-01-06") == (dt.date(2024, 1, 6), dt.date(2024, 1, 11))
+    by_day = {dt.date(2024, 1, 5): (10, 1), dt.date(2024, 1, 6): (100, 1), dt.date(2024, 1, 11): (200, 1),
+              dt.date(2024, 1, 12): (5, 1)}
+    assert mean_daily_entries(by_day, "2024-01-06") == 150.0  # the partial Fridays do not count
+
+    assert check_plausible(150.0, [], 0.5).passed  # nothing to compare with yet
+    assert check_plausible(150.0, [100.0, 140.0, 200.0], 0.5).passed
+    low = check_plausible(60.0, [100.0, 140.0, 200.0], 0.5)
+    assert not low.passed and low.metadata["change"].value == pytest.approx(0.5714, abs=1e-4)
+    assert not check_plausible(0.0, [], 0.5).passed
+
+    rows = pa.table({"intervals_used": [90, 5], "intervals_capped": [1, 0], "intervals_dropped": [4, 0]})
+    assert check_usable(rows, 0.05).passed  # 5 of 100
+    assert not check_usable(rows, 0.04).passed
+    assert check_usable(rows, 0.04).severity == dg.AssetCheckSeverity.WARN
+
+    stations = pa.table({"unit": ["R051", "R999"], "ca": ["A002", "Z999"], "station": ["LEXINGTON AVE", None]})
+    named = check_named(stations, "key.csv")
+    assert not named.passed and named.metadata["examples"].value == ["R999/Z999"]
+    assert check_named(stations.slice(0, 1), "key.csv").passed
