@@ -4,13 +4,14 @@ import dagster as dg
 
 from mta_assets.defs.monitoring.sensors import alert_sensors, monitoring_resources
 from mta_assets.defs.resources import build_resources
+from mta_assets.defs.ridership.assets import ridership_assets
 from mta_assets.defs.turnstile.assets import turnstile_weeks
 from mta_assets.defs.turnstile.jobs import mta_turnstile_job
 from mta_assets.defs.turnstile.schedules import mta_weekly_schedule
 from mta_assets.defs.turnstile.sensors import mta_file_arrival_sensor
 
 defs = dg.Definitions(
-    assets=[turnstile_weeks],
+    assets=[turnstile_weeks, *ridership_assets],
     jobs=[mta_turnstile_job],
     schedules=[mta_weekly_schedule],
     sensors=[mta_file_arrival_sensor, *alert_sensors],

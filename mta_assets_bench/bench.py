@@ -243,6 +243,7 @@ class Bench:
             MTA_SOURCE_URL=self.mirror.url,
             MTA_LAKE_URL=f"gs://{self.bucket}/{prefix}",
             MTA_STAGING_DIR=str(run_dir / "staging"),
+            MTA_WAREHOUSE=str(run_dir / "warehouse.duckdb"),  # issue 14: each run its own warehouse
             STORAGE_EMULATOR_HOST=self.emulator.url,
             TMPDIR=str(run_dir),  # the lake's local-copy cache lands here and goes with the run
             **extra_env,

@@ -16,6 +16,7 @@ Each asset declares where its weeks live in its definition metadata
 import shutil
 import tempfile
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -25,6 +26,12 @@ from mta_assets.storage.lake import Lake
 
 DATASET_KEY = "lake/dataset"
 EXTENSION_KEY = "lake/extension"
+# Input metadata of a reader that expects some weeks to be absent (the week before the
+# first one): kept for readers' clarity; every week without an object is simply absent.
+MISSING_WEEKS_OK = "lake/missing_weeks_ok"
+# Weeks kept on local disk at once per reader: a reader working on two weeks at a time
+# reads each week and the one before it.
+_KEEP_FETCHED = 4
 
 
 def lake_metadata(dataset: str, extension: str) -> dict[str, str]:
@@ -33,7 +40,7 @@ def lake_metadata(dataset: str, extension: str) -> dict[str, str]:
 
 
 class WeekFiles(Mapping[str, Path]):
-    """Upstream weeks as local files, fetched on access; only the week last read stays on disk."""
+    """Upstream weeks as local files, fetched on access; only the last few weeks read stay on disk."""
 
     def __init__(self, lake: Lake, dataset: str, extension: str, weeks: list[str]):
         self._lake = lake
@@ -41,7 +48,7 @@ class WeekFiles(Mapping[str, Path]):
         self._extension = extension
         self._keys = {week: key for week in weeks if (key := self._find(week)) is not None}
         self._lock = threading.Lock()
-        self._current: Path | None = None
+        self._fetched: OrderedDict[str, tuple[Path, Path | None]] = OrderedDict()  # week -> (file, its folder)
 
     def _find(self, week: str) -> str | None:
         from mta_assets.mta.calendar import candidate_file_names
@@ -55,19 +62,27 @@ class WeekFiles(Mapping[str, Path]):
     def __getitem__(self, week: str) -> Path:
         key = self._keys[week]
         with self._lock:
-            self._drop()
+            if week in self._fetched:
+                self._fetched.move_to_end(week)
+                return self._fetched[week][0]
             folder = Path(tempfile.mkdtemp(prefix="mta-load-"))
             path = self._lake.fetch(key, folder)
             if path.parent != folder:  # a local lake hands out the object itself, no copy
                 shutil.rmtree(folder, ignore_errors=True)
+                self._fetched[week] = (path, None)
             else:
-                self._current = folder
+                self._fetched[week] = (path, folder)
+            while len(self._fetched) > _KEEP_FETCHED:
+                _, (_, old) = self._fetched.popitem(last=False)
+                if old is not None:
+                    shutil.rmtree(old, ignore_errors=True)
             return path
 
     def _drop(self) -> None:
-        if self._current is not None:
-            shutil.rmtree(self._current, ignore_errors=True)
-            self._current = None
+        for _, folder in self._fetched.values():
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
+        self._fetched.clear()
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._keys)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dagster as dg
 
 from mta_assets.defs.io_manager import LakeIOManager
+from mta_assets.defs.ridership.resources import build_ridership_resources
 from mta_assets.settings import deadline, env_text, validate_environment
 from mta_assets.storage.http import DEFAULT_SOURCE_URL, MTASource
 from mta_assets.storage.lake import DEFAULT_LAKE_URL, MIB, Lake
@@ -50,4 +51,5 @@ def build_resources() -> dict[str, object]:
         "mta_source": source,
         "lake": lake,
         "lake_io_manager": LakeIOManager(lake=lake),
+        **build_ridership_resources(),  # station_key, warehouse
     }

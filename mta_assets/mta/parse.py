@@ -10,7 +10,6 @@ this module and must load fast.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import io
 from collections.abc import Iterator
@@ -29,66 +28,12 @@ from mta_assets.mta.formats import (
     arrow_schema,
     detect_layout,
 )
+from mta_assets.mta.stations import StationKey, load_station_key  # noqa: F401  (moved there; kept importable here)
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
 __all__ = ["ParsedWeek", "Reading", "StationKey", "arrow_schema", "load_station_key", "parse_week"]
-
-
-# --- station key -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, eq=False)
-class StationKey:
-    """MTA's Remote-Booth-Station key: (unit, ca) -> (station, linename, division).
-
-    The wide 2010-2014 files carry no station columns; this key gives their rows one.
-    """
-
-    stations: dict[tuple[str, str], tuple[str, str | None, str | None]]
-    source: str = ""
-
-    def __len__(self) -> int:
-        return len(self.stations)
-
-
-# Both published variants of the key: MTA's own header and an older re-save.
-_KEY_COLUMN_ALIASES = {
-    "unit": ("remote", "unit"),
-    "ca": ("booth", "control_area", "c/a", "ca"),
-    "station": ("station",),
-    "linename": ("line name", "linename", "line_name"),
-    "division": ("division",),
-}
-
-
-def load_station_key(path: str | Path) -> StationKey:
-    """Read a Remote-Booth-Station CSV (``Remote,Booth,Station,Line Name,Division`` or
-    ``unit,control_area,station``). The first entry wins when a (unit, ca) pair repeats."""
-    path = Path(path)
-    text = path.read_bytes().decode("utf-8-sig", errors="replace")
-    reader = csv.reader(io.StringIO(text))
-    header = [column.strip().lower() for column in next(reader, [])]
-    positions: dict[str, int | None] = {}
-    for column, aliases in _KEY_COLUMN_ALIASES.items():
-        positions[column] = next((header.index(alias) for alias in aliases if alias in header), None)
-    missing = [column for column in ("unit", "ca", "station") if positions[column] is None]
-    if missing:
-        raise ValueError(f"{path.name}: no {', '.join(missing)} column in header {header}")
-
-    def cell(record: list[str], column: str) -> str | None:
-        position = positions[column]
-        if position is None or position >= len(record):
-            return None
-        return record[position].strip() or None
-
-    stations: dict[tuple[str, str], tuple[str, str | None, str | None]] = {}
-    for record in reader:
-        unit, ca, station = cell(record, "unit"), cell(record, "ca"), cell(record, "station")
-        if unit and ca and station:
-            stations.setdefault((unit, ca), (station, cell(record, "linename"), cell(record, "division")))
-    return StationKey(stations=stations, source=path.name)
 
 
 # --- parsing ---------------------------------------------------------------------------------

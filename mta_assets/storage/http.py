@@ -18,8 +18,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import re
-import time
 import uuid
 from pathlib import Path
 from typing import Any

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import pytest
 
 from mta_assets.defs.io_manager import LakeIOManager
@@ -244,6 +245,9 @@ def cli_environment(tmp_path: Path, mirror: MirrorServer, lake_dir: Path) -> dic
         MTA_SOURCE_URL=mirror.url,
         MTA_LAKE_URL=str(lake_dir),
         MTA_STAGING_DIR=str(tmp_path / "cli-staging"),
+        # The range builds ridership and the warehouse too (issue 14): keep both offline and in tmp_path.
+        MTA_WAREHOUSE=str(tmp_path / "warehouse.duckdb"),
+        MTA_STATION_KEY_URL="http://127.0.0.1:9/Remote-Booth-Station.csv",
         PYTHONWARNINGS="ignore",
     )
     return env
@@ -290,6 +294,9 @@ def test_the_cli_runs_a_four_week_range_as_one_run(
     for week in WEEKS:
         published = (mirror.root / file_name_for_week(week)).read_bytes()
         assert gzip.decompress(lake.read_bytes(lake.key_for("csv_gz", week, ".csv.gz"))) == published
+    with duckdb.connect(env["MTA_WAREHOUSE"], read_only=True) as warehouse:  # ... -> ridership -> warehouse
+        loaded = warehouse.execute("SELECT DISTINCT week FROM ridership_daily_parts ORDER BY week").fetchall()
+    assert [str(week) for (week,) in loaded] == WEEKS
     (run,) = runs_in(env["DAGSTER_HOME"], monkeypatch)
     assert run.status == dg.DagsterRunStatus.SUCCESS
     assert run.tags["dagster/asset_partition_range_start"] == WEEKS[0]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
-import os
-from pathlib import Path
 
 import pytest
 

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pytest
 
 from mta_assets.mta.calendar import week_window
-from mta_assets.defs.turnstile.tables import table_schema, write_parquet
+from mta_assets.defs.turnstile.tables import table_schema
 from mta_assets.mta.formats import Reading, UnknownLayout, arrow_schema, columns_markdown
 from mta_assets.mta.parse import load_station_key, parse_week
 from mta_assets_tests.samples import rebuild_full_week, require_samples
