@@ -19,7 +19,7 @@ from mta_assets.defs.io_manager import LakeIOManager
 from mta_assets.defs.ridership.assets import ridership_assets
 from mta_assets.defs.ridership.checks import ridership_check_specs
 from mta_assets.defs.ridership.resources import StationKeySource
-from mta_assets.defs.turnstile.assets import turnstile_csv, turnstile_csv_gz, turnstile_readings
+from mta_assets.defs.turnstile.assets import turnstile_weeks
 from mta_assets.devtools.synthetic import consecutive_weeks
 from mta_assets.defs.turnstile.tables import write_parquet
 from mta_assets.mta.calendar import file_name_for_week
@@ -28,7 +28,7 @@ from mta_assets.storage.http import MTASource
 from mta_assets.storage.lake import Lake
 from mta_assets_tests.samples import rebuild_full_week, require_samples
 
-ASSETS = [turnstile_csv, turnstile_csv_gz, turnstile_readings, *ridership_assets]
+ASSETS = [turnstile_weeks, *ridership_assets]
 # The 7 consecutive real weeks of 2024 start here; MTA_TEST_REAL_WEEKS=7 runs all of them
 # (about a minute); the default keeps the suite fast.
 FIRST_REAL_WEEK = "2023-12-30"

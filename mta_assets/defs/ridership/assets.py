@@ -10,14 +10,14 @@ and fails alone: the good weeks of a range are recorded, the failed ones named.
 import datetime as dt
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from mta_assets.defs.io_manager import MISSING_WEEKS_OK, lake_metadata
+from mta_assets.defs.io_manager import MISSING_WEEKS_OK, WeekFiles, lake_metadata
 from mta_assets.defs.ridership.checks import (
     BLOCKING,
     NAMED,
@@ -198,7 +198,7 @@ def stations(
     context: dg.AssetExecutionContext,
     lake: Lake,
     station_key: StationKeySource,
-    turnstile_readings: Mapping[str, Path],
+    turnstile_readings: WeekFiles,
 ):
     """Each week's turnstiles (unit, C/A) with their station, lines and division, one name across both eras."""
     import pyarrow.parquet as pq
@@ -284,8 +284,8 @@ def ridership_daily(
     config: RidershipConfig,
     lake: Lake,
     station_key: StationKeySource,
-    turnstile_readings: Mapping[str, Path],
-    stations: Mapping[str, Path],
+    turnstile_readings: WeekFiles,
+    stations: WeekFiles,
 ):
     """Entries and exits per station and day, from each turnstile's counter differences."""
     import pyarrow.parquet as pq
