@@ -385,11 +385,25 @@ def ridership_warehouse(
         Path(warehouse.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
     def load(week: str) -> tuple[dict, list]:
-        # A local lake's readings are a view over its files (README: measured); from GCS, a table.
-        tables = {t: d for t, d in TABLE_DATASETS.items() if lake.is_gcs or t != "readings"}
-        files = {table: lake.local_path(lake.key_for(dataset, week, ".parquet")) for table, dataset in tables.items()}
-        readings_folder = Path(lake.key_for("readings", week, ".parquet")).parent.parent  # .../readings/<year>/
-        readings_glob = None if lake.is_gcs else str(lake.root / readings_folder / "*" / "*.parquet")
+        import shutil
+        import tempfile
+
+        from mta_assets.settings import staging_root
+
+        folder = Path(tempfile.mkdtemp(prefix="mta-warehouse-", dir=staging_root()))
+        try:
+            return _load(week, folder)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _load(week: str, folder: Path) -> tuple[dict, list]:
+        # One folder per table: the three objects of a week share their file name.
+        files = {t: lake.fetch(lake.key_for(d, week, ".parquet"), folder / t) for t, d in TABLE_DATASETS.items()}
+        # A local lake hands out its own files: its readings are a view over them (README:
+        # measured); fetched from GCS they are loaded as a table.
+        in_place = files["readings"].parent != folder / "readings"
+        readings_glob = str(files.pop("readings").parent.parent / "*" / "*.parquet") if in_place else None
+
         def busy(attempt: int, error: Exception) -> None:
             context.log.info(f"week {week}: warehouse {warehouse.database} busy (attempt {attempt}): {error}")
 
