@@ -215,15 +215,20 @@ def test_ui_shows_lineage_materialized_week_row_count_and_checks(
     served = {
         "/".join(node["assetKey"]["path"]): node for node in dagster_dev.graphql(ASSET_GRAPH_QUERY)["assetNodes"]
     }
-    assert {key: {"/".join(dep["path"]) for dep in node["dependencyKeys"]} for key, node in served.items()} == {
+    deps = {key: {"/".join(dep["path"]) for dep in node["dependencyKeys"]} for key, node in served.items()}
+    assert {key: deps[key] for key in ASSETS} == {
         "turnstile_csv": set(),
         "turnstile_csv_gz": {"turnstile_csv"},
         "turnstile_readings": {"turnstile_csv_gz"},
     }
-    assert {node["groupName"] for node in served.values()} == {"mta_turnstile"}
+    assert {served[key]["groupName"] for key in ASSETS} == {"mta_turnstile"}
+    # Ridership reads the table (issue 14), in a group of its own.
+    assert "turnstile_readings" in deps["ridership_daily"]
+    assert served["ridership_daily"]["groupName"] == "mta_ridership"
 
     try:
-        browser.get(f"{dagster_dev.url}/asset-groups/mta_turnstile")
+        # The table and what it comes from; ridership (its own group) is drawn downstream elsewhere.
+        browser.get(f"{dagster_dev.url}/assets/turnstile_readings?view=lineage&lineageScope=upstream&lineageDepth=2")
         nodes, edges = drawn_lineage(browser)
         assert sorted(nodes) == sorted(ASSETS)
         assert edges == {("turnstile_csv", "turnstile_csv_gz"), ("turnstile_csv_gz", "turnstile_readings")}

@@ -17,6 +17,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
+from mta_assets.defs.history import latest_values, weeks_before
 from mta_assets.defs.io_manager import MISSING_WEEKS_OK, WeekFiles, lake_metadata
 from mta_assets.defs.ridership.checks import (
     BLOCKING,
@@ -33,7 +34,6 @@ from mta_assets.defs.ridership.checks import (
 )
 from mta_assets.defs.ridership.resources import StationKeySource
 from mta_assets.defs.turnstile.partitions import weekly_partitions
-from mta_assets.mta.calendar import FIRST_WEEK
 from mta_assets.storage.lake import Lake
 
 # The previous-week mapping needs allow_nonexistent_upstream_partitions (beta): the first
@@ -249,24 +249,7 @@ class RidershipConfig(dg.Config):
 
 def earlier_mean_entries(instance: dg.DagsterInstance, week: str, limit: int = 8) -> dict[str, float]:
     """``mean_daily_entries`` of up to ``limit`` earlier materialized weeks of ``ridership_daily``."""
-    # Arithmetic, not weekly_partitions.get_partition_keys(): listing every week since 2010 costs 0.1 s.
-    start = dt.date.fromisoformat(week)
-    earlier = [(start - dt.timedelta(days=7 * n)).isoformat() for n in range(limit, 0, -1)]
-    earlier = [key for key in earlier if key >= FIRST_WEEK]
-    if not earlier:
-        return {}
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=RIDERSHIP, asset_partitions=earlier), limit=limit * 4
-    ).records
-    means: dict[str, float] = {}
-    for record in records:  # newest first: keep each week's latest materialization
-        materialization = record.asset_materialization
-        if materialization is None or record.partition_key in means:
-            continue
-        value = materialization.metadata.get("mean_daily_entries")
-        if value is not None:
-            means[record.partition_key] = float(value.value)
-    return means
+    return latest_values(instance, RIDERSHIP, weeks_before(week, limit), "mean_daily_entries")
 
 
 @dg.asset(

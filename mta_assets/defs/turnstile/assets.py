@@ -20,6 +20,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from mta_assets.defs.history import latest_values, weeks_before
 from mta_assets.defs.io_manager import lake_metadata
 from mta_assets.defs.turnstile.checks import readings_check_specs, to_check_result
 from mta_assets.defs.turnstile.partitions import backfill_policy, weekly_partitions
@@ -346,22 +347,8 @@ class _RangeRunner:
 
 def earlier_row_counts(instance: dg.DagsterInstance, week: str, limit: int = 8) -> dict[str, int]:
     """Row counts of up to ``limit`` weeks before ``week`` that have a table, by week."""
-    keys = list(weekly_partitions.get_partition_keys())
-    earlier = [key for key in keys if key < week][-limit:]
-    if not earlier:
-        return {}
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=READINGS_KEY, asset_partitions=earlier), limit=limit * 4
-    ).records
-    counts: dict[str, int] = {}
-    for record in records:  # newest first: keep each week's latest materialization
-        materialization = record.asset_materialization
-        if materialization is None or record.partition_key in counts:
-            continue
-        row_count = materialization.metadata.get("dagster/row_count")
-        if row_count is not None:
-            counts[record.partition_key] = int(row_count.value)
-    return counts
+    counts = latest_values(instance, READINGS_KEY, weeks_before(week, limit), "dagster/row_count")
+    return {key: int(value) for key, value in counts.items()}
 
 
 __all__: list[Any] = ["turnstile_weeks", "TurnstileConfig", "GROUP"]
