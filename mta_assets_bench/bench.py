@@ -1,24 +1,23 @@
 """The benchmark: the assets as a user runs them against a plain script, in one run.
 
-``python -m mta_assets_bench [--weeks 8] [--repeats 3] [--readings 250000] [--out results.json] [--smoke]``
+``python -m mta_assets_bench [--weeks 7] [--year-weeks 52] [--repeats 3] [--raw-text] [--out results.json] [--smoke]``
 
 1. Prepares the weeks from 2023-12-30 on: each is rebuilt from the real sample
    (``../shared/mta-samples/full-weeks/``, with the samples' ``to_mta_format.py``)
    when there is one, else written by ``mta_assets.devtools.synthetic`` with ``--readings``
-   readings. The samples hold 7 consecutive weeks (2023-12-30 .. 2024-02-10), so
-   the 8th week of the default range (2024-02-17) is synthetic, of the same size.
-2. Serves them from a loopback mirror (``python -m mta_assets.devtools.mirror``) and stores
-   into gcp-storage-emulator on loopback; both run as their own processes so their
-   memory is reported apart.
-3. Measures, alternating the sides ``--repeats`` times (medians reported):
-   (a) one week, all three assets, ``dagster asset materialize ... --partition``;
-   (b) the whole range, ``dagster asset materialize ... --partition-range``;
-   (c) ``plain_script.py`` on one week and on the whole range;
-   the peak resident memory of each of those processes (``os.wait4``), and the
-   time to import ``mta_assets.definitions`` against ``import dagster`` alone,
-   each in a fresh interpreter.
-4. Checks both sides stored the same thing: every ``.csv.gz`` object decompresses to
-   the served file's bytes and the Parquet tables have equal row counts.
+   readings. The samples hold the 7 consecutive weeks 2023-12-30 .. 2024-02-10; the
+   52-week year continues with synthetic weeks of the same size.
+2. Serves them from a loopback mirror and stores into gcp-storage-emulator on loopback;
+   both run as their own processes so their memory is reported apart.
+3. Measures, alternating the sides ``--repeats`` times (medians reported): one week, the
+   ``--weeks`` range and the ``--year-weeks`` range of the turnstile group
+   (``dagster asset materialize ... --partition``/``--partition-range``) against
+   ``plain_script.py`` on the same weeks; then our range with everything downstream
+   (ridership, warehouse) and, with ``--raw-text``, with the raw text stored. For each run:
+   wall time, peak resident memory (``os.wait4``) and peak local disk of its folder
+   (sampled); and the time to import ``mta_assets.definitions`` against ``import dagster``.
+4. Checks both sides stored the same thing: every ``.csv.gz`` object decompresses to the
+   served file's bytes and the Parquet tables have equal row counts.
 5. Prints one markdown table and writes the numbers as JSON.
 """
 
