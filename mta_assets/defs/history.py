@@ -33,3 +33,24 @@ def latest_values(
         if value is not None:
             values[record.partition_key] = float(value.value)
     return values
+
+
+def log_week_check(
+    context: dg.AssetExecutionContext, result: dg.AssetCheckResult, week: str, blocking: bool
+) -> None:
+    """Record one check result against its week's partition.
+
+    A step that covers a range of weeks cannot yield a check result per partition
+    (partitioned checks are a Dagster preview); an evaluation event can.
+    """
+    context.log_event(
+        dg.AssetCheckEvaluation(
+            asset_key=result.asset_key,
+            check_name=result.check_name,
+            passed=result.passed,
+            metadata=result.metadata,
+            severity=result.severity,
+            partition=week,
+            blocking=blocking,
+        )
+    )

@@ -17,7 +17,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from mta_assets.defs.history import latest_values, weeks_before
+from mta_assets.defs.history import latest_values, log_week_check, weeks_before
 from mta_assets.defs.io_manager import MISSING_WEEKS_OK, WeekFiles, lake_metadata
 from mta_assets.defs.ridership.checks import (
     BLOCKING,
@@ -98,17 +98,7 @@ def _run_weeks(
         return
     for week, results in checks.items():
         for result in results:
-            context.log_event(
-                dg.AssetCheckEvaluation(
-                    asset_key=asset_key,
-                    check_name=result.check_name,
-                    passed=result.passed,
-                    metadata=result.metadata,
-                    severity=result.severity,
-                    partition=week,
-                    blocking=result.check_name in BLOCKING,
-                )
-            )
+            log_week_check(context, result, week, result.check_name in BLOCKING)
     if failures:
         for week, metadata in done.items():
             context.log_event(dg.AssetMaterialization(asset_key=asset_key, partition=week, metadata=metadata))

@@ -20,7 +20,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from mta_assets.defs.history import latest_values, weeks_before
+from mta_assets.defs.history import latest_values, log_week_check, weeks_before
 from mta_assets.defs.io_manager import lake_metadata
 from mta_assets.defs.turnstile.checks import readings_check_specs, to_check_result
 from mta_assets.defs.turnstile.partitions import backfill_policy, weekly_partitions
@@ -288,18 +288,7 @@ class _RangeRunner:
         if self.single and week not in self.failures:
             return  # a single week's results are yielded as AssetCheckResult by report()
         for outcome in outcomes:
-            result = to_check_result(outcome)
-            self.context.log_event(
-                dg.AssetCheckEvaluation(
-                    asset_key=READINGS_KEY,
-                    check_name=result.check_name,
-                    passed=result.passed,
-                    metadata=result.metadata,
-                    severity=result.severity,
-                    partition=week,
-                    blocking=outcome.blocking,
-                )
-            )
+            log_week_check(self.context, to_check_result(outcome), week, outcome.blocking)
 
     def report(self, staging: RunStaging):
         """Materializations and check results: each week with its own metadata."""
