@@ -115,7 +115,7 @@ def process_week(week: str, ctx: WeekContext) -> WeekResult:
     try:
         staged = _stage_source(week, ctx, folder)
         objects: list[tuple[str, Path, str]] = []  # (asset, local file, extension)
-        gz_path = None
+        gz_path, gz_seconds = None, 0.0
         if ctx.plan.writes_gzip or ctx.plan.downloads:
             gz_path = folder / (staged.file_name.removesuffix(".txt") + ".csv.gz")
             gz_seconds = gzip_file(staged.path, gz_path, ctx.plan.gzip_level)
@@ -141,7 +141,7 @@ def process_week(week: str, ctx: WeekContext) -> WeekResult:
         _stop_if_cancelled(week, ctx)
         stored = _commit(week, ctx, staged, objects)
         ctx.staging.note_usage()
-        metadata = _metadata(week, ctx, staged, stored, table_metadata, gz_path, locals().get("gz_seconds"))
+        metadata = _metadata(week, ctx, staged, stored, table_metadata, gz_seconds)
         return WeekResult(week, metadata, outcomes, rows, time.perf_counter() - started)
     except WeekFailed:
         raise
@@ -295,7 +295,7 @@ def _commit(week: str, ctx: WeekContext, staged: _Staged, objects: list[tuple[st
     return stored
 
 
-def _metadata(week, ctx, staged, stored, table_metadata, gz_path, gz_seconds) -> dict[str, dict[str, Any]]:
+def _metadata(week, ctx, staged, stored, table_metadata, gz_seconds: float) -> dict[str, dict[str, Any]]:
     """Each selected asset's own metadata for this week: the same in a range as for one week."""
     plan = ctx.plan
     out: dict[str, dict[str, Any]] = {}
@@ -313,7 +313,7 @@ def _metadata(week, ctx, staged, stored, table_metadata, gz_path, gz_seconds) ->
             "bytes_out": gz.size,
             "compression_ratio": round(size_in / gz.size, 2) if gz.size else 0.0,
             "gzip_level": plan.gzip_level,
-            "gzip_seconds": round(gz_seconds or 0.0, 3),
+            "gzip_seconds": round(gz_seconds, 3),
         }
     if READINGS in plan.assets:
         out[READINGS] = {**table_metadata, **stored[READINGS].metadata(), "source_file": staged.file_name}
