@@ -26,9 +26,6 @@ from mta_assets.storage.lake import Lake
 
 DATASET_KEY = "lake/dataset"
 EXTENSION_KEY = "lake/extension"
-# Input metadata of a reader that expects some weeks to be absent (the week before the
-# first one): kept for readers' clarity; every week without an object is simply absent.
-MISSING_WEEKS_OK = "lake/missing_weeks_ok"
 # Weeks kept on local disk at once per reader: a reader working on two weeks at a time
 # reads each week and the one before it.
 _KEEP_FETCHED = 4

@@ -90,7 +90,7 @@ class RunStaging:
     def open(self) -> RunStaging:
         try:
             self.base.mkdir(parents=True, exist_ok=True)
-            self.removed_stale = clean_stale(self.base)
+            clean_stale(self.base)
             self.root.mkdir(exist_ok=True)
             owner = {"host": socket.gethostname(), "pid": os.getpid(), "created": time.time()}
             (self.root / _OWNER).write_text(json.dumps(owner))

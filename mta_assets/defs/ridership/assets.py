@@ -18,7 +18,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from mta_assets.defs.history import latest_values, log_week_check, weeks_before
-from mta_assets.defs.io_manager import MISSING_WEEKS_OK, WeekFiles, lake_metadata
+from mta_assets.defs.io_manager import WeekFiles, lake_metadata
 from mta_assets.defs.ridership.checks import (
     BLOCKING,
     NAMED,
@@ -246,7 +246,7 @@ def earlier_mean_entries(instance: dg.DagsterInstance, week: str, limit: int = 8
     **_weekly,
     kinds={"parquet"},
     ins={
-        "turnstile_readings": dg.AssetIn(partition_mapping=PREVIOUS_AND_CURRENT_WEEK, metadata={MISSING_WEEKS_OK: True}),
+        "turnstile_readings": dg.AssetIn(partition_mapping=PREVIOUS_AND_CURRENT_WEEK),  # a week without a table is absent
         "stations": dg.AssetIn(),
     },
     check_specs=ridership_check_specs,

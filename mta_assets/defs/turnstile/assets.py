@@ -15,7 +15,6 @@ import time
 import warnings
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 from pydantic import Field
@@ -338,6 +337,3 @@ def earlier_row_counts(instance: dg.DagsterInstance, week: str, limit: int = 8) 
     """Row counts of up to ``limit`` weeks before ``week`` that have a table, by week."""
     counts = latest_values(instance, READINGS_KEY, weeks_before(week, limit), "dagster/row_count")
     return {key: int(value) for key, value in counts.items()}
-
-
-__all__: list[Any] = ["turnstile_weeks", "TurnstileConfig", "GROUP"]

@@ -140,7 +140,6 @@ def process_week(week: str, ctx: WeekContext) -> WeekResult:
             objects.append((READINGS, table_path, ".parquet"))
         _stop_if_cancelled(week, ctx)
         stored = _commit(week, ctx, staged, objects)
-        ctx.staging.note_usage()
         metadata = _metadata(week, ctx, staged, stored, table_metadata, gz_seconds)
         return WeekResult(week, metadata, outcomes, rows, time.perf_counter() - started)
     except WeekFailed:
