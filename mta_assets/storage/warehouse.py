@@ -9,11 +9,12 @@ twice leaves the warehouse as it was:
 Views: ``ridership_daily`` (one row per station and day: a day at a week boundary has
 parts in two weeks' files) and ``stations`` (one row per (unit, ca), its latest name).
 
-``readings`` is a view over the lake's Parquet files when the lake is a local folder
-(loading a week into a table took 0.4 s and 9 MB of a 1.4 MB Parquet file; README
-"Warehouse (DuckDB) and BigQuery" has the measurement), and a table loaded week by
-week from a GCS lake, which DuckDB could only read through its httpfs extension
-(downloaded at first use) and HMAC keys.
+``readings`` is a view over Parquet files, never a table: loading a week into a table
+took 0.4 s and 9 MB of a 1.4 MB Parquet file (README "Warehouse (DuckDB) and
+BigQuery" has the measurement). The files are the lake's own when the lake is a local
+folder; from a GCS lake, which DuckDB could only read through its httpfs extension
+(downloaded at first use) and HMAC keys, each week's file is kept beside the database
+(``readings_folder``), replaced atomically like the lake's object.
 
 DuckDB allows one writing process per file. Loads hold the file only for their own
 transaction and retry, until a deadline, when another process holds the lock or
@@ -29,6 +30,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import os
+import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -108,6 +112,32 @@ def plain_connect(database: str | Path) -> Connect:
             connection.close()
 
     return connect
+
+
+def readings_folder(database: str | Path) -> Path | None:
+    """Where the readings files of a GCS lake are kept for the view: ``warehouse.readings/``
+    beside ``warehouse.duckdb``; None for an in-memory database (its readings are a table)."""
+    if str(database) == ":memory:":
+        return None
+    path = Path(database).expanduser()
+    return path.with_name(path.stem + ".readings")
+
+
+def keep_readings_file(source: Path, folder: Path, year: str, name: str) -> str:
+    """Move a fetched week's readings file to ``folder/year/name`` atomically; return the view's glob.
+
+    The temporary name does not end in ``.parquet``, so a concurrent query through the view
+    never reads a half-written file, and the same week kept twice leaves the same file.
+    """
+    target = folder / year / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f"{name}.{os.getpid()}-{threading.get_ident()}.partial")
+    try:
+        shutil.move(source, partial)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    return str(folder / "*" / "*.parquet")
 
 
 def _retryable(exc: Exception) -> bool:

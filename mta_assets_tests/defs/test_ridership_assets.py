@@ -12,6 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+import pyarrow.parquet as pq
 import pytest
 from dagster_duckdb import DuckDBResource
 
@@ -257,3 +258,36 @@ def test_the_checks_judge_a_weeks_rows_as_the_readme_says():
     named = check_named(stations, "key.csv")
     assert not named.passed and named.metadata["examples"].value == ["R999/Z999"]
     assert check_named(stations.slice(0, 1), "key.csv").passed
+
+
+def test_a_gcs_lakes_readings_are_a_view_over_files_kept_beside_the_warehouse(tmp_path, mirror, synthetic_week, gcs_lake):
+    """No readings table to load (0.4 s a week): the week's file is kept next to the database."""
+    weeks = consecutive_weeks("2024-01-06", 2)
+    for week in weeks:
+        synthetic_week(week, readings=3000)
+    warehouse = tmp_path / "wh" / "warehouse.duckdb"
+    instance = dg.DagsterInstance.ephemeral()
+    res = resources(mirror, gcs_lake, warehouse, None)
+
+    assert materialize_range(weeks, res, instance).success
+    kept = sorted(path.relative_to(tmp_path / "wh") for path in (tmp_path / "wh").rglob("*") if path.is_file())
+    names = [file_name_for_week(week).replace(".txt", ".parquet") for week in weeks]
+    assert kept == [Path("warehouse.duckdb"), *(Path("warehouse.readings") / "2024" / name for name in names)]
+    loads = instance.get_latest_materialization_event(dg.AssetKey("ridership_warehouse")).asset_materialization
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        kind = connection.execute("SELECT table_type FROM information_schema.tables WHERE table_name = 'readings'")
+        assert kind.fetchone() == ("VIEW",)
+        by_week = dict(connection.execute("SELECT CAST(week AS VARCHAR), count(*) FROM readings GROUP BY ALL").fetchall())
+        before = connection.execute("SELECT * FROM readings ORDER BY ALL").fetchall()
+    lake_rows = {
+        week: pq.ParquetFile(gcs_lake.fetch(gcs_lake.key_for("readings", week, ".parquet"), tmp_path / "f")).metadata.num_rows
+        for week in weeks
+    }
+    assert by_week == lake_rows
+    assert loads.metadata["rows"].value["readings"] == lake_rows[loads.partition]
+
+    # Loaded again: the same files, the same rows, nothing left behind.
+    assert materialize_range(weeks, res, instance).success
+    assert sorted(path.relative_to(tmp_path / "wh") for path in (tmp_path / "wh").rglob("*") if path.is_file()) == kept
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        assert connection.execute("SELECT * FROM readings ORDER BY ALL").fetchall() == before

@@ -352,10 +352,13 @@ def ridership_warehouse(
     context: dg.AssetExecutionContext, config: WarehouseConfig, lake: Lake, warehouse: DuckDBResource
 ):
     """The week's readings, ridership and stations in the embedded DuckDB warehouse, replaced idempotently."""
-    from mta_assets.storage.warehouse import TABLE_DATASETS, load_week
+    import pyarrow.parquet as pq
+
+    from mta_assets.storage.warehouse import TABLE_DATASETS, keep_readings_file, load_week, readings_folder
 
     if warehouse.database != ":memory:":  # DuckDB creates the file, not its folder
         Path(warehouse.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    copies = readings_folder(warehouse.database)
 
     def load(week: str) -> tuple[dict, list]:
         import shutil
@@ -371,11 +374,19 @@ def ridership_warehouse(
 
     def _load(week: str, folder: Path) -> tuple[dict, list]:
         # One folder per table: the three objects of a week share their file name.
+        readings_key = lake.key_for("readings", week, ".parquet")
         files = {t: lake.fetch(lake.key_for(d, week, ".parquet"), folder / t) for t, d in TABLE_DATASETS.items()}
-        # A local lake hands out its own files: its readings are a view over them (README:
-        # measured); fetched from GCS they are loaded as a table.
+        readings_rows = pq.ParquetFile(files["readings"]).metadata.num_rows
+        # The readings are a view over Parquet files (README: loading them as a table cost
+        # 0.4 s a week): a local lake hands out its own files; a file fetched from GCS is
+        # kept beside the database. An in-memory database has no beside: a table then.
         in_place = files["readings"].parent != folder / "readings"
-        readings_glob = str(files.pop("readings").parent.parent / "*" / "*.parquet") if in_place else None
+        readings_glob = None
+        if in_place:
+            readings_glob = str(files.pop("readings").parent.parent / "*" / "*.parquet")
+        elif copies is not None:
+            year, name = readings_key.split("/")[-2:]
+            readings_glob = keep_readings_file(files.pop("readings"), copies, year, name)
 
         def busy(attempt: int, error: Exception) -> None:
             context.log.info(f"week {week}: warehouse {warehouse.database} busy (attempt {attempt}): {error}")
@@ -385,7 +396,7 @@ def ridership_warehouse(
         )
         return {
             "database": dg.MetadataValue.path(str(Path(warehouse.database).resolve())),
-            "rows": dg.MetadataValue.json(loaded.rows),
+            "rows": dg.MetadataValue.json({**loaded.rows, "readings": loaded.rows.get("readings", readings_rows)}),
             "load_seconds": round(loaded.seconds, 3),
             "attempts": loaded.attempts,
         }, []

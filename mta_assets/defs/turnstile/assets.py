@@ -120,13 +120,13 @@ def turnstile_weeks(context: dg.AssetExecutionContext, config: TurnstileConfig, 
     _use_system_allocator()
     selected = {key.to_user_string() for key in context.selected_asset_keys}
     plan = WeekPlan(assets=frozenset(selected), store_raw_text=config.store_raw_text, gzip_level=config.gzip_level)
-    staging = RunStaging(context.run_id).open()
+    staging = RunStaging(context.run.run_id).open()
     runner = _RangeRunner(context, config, plan, weeks)
     ctx = WeekContext(
         source=mta_source,
         lake=lake,
         staging=staging,
-        run_id=context.run_id,
+        run_id=context.run.run_id,
         plan=plan,
         validation=ValidationSettings(config.max_reject_share, config.volume_tolerance, config.max_row_drop),
         earlier_row_counts=runner.earlier_row_counts,
