@@ -17,6 +17,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
+from mta_assets.defs.memory import tune_memory
 from mta_assets.defs.history import latest_values, log_week_check, weeks_before
 from mta_assets.defs.io_manager import WeekFiles, lake_metadata
 from mta_assets.defs.ridership.checks import (
@@ -191,6 +192,7 @@ def stations(
     turnstile_readings: WeekFiles,
 ):
     """Each week's turnstiles (unit, C/A) with their station, lines and division, one name across both eras."""
+    tune_memory()
     import pyarrow.parquet as pq
 
     from mta_assets.mta.stations import station_dimension
@@ -204,7 +206,8 @@ def stations(
         if week not in turnstile_readings:
             raise ValueError(f"week {week}: no turnstile_readings table in the lake")
         columns = ["unit", "ca", "station", "linename", "division"]
-        readings = pq.read_table(turnstile_readings[week], columns=columns, read_dictionary=columns)
+        # One dictionary per column for the whole week: each row group of the file has its own.
+        readings = pq.read_table(turnstile_readings[week], columns=columns, read_dictionary=columns).unify_dictionaries()
         table = station_dimension(readings, key)
         table = table.append_column("week", _week_column(week, table.num_rows))
         sources = table.group_by(["source"]).aggregate([([], "count_all")]).to_pylist()
@@ -261,6 +264,7 @@ def ridership_daily(
     stations: WeekFiles,
 ):
     """Entries and exits per station and day, from each turnstile's counter differences."""
+    tune_memory()
     import pyarrow.parquet as pq
 
     from mta_assets.defs.ridership.report import day_chart_markdown, day_table_markdown, top_stations_markdown
@@ -278,8 +282,9 @@ def ridership_daily(
         before = previous_week(week)
         # Strings as dictionaries: the rules only compare them, and decoding costs more than the rules.
         read = dict(columns=READING_COLUMNS, read_dictionary=["ca", "unit", "scp", "desc"])
-        current = pq.read_table(turnstile_readings[week], **read)
-        previous = pq.read_table(turnstile_readings[before], **read) if before in turnstile_readings else None
+        # unify_dictionaries: each row group of a file has its own dictionary, the rules need one.
+        current = pq.read_table(turnstile_readings[week], **read).unify_dictionaries()
+        previous = pq.read_table(turnstile_readings[before], **read).unify_dictionaries() if before in turnstile_readings else None
         station_table = pq.read_table(stations[week])
         rows = daily(intervals(current, previous), station_table, dt.date.fromisoformat(week))
         by_day = system_by_day(rows)
@@ -352,6 +357,7 @@ def ridership_warehouse(
     context: dg.AssetExecutionContext, config: WarehouseConfig, lake: Lake, warehouse: DuckDBResource
 ):
     """The week's readings, ridership and stations in the embedded DuckDB warehouse, replaced idempotently."""
+    tune_memory()
     import pyarrow.parquet as pq
 
     from mta_assets.storage.warehouse import TABLE_DATASETS, keep_readings_file, load_week, readings_folder

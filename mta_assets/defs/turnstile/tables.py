@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from mta_assets.mta.parse import ParsedWeek
 
 PREVIEW_ROWS = 5
+ROW_GROUP_ROWS = 65_536
 
 
 def table_schema() -> dg.TableSchema:
@@ -46,6 +47,10 @@ def write_parquet(table: pa.Table, target: Path) -> None:
         write_statistics=True,
         # Arrow's pandas metadata would differ between writers; the contract is the schema.
         store_schema=True,
+        # The writer holds a row group's encoded columns until the group ends: a week in one
+        # group (250,000 rows) peaked 53 MB above the table, groups of 65,536 rows 24 MB, for
+        # a file 18% larger (1.67 MB against 1.41 MB a week) that writes and reads faster.
+        row_group_size=ROW_GROUP_ROWS,
     )
     # Nothing else holds the file open; make sure it is complete before it is uploaded.
     with open(target, "rb") as handle:
