@@ -331,7 +331,8 @@ def test_ui_shows_the_weeks_ridership_chart_and_top_stations(browser, one_week_i
             lambda seen: seen and seen["complete"] and seen["width"] > 0 and seen["opacity"] == 1,
             f"the chart image ({CHART_ALT!r}) decoded and shown",
         )
-        assert chart["src"].startswith("data:image/"), chart
+        assert chart["src"].startswith("data:image/svg+xml;base64,"), chart
+        assert (chart["width"], chart["height"]) == (480, 180), chart  # the size the SVG declares
         screenshot(browser, artifacts, "ridership-chart.png", dialog=True)
     except BaseException:
         browser.save_screenshot(str(artifacts / "failure.png"))
