@@ -1,9 +1,11 @@
-"""The UI, in a real browser: lineage, the materialized week, its row count and its checks.
+"""The UI, in a real browser: lineage, the materialized week, its row count and its checks,
+and the week's ridership chart and top stations.
 
-One synthetic week is materialized from a loopback mirror into the GCS emulator by the
-``dagster`` CLI, then ``dagster dev`` serves that instance and headless Chromium reads
-the pages a user opens. Screenshots land in ``test-artifacts/ui/`` (or
-``$MTA_TEST_ARTIFACTS/ui/``); Chromium comes from Debian (``.ci/chromium.sh``).
+One synthetic week is materialized (ridership and warehouse included) from a loopback
+mirror into the GCS emulator by the ``dagster`` CLI, then ``dagster dev`` serves that
+instance and headless Chromium reads the pages a user opens. Screenshots land in
+``test-artifacts/ui/`` (or ``$MTA_TEST_ARTIFACTS/ui/``); Chromium comes from Debian
+(``.ci/chromium.sh``).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ CHECKS = tuple(WEEK_CHECKS)
 # Lateness is the late-week sensor's concern, never a check on the asset (issue 13).
 LATE_CHECK = "latest_week_on_time"
 WAIT_S = 60
+CHART_ALT = "system entries and exits per day"
 
 # Each lineage node is an SVG foreignObject titled by its asset; each edge an SVG path
 # with an arrow marker. Their geometry is what the user sees as "connected".
@@ -52,6 +55,26 @@ const nodes = [...document.querySelectorAll('svg foreignObject')].map(fo => ({
 }));
 const edges = [...document.querySelectorAll('svg path[marker-end]')].map(p => p.getAttribute('d'));
 return {nodes, edges};
+"""
+
+# A metadata entry is a table row: its label cell, then its value cell. A markdown table in
+# the value is read through its own rows: CSS selectors would also match the page's table.
+METADATA_ROW_JS = """
+const row = [...document.querySelectorAll('tr')].find(tr => tr.cells.length > 1 && tr.cells[0].innerText.trim() === arguments[0]);
+"""
+METADATA_VALUE_JS = METADATA_ROW_JS + "return row ? row.cells[1] : null;"
+METADATA_TABLE_JS = METADATA_ROW_JS + """
+const table = row && row.cells[1].querySelector('table');
+return table && {headers: [...table.tHead.rows[0].cells].map(c => c.innerText.trim()), rows: table.tBodies[0].rows.length};
+"""
+# naturalWidth is 0 until the image has decoded, and stays 0 if it cannot be; the dialog
+# showing it fades in (opacity below 1 on an ancestor) before it is what a user sees.
+CHART_JS = """
+const img = [...document.querySelectorAll('img')].find(i => (i.alt || '').startsWith(arguments[0]));
+if (!img) return null;
+let opacity = 1;
+for (let e = img; e; e = e.parentElement) opacity *= +getComputedStyle(e).opacity;
+return {src: img.src.slice(0, 30), complete: img.complete, width: img.naturalWidth, height: img.naturalHeight, opacity};
 """
 
 
@@ -80,6 +103,9 @@ def one_week_instance(tmp_path, mirror, synthetic_week, gcs_bucket) -> tuple[Pat
         "DAGSTER_HOME": str(home),
         "MTA_SOURCE_URL": mirror.url,
         "MTA_LAKE_URL": f"gs://{gcs_bucket}/dev",
+        # turnstile_csv* builds ridership and the warehouse too (issue 14): keep both offline and in tmp_path.
+        "MTA_WAREHOUSE": str(tmp_path / "warehouse.duckdb"),
+        "MTA_STATION_KEY_URL": "http://127.0.0.1:9/Remote-Booth-Station.csv",
         # The CLI runs outside the repository, so that no dagster.yaml or workspace.yaml
         # there is picked up; the package is still importable.
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
@@ -165,11 +191,13 @@ def between(lines: list[str], start: str, end: str | None) -> list[str]:
     return rest[: rest.index(end)] if end in rest else rest
 
 
-def screenshot(driver, artifacts: Path, name: str) -> None:
+def screenshot(driver, artifacts: Path, name: str, dialog: bool = False) -> None:
+    """Save the page as ``name``; no dialog may cover it unless ``dialog`` (the one the test opened)."""
     from selenium.webdriver.common.by import By
 
     dialogs = [e for e in driver.find_elements(By.CSS_SELECTOR, "[role=dialog], .bp5-dialog, .bp4-dialog") if e.is_displayed()]
-    assert not dialogs, f"a dialog covers the page before {name}: {[d.text[:200] for d in dialogs]}"
+    if not dialog:
+        assert not dialogs, f"a dialog covers the page before {name}: {[d.text[:200] for d in dialogs]}"
     assert driver.save_screenshot(str(artifacts / name)), f"could not save {name}"
 
 
@@ -275,6 +303,37 @@ def test_ui_shows_lineage_materialized_week_row_count_and_checks(
             f"the week checks succeeded ({', '.join(CHECKS)}), no {LATE_CHECK}, and the latest execution passed for {WEEK}",
         )
         screenshot(browser, artifacts, "readings-checks.png")
+    except BaseException:
+        browser.save_screenshot(str(artifacts / "failure.png"))
+        raise
+
+
+def test_ui_shows_the_weeks_ridership_chart_and_top_stations(browser, one_week_instance, dagster_dev, artifacts):
+    """Issue 14: each week's ridership materialization shows its chart and its top stations."""
+    from selenium.webdriver.common.by import By
+
+    try:
+        browser.get(f"{dagster_dev.url}/assets/ridership_daily?view=partitions&partition={WEEK}")
+        # The UI shows a markdown value inline when it is short (the top stations), behind
+        # [Show Markdown] when it is not (the chart, an inline image).
+        shown = wait_until(
+            browser, lambda d: d.execute_script(METADATA_TABLE_JS, "top_stations"),
+            lambda seen: seen and "station" in seen["headers"] and seen["rows"] > 0,
+            f"week {WEEK}'s top_stations table, with a station column and at least one row",
+        )
+        assert shown["rows"] <= 10
+        chart_cell = wait_until(
+            browser, lambda d: d.execute_script(METADATA_VALUE_JS, "chart"), bool, f"week {WEEK}'s chart"
+        )
+        chart_cell.find_element(By.XPATH, ".//a[normalize-space()='[Show Markdown]']").click()
+        chart = wait_until(
+            browser, lambda d: d.execute_script(CHART_JS, CHART_ALT),
+            lambda seen: seen and seen["complete"] and seen["width"] > 0 and seen["opacity"] == 1,
+            f"the chart image ({CHART_ALT!r}) decoded and shown",
+        )
+        assert chart["src"].startswith("data:image/svg+xml;base64,"), chart
+        assert (chart["width"], chart["height"]) == (480, 180), chart  # the size the SVG declares
+        screenshot(browser, artifacts, "ridership-chart.png", dialog=True)
     except BaseException:
         browser.save_screenshot(str(artifacts / "failure.png"))
         raise

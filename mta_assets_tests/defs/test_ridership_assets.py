@@ -161,7 +161,7 @@ def test_real_weeks_make_ridership_that_matches_an_independent_computation(tmp_p
     assert sorted(materializations) == REAL_WEEKS
     for week, metadata in materializations.items():
         assert metadata["chart"].value.startswith("![system entries and exits per day")
-        assert "data:image/png;base64," in metadata["chart"].value
+        assert "data:image/svg+xml;base64," in metadata["chart"].value
         assert metadata["top_stations"].value.count("\n") == 11  # header, rule and 10 stations
         assert metadata["previous_week_used"].value is (week != REAL_WEEKS[0])
         assert metadata["uri"].value.endswith(".parquet")
