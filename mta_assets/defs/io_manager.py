@@ -75,6 +75,12 @@ class WeekFiles(Mapping[str, Path]):
                     shutil.rmtree(old, ignore_errors=True)
             return path
 
+    def in_lake(self, week: str) -> bool:
+        """Whether the week's file is the lake's own object (a local lake), not a fetched copy."""
+        self[week]
+        with self._lock:
+            return self._fetched[week][1] is None
+
     def _drop(self) -> None:
         for _, folder in self._fetched.values():
             if folder is not None:

@@ -1,25 +1,31 @@
 """Ridership assets: the station dimension, entries and exits per station and day, the DuckDB warehouse.
 
-Each handles a partition range in one step. A week's work needs only its readings, its
-previous week's last readings and its station dimension; ``ridership_daily`` computes two
-weeks at a time (one per CPU), then checks, draws and stores them in week order. Every
-week is written to the lake by itself, reports its own metadata and check results,
+One step, ``ridership_weeks``, produces the three assets (``can_subset``: any of them can
+be selected alone; the lineage in the UI is the same as for three steps). Each week's
+readings table is fetched once: two weeks at a time (one per CPU) are read, given their
+stations, turned into ridership, drawn and written to local files, while the main thread
+takes the finished weeks in order, runs their checks, commits their objects to the lake
+and loads them into the warehouse. Every week reports its own metadata and check results
 and fails alone: the good weeks of a range are recorded, the failed ones named.
 """
 
+import contextlib
 import datetime as dt
+import os
+import shutil
 import time
 import warnings
-from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from mta_assets.defs.memory import tune_memory
 from mta_assets.defs.history import latest_values, log_week_check, weeks_before
 from mta_assets.defs.io_manager import WeekFiles, lake_metadata
+from mta_assets.defs.memory import tune_memory
 from mta_assets.defs.ridership.checks import (
     BLOCKING,
     NAMED,
@@ -46,81 +52,65 @@ warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=dg.Bet
 GROUP = "mta_ridership"
 PARQUET = "application/vnd.apache.parquet"
 WAREHOUSE_POOL = "mta_warehouse"
+STATIONS = dg.AssetKey("stations")
+WAREHOUSE = dg.AssetKey("ridership_warehouse")
+READINGS = dg.AssetKey("turnstile_readings")
 
-_weekly = dict(
-    group_name=GROUP,
-    partitions_def=weekly_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    owners=["team:data-engineering"],
-)
-
-# A week's first interval starts at the previous week's last reading: the readings input
-# maps each week to itself and the week before (which may not exist, or not be in the lake).
+# A week's first interval starts at the previous week's last reading: ridership maps each
+# week to itself and the week before (which may not exist, or not be in the lake).
 PREVIOUS_AND_CURRENT_WEEK = dg.TimeWindowPartitionMapping(
     start_offset=-1, end_offset=0, allow_nonexistent_upstream_partitions=True
 )
+# What the step reads of a week's readings table. Strings as dictionaries: the rules and
+# the station dimension only compare them, and decoding costs more than the rules.
+STATION_COLUMNS = ["unit", "ca", "station", "linename", "division"]
+READ_COLUMNS = ["ca", "unit", "scp", "station", "linename", "division", "reading_time", "desc", "entries", "exits"]
+DICTIONARY_COLUMNS = ["ca", "unit", "scp", "station", "linename", "division", "desc"]
 
 
 def previous_week(week: str) -> str:
     return (dt.date.fromisoformat(week) - dt.timedelta(days=7)).isoformat()
 
 
-def _run_weeks(
-    context: dg.AssetExecutionContext,
-    asset_key: dg.AssetKey,
-    work: Callable[[str], tuple[dict, list[dg.AssetCheckResult]]],
-    check_names: list[str],
-):
-    """Run ``work`` for each week in order; report each week's metadata and checks on its own partition.
+class RidershipConfig(dg.Config):
+    max_workers: int = Field(
+        default=0, description="Weeks read and computed at once in a range; 0 means one per CPU (about 100 MB each)."
+    )
+    max_entries_change: float = Field(
+        default=0.5, ge=0, description="Block a week whose mean daily entries differ more than this share from earlier weeks."
+    )
+    max_unusable_share: float = Field(
+        default=0.05, ge=0, le=1, description="Warn when more than this share of intervals is capped or dropped."
+    )
+    lock_deadline_s: float = Field(
+        default=120.0, gt=0, description="How long a week's warehouse load waits for another writer of the DuckDB file."
+    )
 
-    Yields the step's check results and its ``MaterializeResult``, or raises ``dg.Failure``
-    naming the failed weeks after recording the good ones.
-    """
-    weeks = list(context.partition_keys)
-    done: dict[str, dict] = {}
-    checks: dict[str, list[dg.AssetCheckResult]] = {}
-    failures: dict[str, str] = {}
-    for week in weeks:
-        try:
-            metadata, results = work(week)
-        except _WeekFailed as exc:
-            failures[week], results = str(exc), exc.results
-        except Exception as exc:  # reported per week; the other weeks go on
-            failures[week], results = (str(exc) if week in str(exc) else f"week {week}: {exc}"), []
-        else:
-            done[week] = metadata
-        checks[week] = results
-        if week in failures:  # good weeks speak through their materialization; an event costs a write
-            context.log.error(failures[week])
 
-    if len(weeks) == 1 and not failures:
-        yield from checks[weeks[0]]
-        yield dg.MaterializeResult(metadata=done[weeks[0]])
-        return
-    for week, results in checks.items():
-        for result in results:
-            log_week_check(context, result, week, result.check_name in BLOCKING)
-    if failures:
-        for week, metadata in done.items():
-            context.log_event(dg.AssetMaterialization(asset_key=asset_key, partition=week, metadata=metadata))
-        failed = sorted(failures)
-        raise dg.Failure(
-            description=f"{len(failed)} of {len(weeks)} week(s) failed: " + "; ".join(failures[w] for w in failed),
-            metadata={"failed_weeks": dg.MetadataValue.json(failed), "stored_weeks": dg.MetadataValue.json(sorted(done))},
-            allow_retries=False,
-        )
-    for week, metadata in done.items():
-        context.add_asset_metadata(metadata, partition_key=week)
-    for name in check_names:
-        failing = sorted(w for w, rs in checks.items() for r in rs if r.check_name == name and not r.passed)
-        yield dg.AssetCheckResult(
-            check_name=name,
-            asset_key=asset_key,
-            passed=not failing,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={"weeks_checked": len(checks), "weeks_failed": dg.MetadataValue.json(failing)},
-        )
-    yield dg.MaterializeResult(metadata={"weeks": len(weeks)})
+def _spec(key: dg.AssetKey, description: str, kinds: set[str], deps: list, dataset: str | None) -> dg.AssetSpec:
+    # Skippable: a run materializes only the selected assets, and a failed week none of them.
+    spec = dg.AssetSpec(
+        key,
+        description=description,
+        kinds=kinds,
+        deps=deps,
+        metadata=lake_metadata(dataset, ".parquet") if dataset else None,
+        group_name=GROUP,
+        owners=["team:data-engineering"],
+        skippable=True,
+    )
+    # The lake IO manager hands the weeks of a Parquet dataset to a user's own downstream asset.
+    return spec.with_io_manager_key("lake_io_manager") if dataset else spec
+
+
+_specs = [
+    _spec(STATIONS, "Each week's turnstiles (unit, C/A) with their station, lines and division, one name across both eras.",
+          {"parquet"}, [READINGS], "stations"),
+    _spec(RIDERSHIP, "Entries and exits per station and day, from each turnstile's counter differences.",
+          {"parquet"}, [dg.AssetDep(READINGS, partition_mapping=PREVIOUS_AND_CURRENT_WEEK), STATIONS], "ridership"),
+    _spec(WAREHOUSE, "The week's readings, ridership and stations in the embedded DuckDB warehouse, replaced idempotently.",
+          {"duckdb"}, [RIDERSHIP, STATIONS, READINGS], None),
+]
 
 
 class _WeekFailed(Exception):
@@ -129,97 +119,317 @@ class _WeekFailed(Exception):
         self.results = results
 
 
-def _store(lake: Lake, dataset: str, week: str, table, staging: Path) -> dict:
-    from mta_assets.defs.turnstile.tables import write_parquet
-
-    staging.mkdir(parents=True, exist_ok=True)
-    key = lake.key_for(dataset, week, ".parquet")
-    target = staging / f"{dataset}-{week}.parquet"
-    write_parquet(table, target)
-    try:
-        return lake.put_file(target, key, PARQUET).metadata()
-    finally:
-        target.unlink(missing_ok=True)  # put_file leaves its source: a range keeps one file at a time
+def earlier_mean_entries(instance: dg.DagsterInstance, week: str, limit: int = 8) -> dict[str, float]:
+    """``mean_daily_entries`` of up to ``limit`` materialized weeks of ``ridership_daily`` before ``week``."""
+    return latest_values(instance, RIDERSHIP, weeks_before(week, limit), "mean_daily_entries")
 
 
-def _staging() -> Path:
-    """A folder for the week being stored, under the staging root; removed when the process ends."""
-    import atexit
-    import shutil
-    import tempfile
-
-    from mta_assets.settings import staging_root
-
-    folder = Path(tempfile.mkdtemp(prefix="mta-ridership-", dir=staging_root()))
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    return folder
-
-
-def map_weeks(weeks: list[str], work: Callable, max_workers: int = 0) -> tuple[dict, dict]:
-    """Run ``work`` for every week, a few at a time; return (results, errors) keyed by week."""
-    import os
-    from concurrent.futures import ThreadPoolExecutor
-
-    workers = max(1, min(max_workers or os.cpu_count() or 2, len(weeks)))
-
-    def attempt(week: str):
-        try:
-            return week, work(week), None
-        except Exception as exc:  # reported per week by the caller
-            return week, None, exc
-
-    results, errors = {}, {}
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mta-ridership") as pool:
-        for week, value, error in pool.map(attempt, weeks):
-            if error is None:
-                results[week] = value
-            else:
-                errors[week] = error
-    return results, errors
-
-
-@dg.asset(
-    **_weekly,
-    kinds={"parquet"},
-    io_manager_key="lake_io_manager",
-    metadata=lake_metadata("stations", ".parquet"),
-    code_version="1",
+@dg.multi_asset(
+    specs=_specs,
+    check_specs=ridership_check_specs,
+    partitions_def=weekly_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    can_subset=True,
+    # DuckDB has one writer per file: runs loading the warehouse take turns (dagster.yaml).
+    pool=WAREHOUSE_POOL,
+    code_version="2",
 )
-def stations(
+def ridership_weeks(
     context: dg.AssetExecutionContext,
+    config: RidershipConfig,
     lake: Lake,
     station_key: StationKeySource,
-    turnstile_readings: WeekFiles,
+    warehouse: DuckDBResource,
 ):
-    """Each week's turnstiles (unit, C/A) with their station, lines and division, one name across both eras."""
+    """Each selected week's stations, ridership and warehouse load, from its readings table read once."""
     tune_memory()
-    import pyarrow.parquet as pq
+    run = _RidershipRun(context, config, lake, station_key, warehouse)
+    try:
+        with run.connection_kept:
+            run.run()
+    finally:
+        shutil.rmtree(run.staging, ignore_errors=True)
+    yield from run.report()
 
-    from mta_assets.mta.stations import station_dimension
 
-    key, key_note = station_key.load()
-    if key is None:
-        context.log.warning(key_note)
-    staging = _staging()
+class _RidershipRun:
+    """The weeks of one step: computed a few at a time on threads, finished in week order."""
 
-    def build(week: str) -> tuple[dict, list]:
-        if week not in turnstile_readings:
+    def __init__(self, context, config: RidershipConfig, lake: Lake, station_key: StationKeySource, warehouse):
+        import tempfile
+
+        from mta_assets.settings import staging_root
+
+        self.context = context
+        self.config = config
+        self.lake = lake
+        self.warehouse = warehouse
+        self.weeks = list(context.partition_keys)
+        self.selected = set(context.selected_asset_keys)
+        self.key, self.key_note = station_key.load()
+        if self.key is None and STATIONS in self.selected:
+            context.log.warning(self.key_note)
+        self.readings = WeekFiles(lake, "readings", ".parquet", [previous_week(self.weeks[0]), *self.weeks])
+        self.staging = Path(tempfile.mkdtemp(prefix="mta-ridership-", dir=staging_root()))
+        self.copies = None
+        if WAREHOUSE in self.selected:
+            from mta_assets.storage.warehouse import readings_folder
+
+            if warehouse.database != ":memory:":  # DuckDB creates the file, not its folder
+                Path(warehouse.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            self.copies = readings_folder(warehouse.database)
+        # One query for the whole range: 8 weeks before its start through its end.
+        self.earlier = earlier_mean_entries(context.instance, self.weeks[-1], limit=8 + len(self.weeks))
+        # One warehouse connection for the step, opened at the first load: opening and
+        # closing the file (a checkpoint each time) cost more than a week's load.
+        self.connection_kept = contextlib.ExitStack()
+        self._connection = None
+        self.done: dict[str, dict[dg.AssetKey, dict]] = {}  # week -> asset -> that week's metadata
+        self.checks: dict[str, list[dg.AssetCheckResult]] = {}
+        self.failures: dict[str, str] = {}
+
+    # -- the weeks --------------------------------------------------------------------
+
+    def run(self) -> None:
+        workers = max(1, min(self.config.max_workers or os.cpu_count() or 2, len(self.weeks)))
+        pending = iter(self.weeks)
+        futures: dict[str, Future] = {}
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mta-ridership") as pool:
+
+            def keep_busy() -> None:
+                # One week more than the workers: the next is ready when the main thread is.
+                while len(futures) < workers + 1 and (week := next(pending, None)) is not None:
+                    futures[week] = pool.submit(self._compute, week)
+
+            keep_busy()
+            for week in self.weeks:
+                future = futures.pop(week)
+                keep_busy()
+                done: dict[dg.AssetKey, dict] = {}
+                self.done[week] = done
+                try:
+                    self._finish(week, future.result(), done)
+                except _WeekFailed as exc:
+                    self.failures[week], self.checks[week] = str(exc), exc.results
+                except Exception as exc:  # reported per week; the other weeks go on
+                    self.failures[week] = str(exc) if week in str(exc) else f"week {week}: {exc}"
+                if week in self.failures:  # good weeks speak through their materializations
+                    self.context.log.error(self.failures[week])
+                if len(self.weeks) > 1 or week in self.failures:
+                    # Now, not at the end: the events are written while the next weeks compute.
+                    # A single good week yields its results from report().
+                    for result in self.checks.get(week, []):
+                        log_week_check(self.context, result, week, result.check_name in BLOCKING)
+
+    def _compute(self, week: str) -> dict[str, Any]:
+        """Everything about a week that needs no order: read, stations, ridership, chart, local files."""
+        import pyarrow.parquet as pq
+
+        from mta_assets.defs.ridership.report import day_chart_markdown, top_stations_markdown
+        from mta_assets.defs.turnstile.tables import write_parquet
+        from mta_assets.mta.ridership import daily, intervals, system_by_day
+        from mta_assets.mta.stations import station_dimension
+
+        started = time.perf_counter()
+        if week not in self.readings:
             raise ValueError(f"week {week}: no turnstile_readings table in the lake")
-        columns = ["unit", "ca", "station", "linename", "division"]
-        # One dictionary per column for the whole week: each row group of the file has its own.
-        readings = pq.read_table(turnstile_readings[week], columns=columns, read_dictionary=columns).unify_dictionaries()
-        table = station_dimension(readings, key)
-        table = table.append_column("week", _week_column(week, table.num_rows))
-        sources = table.group_by(["source"]).aggregate([([], "count_all")]).to_pylist()
-        metadata = {
-            "dagster/row_count": dg.MetadataValue.int(table.num_rows),
-            "pairs_by_source": dg.MetadataValue.json({str(row["source"]): row["count_all"] for row in sources}),
-            "station_key": key_note,
-            **_store(lake, "stations", week, table, staging),
-        }
-        return metadata, []
+        folder = self.staging / week
+        folder.mkdir()
+        data: dict[str, Any] = {"folder": folder}
+        current = None
+        if self.selected & {STATIONS, RIDERSHIP}:
+            read = dict(columns=READ_COLUMNS, read_dictionary=DICTIONARY_COLUMNS)
+            # One dictionary per column for the week: each row group of the file has its own.
+            current = pq.read_table(self.readings[week], **read).unify_dictionaries()
+        if STATIONS in self.selected:
+            stations = station_dimension(current.select(STATION_COLUMNS), self.key)
+            stations = stations.append_column("week", _week_column(week, stations.num_rows))
+            data["stations_file"] = folder / "stations.parquet"
+            write_parquet(stations, data["stations_file"])
+            # No check gates the station dimension: stored here, off the main thread.
+            data["stations_stored"] = self._store("stations", week, data["stations_file"])
+        else:
+            data["stations_file"] = self._from_lake("stations", week, folder, needed_by="ridership_daily and the warehouse")
+            stations = pq.read_table(data["stations_file"]) if RIDERSHIP in self.selected else None
+        data["stations"] = stations
+        if RIDERSHIP in self.selected:
+            before = previous_week(week)
+            previous = None
+            if before in self.readings:
+                previous = pq.read_table(self.readings[before], **read).unify_dictionaries()
+            rows = daily(intervals(current, previous), stations, dt.date.fromisoformat(week))
+            del current, previous
+            by_day = system_by_day(rows)
+            data.update(
+                rows=rows,
+                by_day=by_day,
+                previous_week_used=before in self.readings,
+                top_stations=top_stations_markdown(rows),
+                chart=day_chart_markdown(by_day, week),
+                ridership_file=folder / "ridership.parquet",
+            )
+            write_parquet(rows, data["ridership_file"])
+        elif WAREHOUSE in self.selected:
+            data["ridership_file"] = self._from_lake("ridership", week, folder, needed_by="the warehouse")
+        if WAREHOUSE in self.selected:
+            data["readings_file"], data["readings_in_lake"] = self._readings_for_warehouse(week, folder)
+        data["seconds"] = time.perf_counter() - started
+        return data
 
-    yield from _run_weeks(context, dg.AssetKey("stations"), build, [])
+    def _from_lake(self, dataset: str, week: str, folder: Path, needed_by: str) -> Path:
+        key = self.lake.key_for(dataset, week, ".parquet")
+        if self.lake.stat(key) is None:
+            raise ValueError(f"week {week}: no {dataset} table in the lake ({self.lake.uri_for(key)}), needed by {needed_by}")
+        return self.lake.fetch(key, folder / dataset)
+
+    def _readings_for_warehouse(self, week: str, folder: Path) -> tuple[Path, bool]:
+        """(the week's readings file, whether it is the lake's own); a copy outlives the
+        reading, since WeekFiles keeps only the last few weeks it fetched."""
+        path = self.readings[week]
+        if self.readings.in_lake(week):
+            return path, True  # a local lake: the view reads its files in place
+        target = folder / "readings" / path.name
+        target.parent.mkdir()
+        try:
+            os.link(path, target)
+        except OSError:
+            shutil.copyfile(path, target)
+        return target, False
+
+    def _finish(self, week: str, data: dict[str, Any], done: dict[dg.AssetKey, dict]) -> None:
+        """In week order: checks, then the week's objects in the lake, then the warehouse."""
+        try:
+            if STATIONS in self.selected:
+                stations = data["stations"]
+                sources = stations.group_by(["source"]).aggregate([([], "count_all")]).to_pylist()
+                done[STATIONS] = {
+                    "dagster/row_count": dg.MetadataValue.int(stations.num_rows),
+                    "pairs_by_source": dg.MetadataValue.json({str(row["source"]): row["count_all"] for row in sources}),
+                    "station_key": self.key_note,
+                    **data["stations_stored"],
+                }
+            if RIDERSHIP in self.selected:
+                done[RIDERSHIP] = self._finish_ridership(week, data)
+            if WAREHOUSE in self.selected:
+                done[WAREHOUSE] = self._load(week, data)
+        finally:
+            shutil.rmtree(data["folder"], ignore_errors=True)
+
+    def _finish_ridership(self, week: str, data: dict[str, Any]) -> dict:
+        from mta_assets.defs.ridership.report import day_table_markdown
+
+        rows, by_day, stations = data["rows"], data["by_day"], data["stations"]
+        mean_entries = mean_daily_entries(by_day, week)
+        recent = [self.earlier[w] for w in sorted(self.earlier) if w < week][-8:]
+        sources = sorted({str(source) for source in stations["source"].to_pylist()})
+        results = [
+            check_plausible(mean_entries, recent, self.config.max_entries_change),
+            check_usable(rows, self.config.max_unusable_share),
+            check_named(stations, f"{self.key_note}; names from: {', '.join(sources)}"),
+        ]
+        self.checks[week] = results
+        failed = blocking_failures(results)
+        if failed:
+            raise _WeekFailed(f"week {week}: blocking checks failed: {', '.join(failed)}; the last good file is kept", results)
+        self.earlier[week] = mean_entries  # the next weeks of the range compare with this one
+        return {
+            "dagster/row_count": dg.MetadataValue.int(rows.num_rows),
+            "dagster/column_schema": dg.MetadataValue.table_schema(_ridership_schema(rows)),
+            "previous_week_used": data["previous_week_used"],
+            "mean_daily_entries": round(mean_entries, 1),
+            "system_by_day": dg.MetadataValue.md(day_table_markdown(by_day)),
+            "chart": dg.MetadataValue.md(data["chart"]),
+            "top_stations": dg.MetadataValue.md(data["top_stations"]),
+            "compute_seconds": round(data["seconds"], 3),
+            **self._store("ridership", week, data["ridership_file"]),
+        }
+
+    def _store(self, dataset: str, week: str, path: Path) -> dict:
+        return self.lake.put_file(path, self.lake.key_for(dataset, week, ".parquet"), PARQUET).metadata()
+
+    def _load(self, week: str, data: dict[str, Any]) -> dict:
+        import pyarrow.parquet as pq
+
+        from mta_assets.storage.warehouse import keep_readings_file, load_week
+
+        files = {"ridership_daily_parts": data["ridership_file"], "station_weeks": data["stations_file"]}
+        readings = data["readings_file"]
+        readings_rows = pq.ParquetFile(readings).metadata.num_rows
+        # The readings are a view over Parquet files (README: loading them as a table cost
+        # 0.4 s a week): a local lake's own files, or a GCS lake's kept beside the database.
+        # An in-memory database has no beside: a table then.
+        if data["readings_in_lake"]:
+            readings_glob = str(readings.parent.parent / "*" / "*.parquet")
+        elif self.copies is not None:
+            year = self.lake.key_for("readings", week, ".parquet").split("/")[-2]
+            readings_glob = keep_readings_file(readings, self.copies, year, readings.name)
+        else:
+            readings_glob, files["readings"] = None, readings
+        database = self.warehouse.database
+
+        def busy(attempt: int, error: Exception) -> None:
+            self.context.log.info(f"week {week}: warehouse {database} busy (attempt {attempt}): {error}")
+
+        loaded = load_week(self._connect, week, files, self.config.lock_deadline_s, database, readings_glob, busy)
+        return {
+            "database": dg.MetadataValue.path(str(Path(database).resolve())),
+            "rows": dg.MetadataValue.json({**loaded.rows, "readings": loaded.rows.get("readings", readings_rows)}),
+            "load_seconds": round(loaded.seconds, 3),
+            "attempts": loaded.attempts,
+        }
+
+    @contextlib.contextmanager
+    def _connect(self):
+        # A busy file fails here, and load_week retries until its deadline.
+        if self._connection is None:
+            self._connection = self.connection_kept.enter_context(self.warehouse.get_connection())
+        yield self._connection
+
+    # -- what Dagster records -----------------------------------------------------------
+
+    def report(self):
+        """Each week's materializations and check results on its own partition; failed weeks named."""
+        context = self.context
+        keys = [spec.key for spec in _specs if spec.key in self.selected]
+        check_names = [
+            key.name for key in context.selected_asset_check_keys if key.asset_key == RIDERSHIP
+        ]
+        if len(self.weeks) == 1 and not self.failures:
+            (week,) = self.weeks
+            for result in self.checks.get(week, []):
+                if result.check_name in check_names:
+                    yield result
+            for key in keys:
+                yield dg.MaterializeResult(asset_key=key, metadata=self.done[week][key])
+            return
+        if self.failures:
+            for week, assets in self.done.items():
+                for key, metadata in assets.items():
+                    context.log_event(dg.AssetMaterialization(asset_key=key, partition=week, metadata=metadata))
+            failed = sorted(self.failures)
+            raise dg.Failure(
+                description=f"{len(failed)} of {len(self.weeks)} week(s) failed: "
+                + "; ".join(self.failures[w] for w in failed),
+                metadata={
+                    "failed_weeks": dg.MetadataValue.json(failed),
+                    "stored_weeks": dg.MetadataValue.json(sorted(w for w in self.done if w not in self.failures)),
+                },
+                allow_retries=False,
+            )
+        for week, assets in self.done.items():
+            for key, metadata in assets.items():
+                context.add_asset_metadata(metadata, asset_key=key, partition_key=week)
+        for name in check_names:
+            failing = sorted(w for w, rs in self.checks.items() for r in rs if r.check_name == name and not r.passed)
+            yield dg.AssetCheckResult(
+                check_name=name,
+                asset_key=RIDERSHIP,
+                passed=not failing,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={"weeks_checked": len(self.checks), "weeks_failed": dg.MetadataValue.json(failing)},
+            )
+        for key in keys:
+            yield dg.MaterializeResult(asset_key=key, metadata={"weeks": len(self.weeks)})
 
 
 def _week_column(week: str, rows: int):
@@ -228,186 +438,8 @@ def _week_column(week: str, rows: int):
     return pa.repeat(pa.scalar(dt.date.fromisoformat(week), pa.date32()), rows)
 
 
-class RidershipConfig(dg.Config):
-    max_workers: int = Field(
-        default=0, description="Weeks computed at once in a range; 0 means one per CPU (about 100 MB each)."
-    )
-    max_entries_change: float = Field(
-        default=0.5, ge=0, description="Block a week whose mean daily entries differ more than this share from earlier weeks."
-    )
-    max_unusable_share: float = Field(
-        default=0.05, ge=0, le=1, description="Warn when more than this share of intervals is capped or dropped."
-    )
-
-
-def earlier_mean_entries(instance: dg.DagsterInstance, week: str, limit: int = 8) -> dict[str, float]:
-    """``mean_daily_entries`` of up to ``limit`` earlier materialized weeks of ``ridership_daily``."""
-    return latest_values(instance, RIDERSHIP, weeks_before(week, limit), "mean_daily_entries")
-
-
-@dg.asset(
-    **_weekly,
-    kinds={"parquet"},
-    ins={
-        "turnstile_readings": dg.AssetIn(partition_mapping=PREVIOUS_AND_CURRENT_WEEK),  # a week without a table is absent
-        "stations": dg.AssetIn(),
-    },
-    check_specs=ridership_check_specs,
-    code_version="1",
-)
-def ridership_daily(
-    context: dg.AssetExecutionContext,
-    config: RidershipConfig,
-    lake: Lake,
-    station_key: StationKeySource,
-    turnstile_readings: WeekFiles,
-    stations: WeekFiles,
-):
-    """Entries and exits per station and day, from each turnstile's counter differences."""
-    tune_memory()
-    import pyarrow.parquet as pq
-
-    from mta_assets.defs.ridership.report import day_chart_markdown, day_table_markdown, top_stations_markdown
-    from mta_assets.mta.ridership import READING_COLUMNS, daily, intervals, system_by_day
-
-    staging = _staging()
-    seen_in_run: dict[str, float] = {}
-    _, key_note = station_key.load()  # cached: only said in the station check's metadata
-
-    def compute(week: str) -> dict:
-        """The week's rows and what describes them: Arrow and numpy, run for two weeks at a time."""
-        started = time.perf_counter()
-        if week not in turnstile_readings:
-            raise ValueError(f"week {week}: no turnstile_readings table in the lake")
-        before = previous_week(week)
-        # Strings as dictionaries: the rules only compare them, and decoding costs more than the rules.
-        read = dict(columns=READING_COLUMNS, read_dictionary=["ca", "unit", "scp", "desc"])
-        # unify_dictionaries: each row group of a file has its own dictionary, the rules need one.
-        current = pq.read_table(turnstile_readings[week], **read).unify_dictionaries()
-        previous = pq.read_table(turnstile_readings[before], **read).unify_dictionaries() if before in turnstile_readings else None
-        station_table = pq.read_table(stations[week])
-        rows = daily(intervals(current, previous), station_table, dt.date.fromisoformat(week))
-        by_day = system_by_day(rows)
-        return {
-            "rows": rows,
-            "by_day": by_day,
-            "stations": station_table,
-            "previous_week_used": previous is not None,
-            "top_stations": top_stations_markdown(rows),
-            "chart": day_chart_markdown(by_day, week),  # plain text (SVG): safe in these threads
-            "seconds": time.perf_counter() - started,
-        }
-
-    weeks = list(context.partition_keys)
-    computed, errors = map_weeks(weeks, compute, config.max_workers)
-
-    def build(week: str) -> tuple[dict, list[dg.AssetCheckResult]]:
-        """Checks and storage, in week order: the plausibility check needs the weeks before."""
-        if week in errors:
-            raise errors[week]
-        week_data = computed.pop(week)
-        rows, by_day, station_table = week_data["rows"], week_data["by_day"], week_data["stations"]
-        mean_entries = mean_daily_entries(by_day, week)
-        earlier = {**earlier_mean_entries(context.instance, week), **seen_in_run}
-        recent = [earlier[w] for w in sorted(earlier) if w < week][-8:]
-        seen_in_run[week] = mean_entries
-        sources = sorted({str(source) for source in station_table["source"].to_pylist()})
-        results = [
-            check_plausible(mean_entries, recent, config.max_entries_change),
-            check_usable(rows, config.max_unusable_share),
-            check_named(station_table, f"{key_note}; names from: {', '.join(sources)}"),
-        ]
-        failed = blocking_failures(results)
-        if failed:
-            raise _WeekFailed(f"week {week}: blocking checks failed: {', '.join(failed)}; the last good file is kept", results)
-        metadata = {
-            "dagster/row_count": dg.MetadataValue.int(rows.num_rows),
-            "dagster/column_schema": dg.MetadataValue.table_schema(_ridership_schema(rows)),
-            "previous_week_used": week_data["previous_week_used"],
-            "mean_daily_entries": round(mean_entries, 1),
-            "system_by_day": dg.MetadataValue.md(day_table_markdown(by_day)),
-            "chart": dg.MetadataValue.md(week_data["chart"]),
-            "top_stations": dg.MetadataValue.md(week_data["top_stations"]),
-            "compute_seconds": round(week_data["seconds"], 3),
-            **_store(lake, "ridership", week, rows, staging),
-        }
-        return metadata, results
-
-    yield from _run_weeks(context, RIDERSHIP, build, [PLAUSIBLE, USABLE, NAMED])
-
-
 def _ridership_schema(table) -> dg.TableSchema:
     return dg.TableSchema(columns=[dg.TableColumn(name=f.name, type=str(f.type)) for f in table.schema])
 
 
-class WarehouseConfig(dg.Config):
-    lock_deadline_s: float = Field(
-        default=120.0, gt=0, description="How long a week's load waits for another writer of the DuckDB file."
-    )
-
-
-@dg.asset(
-    **_weekly,
-    kinds={"duckdb"},
-    deps=[ridership_daily, stations, "turnstile_readings"],
-    pool=WAREHOUSE_POOL,
-    code_version="1",
-)
-def ridership_warehouse(
-    context: dg.AssetExecutionContext, config: WarehouseConfig, lake: Lake, warehouse: DuckDBResource
-):
-    """The week's readings, ridership and stations in the embedded DuckDB warehouse, replaced idempotently."""
-    tune_memory()
-    import pyarrow.parquet as pq
-
-    from mta_assets.storage.warehouse import TABLE_DATASETS, keep_readings_file, load_week, readings_folder
-
-    if warehouse.database != ":memory:":  # DuckDB creates the file, not its folder
-        Path(warehouse.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    copies = readings_folder(warehouse.database)
-
-    def load(week: str) -> tuple[dict, list]:
-        import shutil
-        import tempfile
-
-        from mta_assets.settings import staging_root
-
-        folder = Path(tempfile.mkdtemp(prefix="mta-warehouse-", dir=staging_root()))
-        try:
-            return _load(week, folder)
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
-
-    def _load(week: str, folder: Path) -> tuple[dict, list]:
-        # One folder per table: the three objects of a week share their file name.
-        readings_key = lake.key_for("readings", week, ".parquet")
-        files = {t: lake.fetch(lake.key_for(d, week, ".parquet"), folder / t) for t, d in TABLE_DATASETS.items()}
-        readings_rows = pq.ParquetFile(files["readings"]).metadata.num_rows
-        # The readings are a view over Parquet files (README: loading them as a table cost
-        # 0.4 s a week): a local lake hands out its own files; a file fetched from GCS is
-        # kept beside the database. An in-memory database has no beside: a table then.
-        in_place = files["readings"].parent != folder / "readings"
-        readings_glob = None
-        if in_place:
-            readings_glob = str(files.pop("readings").parent.parent / "*" / "*.parquet")
-        elif copies is not None:
-            year, name = readings_key.split("/")[-2:]
-            readings_glob = keep_readings_file(files.pop("readings"), copies, year, name)
-
-        def busy(attempt: int, error: Exception) -> None:
-            context.log.info(f"week {week}: warehouse {warehouse.database} busy (attempt {attempt}): {error}")
-
-        loaded = load_week(
-            warehouse.get_connection, week, files, config.lock_deadline_s, warehouse.database, readings_glob, busy
-        )
-        return {
-            "database": dg.MetadataValue.path(str(Path(warehouse.database).resolve())),
-            "rows": dg.MetadataValue.json({**loaded.rows, "readings": loaded.rows.get("readings", readings_rows)}),
-            "load_seconds": round(loaded.seconds, 3),
-            "attempts": loaded.attempts,
-        }, []
-
-    yield from _run_weeks(context, dg.AssetKey("ridership_warehouse"), load, [])
-
-
-ridership_assets = [stations, ridership_daily, ridership_warehouse]
+ridership_assets = [ridership_weeks]
