@@ -37,8 +37,12 @@ def smoke_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def test_every_measured_quantity_is_a_positive_number(smoke_report: dict) -> None:
     results = smoke_report["results"]
     # Our backfill with ridership and the warehouse too, timed apart from the plain script's work.
-    assert set(results) == set(RUNS) | set(IMPORTS) | {"ours_backfill_everything"}
+    assert set(results) == set(RUNS) | set(IMPORTS) | {"ours_backfill_everything", "ours_backfill_paired"}
     assert results["ours_backfill_everything"]["median_seconds"] > 0
+    # Its cost is taken against a plain backfill run beside it, pair by pair.
+    paired = smoke_report["paired_ratios"]["ours_backfill_everything"]
+    expected = results["ours_backfill_everything"]["seconds"][0] / results["ours_backfill_paired"]["seconds"][0]
+    assert paired == pytest.approx(expected, abs=0.002)  # the report rounds seconds to ms
     for name in RUNS:
         run = results[name]
         assert len(run["seconds"]) == len(run["peak_rss_mb"]) == smoke_report["repeats"] == 1
