@@ -1,4 +1,7 @@
-"""Resources, configured from the environment (see README "Environment variables").
+"""The shared resources (the lake, the MTA source, the lake IO manager), configured from the environment.
+
+The ridership assets' own resources are in ``ridership/resources.py`` (README "Environment
+variables" lists every setting).
 
 Every setting is checked here, when the code location loads (``validate_environment``):
 a wrong value stops the load with one line naming the variable and its allowed values.
@@ -13,7 +16,6 @@ from __future__ import annotations
 import dagster as dg
 
 from mta_assets.defs.io_manager import LakeIOManager
-from mta_assets.defs.ridership.resources import build_ridership_resources
 from mta_assets.settings import deadline, env_text, validate_environment
 from mta_assets.storage.http import DEFAULT_SOURCE_URL, MTASource
 from mta_assets.storage.lake import DEFAULT_LAKE_URL, MIB, Lake
@@ -51,5 +53,4 @@ def build_resources() -> dict[str, object]:
         "mta_source": source,
         "lake": lake,
         "lake_io_manager": LakeIOManager(lake=lake),
-        **build_ridership_resources(),  # station_key, warehouse
     }
