@@ -21,11 +21,12 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
+from mta_assets.defs.resources import Lake
 from mta_assets.devtools.mirror import MirrorServer
 from mta_assets.settings import SettingError, redact, validate_environment, without_userinfo
 from mta_assets.storage.deadline import clear_stop, request_stop
 from mta_assets.storage.http import DownloadInterrupted, MTASource, NotPublished, SourceError, SourceUnavailable
-from mta_assets.storage.lake import Lake, LakeError
+from mta_assets.storage.lake import LakeError
 from mta_assets_tests.fixtures_gcs import free_port
 from mta_assets_tests.storage.gcs_proxy import GcsFaultProxy
 
