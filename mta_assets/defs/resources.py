@@ -1,7 +1,7 @@
 """The shared resources (the lake, the MTA source, the lake IO manager), configured from the environment.
 
-The lake is thin: its settings, descriptions and defaults live here, the work in a plain
-class under ``storage/`` (``LakeClient``) built from those settings. The
+They are thin: their settings, descriptions and defaults live here, the work in plain
+classes under ``storage/`` (``LakeClient``, ``MTAClient``) built from those settings. The
 ridership assets' own resources are in ``ridership/resources.py`` (README "Environment
 variables" lists every setting).
 
@@ -23,7 +23,7 @@ from pydantic import Field, PrivateAttr
 
 from mta_assets.defs.io_manager import DATASET_KEY, EXTENSION_KEY, WeekFiles
 from mta_assets.settings import DEFAULTS, deadline, env_text, validate_environment
-from mta_assets.storage.http import DEFAULT_SOURCE_URL, MTASource
+from mta_assets.storage.http import DEFAULT_SOURCE_URL, DownloadedFile, MTAClient, RemoteFile
 from mta_assets.storage.lake import DEFAULT_LAKE_URL, MIB, ChunkCallback, StoredObject
 from mta_assets.storage.lake_client import LakeClient
 
@@ -127,6 +127,61 @@ class Lake(dg.ConfigurableResource):
         return self.client.create_if_absent(key, data)
 
 
+class MTASource(dg.ConfigurableResource):
+    """HTTP source of the weekly turnstile files: MTA's site or any mirror with the same names."""
+
+    base_url: str = Field(
+        default=DEFAULT_SOURCE_URL,
+        repr=False,
+        description="Folder URL of the turnstile files (env MTA_SOURCE_URL); user:password@ is sent as Basic auth.",
+    )
+    connect_timeout_s: float = Field(
+        default=DEFAULTS["MTA_SOURCE_CONNECT_TIMEOUT_S"], description="Seconds to wait for a connection."
+    )
+    read_timeout_s: float = Field(
+        default=DEFAULTS["MTA_SOURCE_STALL_TIMEOUT_S"],
+        description="Stall timeout: seconds without a byte before an attempt fails (env MTA_SOURCE_STALL_TIMEOUT_S).",
+    )
+    deadline_s: float = Field(
+        default=DEFAULTS["MTA_SOURCE_DEADLINE_S"],
+        description="Total seconds for one download, transport retries included (env MTA_SOURCE_DEADLINE_S).",
+    )
+    probe_deadline_s: float = Field(
+        default=DEFAULTS["MTA_PROBE_DEADLINE_S"], description="Total seconds for one HEAD probe (env MTA_PROBE_DEADLINE_S)."
+    )
+    min_bytes_per_s: float = Field(
+        default=DEFAULTS["MTA_MIN_BYTES_PER_S"],
+        description="Minimum throughput over each stall-timeout window (env MTA_MIN_BYTES_PER_S).",
+    )
+    max_file_bytes: int = Field(
+        default=int(DEFAULTS["MTA_MAX_FILE_BYTES"]),
+        description="Largest week file accepted, in bytes (env MTA_MAX_FILE_BYTES); a normal week is about 33 MB.",
+    )
+    max_redirects: int = Field(default=5, description="Redirects followed before giving up.")
+    retries: int = Field(default=4, description="Transport retries on connection errors, 429 and 5xx, within the deadline.")
+    backoff_factor_s: float = Field(default=1.0, description="Backoff base: waits are factor * 2**attempt seconds.")
+    chunk_bytes: int = Field(default=1024 * 1024, description="Largest read; the file goes to disk read by read.")
+
+    _client: MTAClient | None = PrivateAttr(default=None)
+
+    @property
+    def client(self) -> MTAClient:
+        return _plain_client(self, MTAClient)
+
+    @property
+    def display_base_url(self) -> str:
+        return self.client.display_base_url
+
+    def url_for(self, week: str, file_name: str | None = None) -> str:
+        return self.client.url_for(week, file_name)
+
+    def probe(self, week: str) -> RemoteFile | None:
+        return self.client.probe(week)
+
+    def download(self, week: str, dest_dir: Path) -> DownloadedFile:
+        return self.client.download(week, dest_dir)
+
+
 class LakeIOManager(dg.ConfigurableIOManager):
     """Loads weekly lake objects (GCS or a local folder) for downstream assets; stores nothing itself."""
 
@@ -153,7 +208,7 @@ class LakeIOManager(dg.ConfigurableIOManager):
         return WeekFiles(self.lake.client, dataset, extension, weeks)
 
 
-def _plain_client(resource: Lake, client_class: type) -> Any:
+def _plain_client(resource: Lake | MTASource, client_class: type) -> Any:
     """The resource's plain client, built from its fields of the same names and kept while they
     stay the same (``model_copy`` keeps private attributes, so the settings are compared)."""
     wanted = client_class(**{field.name: getattr(resource, field.name) for field in dataclasses.fields(client_class)})
