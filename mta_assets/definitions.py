@@ -5,6 +5,7 @@ import dagster as dg
 from mta_assets.defs.monitoring.sensors import alert_sensors, monitoring_resources
 from mta_assets.defs.resources import build_resources
 from mta_assets.defs.ridership.assets import ridership_assets
+from mta_assets.defs.ridership.resources import build_ridership_resources
 from mta_assets.defs.turnstile.assets import turnstile_weeks
 from mta_assets.defs.turnstile.jobs import mta_turnstile_job
 from mta_assets.defs.turnstile.schedules import mta_weekly_schedule
@@ -15,7 +16,7 @@ defs = dg.Definitions(
     jobs=[mta_turnstile_job],
     schedules=[mta_weekly_schedule],
     sensors=[mta_file_arrival_sensor, *alert_sensors],
-    resources={**build_resources(), **monitoring_resources},
+    resources={**build_resources(), **build_ridership_resources(), **monitoring_resources},
     # Each step runs its weeks on a thread pool; one process per step would re-import
     # dagster for every step (about 4 s here) and buy nothing on 2 cores.
     executor=dg.in_process_executor,

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from mta_assets.storage.lake import Lake
+from mta_assets.defs.resources import Lake
 
 
 def free_port() -> int:

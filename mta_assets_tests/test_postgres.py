@@ -16,12 +16,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from mta_assets.defs.io_manager import LakeIOManager
+from mta_assets.defs.resources import Lake, LakeIOManager, MTASource
 from mta_assets.defs.turnstile.assets import turnstile_weeks
 from mta_assets.defs.turnstile.jobs import mta_turnstile_job
 from mta_assets.defs.turnstile.sensors import evaluate_file_arrival
-from mta_assets.storage.http import MTASource
-from mta_assets.storage.lake import Lake
 from mta_assets_tests.postgres import PostgresDatabase
 
 pytestmark = pytest.mark.postgres

@@ -1,4 +1,4 @@
-"""The lake IO manager: how downstream assets load the weekly objects, one week at a time.
+"""How downstream assets load the weekly objects, one week at a time (the lake IO manager's part).
 
 The turnstile assets commit their weeks themselves, inside their step, only after the
 week has passed every blocking check (``turnstile/week.py``); an IO manager's
@@ -9,7 +9,9 @@ range of any length keeps at most one upstream object per reader on local disk. 
 with no object (the week before the first one, say) are simply absent.
 
 Each asset declares where its weeks live in its definition metadata
-(``lake/dataset``, ``lake/extension``); nothing is pickled.
+(``lake/dataset``, ``lake/extension``); nothing is pickled. The ``LakeIOManager`` resource
+(``resources.py``, beside the ``Lake`` it reads from) reads that metadata and hands out a
+``WeekFiles``; nothing here imports Dagster.
 """
 
 
@@ -20,9 +22,7 @@ from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-import dagster as dg
-
-from mta_assets.storage.lake import Lake
+from mta_assets.storage.lake_client import LakeClient
 
 DATASET_KEY = "lake/dataset"
 EXTENSION_KEY = "lake/extension"
@@ -39,7 +39,7 @@ def lake_metadata(dataset: str, extension: str) -> dict[str, str]:
 class WeekFiles(Mapping[str, Path]):
     """Upstream weeks as local files, fetched on access; only the last few weeks read stay on disk."""
 
-    def __init__(self, lake: Lake, dataset: str, extension: str, weeks: list[str]):
+    def __init__(self, lake: LakeClient, dataset: str, extension: str, weeks: list[str]):
         self._lake = lake
         self._dataset = dataset
         self._extension = extension
@@ -98,29 +98,3 @@ class WeekFiles(Mapping[str, Path]):
 
     def __del__(self) -> None:
         self._drop()
-
-
-class LakeIOManager(dg.ConfigurableIOManager):
-    """Loads weekly lake objects (GCS or a local folder) for downstream assets; stores nothing itself."""
-
-    lake: dg.ResourceDependency[Lake]
-
-    def handle_output(self, context: dg.OutputContext, obj: object) -> None:
-        if obj is not None:
-            raise dg.Failure(
-                f"{context.asset_key.to_user_string()}: weekly assets commit their own objects to the lake after "
-                "validation and return MaterializeResult; the lake IO manager does not store returned values"
-            )
-
-    def load_input(self, context: dg.InputContext) -> WeekFiles:
-        upstream = context.upstream_output
-        metadata = upstream.definition_metadata if upstream else None
-        try:
-            dataset, extension = metadata[DATASET_KEY], metadata[EXTENSION_KEY]
-        except (KeyError, TypeError):
-            raise dg.Failure(
-                f"asset {context.asset_key.to_user_string()} has no {DATASET_KEY}/{EXTENSION_KEY} definition "
-                "metadata; the lake IO manager cannot tell where its objects live"
-            ) from None
-        weeks = list(context.asset_partition_keys) if context.has_asset_partitions else []
-        return WeekFiles(self.lake, dataset, extension, weeks)

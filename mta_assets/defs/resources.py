@@ -1,4 +1,9 @@
-"""Resources, configured from the environment (see README "Environment variables").
+"""The shared resources (the lake, the MTA source, the lake IO manager), configured from the environment.
+
+They are thin: their settings, descriptions and defaults live here, the work in plain
+classes under ``storage/`` (``LakeClient``, ``MTAClient``) built from those settings. The
+ridership assets' own resources are in ``ridership/resources.py`` (README "Environment
+variables" lists every setting).
 
 Every setting is checked here, when the code location loads (``validate_environment``):
 a wrong value stops the load with one line naming the variable and its allowed values.
@@ -8,15 +13,223 @@ read through ``mta_assets.settings``. Unset settings fall back to the defaults, 
 everything on this machine (a local lake folder, MTA's own site).
 """
 
-from __future__ import annotations
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 import dagster as dg
+from pydantic import Field, PrivateAttr
 
-from mta_assets.defs.io_manager import LakeIOManager
-from mta_assets.defs.ridership.resources import build_ridership_resources
-from mta_assets.settings import deadline, env_text, validate_environment
-from mta_assets.storage.http import DEFAULT_SOURCE_URL, MTASource
-from mta_assets.storage.lake import DEFAULT_LAKE_URL, MIB, Lake
+from mta_assets.defs.io_manager import DATASET_KEY, EXTENSION_KEY, WeekFiles
+from mta_assets.settings import DEFAULTS, deadline, env_text, validate_environment
+from mta_assets.storage.http import DEFAULT_SOURCE_URL, DownloadedFile, MTAClient, RemoteFile
+from mta_assets.storage.lake import DEFAULT_LAKE_URL, MIB, ChunkCallback, StoredObject
+from mta_assets.storage.lake_client import LakeClient
+
+
+class Lake(dg.ConfigurableResource):
+    """Where the weekly objects live: ``gs://BUCKET[/PREFIX]`` or a local folder."""
+
+    url: str = Field(
+        default=DEFAULT_LAKE_URL,
+        description="gs://BUCKET[/PREFIX] for Google Cloud Storage, or a local folder (env MTA_LAKE_URL).",
+    )
+    gcp_project: str | None = Field(default=None, description="GCP project for the storage client (env MTA_GCP_PROJECT).")
+    gcp_credentials: str | None = Field(
+        default=None,
+        repr=False,
+        description="Base64-encoded service-account key; unset means Application Default Credentials "
+        "(env MTA_GCP_CREDENTIALS). Ignored when STORAGE_EMULATOR_HOST is set.",
+    )
+    chunk_size_bytes: int = Field(
+        default=8 * MIB,
+        description="Resumable upload chunk size, a multiple of 256 KiB (env MTA_UPLOAD_CHUNK_BYTES).",
+    )
+    retry_deadline_s: float = Field(
+        default=DEFAULTS["MTA_LAKE_DEADLINE_S"],
+        description="How long one lake request keeps retrying transient errors (env MTA_LAKE_DEADLINE_S).",
+    )
+    request_timeout_s: float = Field(
+        default=DEFAULTS["MTA_LAKE_TIMEOUT_S"],
+        description="Seconds to connect, and without an answer, before one lake request fails (env MTA_LAKE_TIMEOUT_S).",
+    )
+    min_bytes_per_s: float = Field(
+        default=DEFAULTS["MTA_MIN_BYTES_PER_S"],
+        description="Slowest acceptable upload or download, over each request-timeout window (env MTA_MIN_BYTES_PER_S).",
+    )
+
+    _client: LakeClient | None = PrivateAttr(default=None)
+
+    @property
+    def client(self) -> LakeClient:
+        return _plain_client(self, LakeClient)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # Before the first download of a run: a lake that cannot work fails the run now, once.
+        self.check()
+
+    @property
+    def is_gcs(self) -> bool:
+        return self.client.is_gcs
+
+    @property
+    def bucket_name(self) -> str:
+        return self.client.bucket_name
+
+    @property
+    def prefix(self) -> str:
+        return self.client.prefix
+
+    @property
+    def root(self) -> Path:
+        return self.client.root
+
+    def check(self) -> None:
+        self.client.check()
+
+    def key_for(self, dataset: str, week: str, extension: str, file_name: str | None = None) -> str:
+        return self.client.key_for(dataset, week, extension, file_name)
+
+    def key(self, *parts: str) -> str:
+        return self.client.key(*parts)
+
+    def uri_for(self, key: str) -> str:
+        return self.client.uri_for(key)
+
+    def put_file(
+        self,
+        source: Path,
+        key: str,
+        content_type: str,
+        metadata: dict[str, str] | None = None,
+        *,
+        on_chunk: ChunkCallback | None = None,
+    ) -> StoredObject:
+        return self.client.put_file(source, key, content_type, metadata, on_chunk=on_chunk)
+
+    def stat(self, key: str) -> StoredObject | None:
+        return self.client.stat(key)
+
+    def fetch(self, key: str, dest_dir: Path) -> Path:
+        return self.client.fetch(key, dest_dir)
+
+    def read_bytes(self, key: str) -> bytes | None:
+        return self.client.read_bytes(key)
+
+    def list_keys(self, prefix_under_lake: str) -> list[str]:
+        return self.client.list_keys(prefix_under_lake)
+
+    def delete(self, key: str) -> None:
+        self.client.delete(key)
+
+    def create_if_absent(self, key: str, data: bytes) -> bool:
+        return self.client.create_if_absent(key, data)
+
+
+class MTASource(dg.ConfigurableResource):
+    """HTTP source of the weekly turnstile files: MTA's site or any mirror with the same names."""
+
+    base_url: str = Field(
+        default=DEFAULT_SOURCE_URL,
+        repr=False,
+        description="Folder URL of the turnstile files (env MTA_SOURCE_URL); user:password@ is sent as Basic auth.",
+    )
+    connect_timeout_s: float = Field(
+        default=DEFAULTS["MTA_SOURCE_CONNECT_TIMEOUT_S"], description="Seconds to wait for a connection."
+    )
+    read_timeout_s: float = Field(
+        default=DEFAULTS["MTA_SOURCE_STALL_TIMEOUT_S"],
+        description="Stall timeout: seconds without a byte before an attempt fails (env MTA_SOURCE_STALL_TIMEOUT_S).",
+    )
+    deadline_s: float = Field(
+        default=DEFAULTS["MTA_SOURCE_DEADLINE_S"],
+        description="Total seconds for one download, transport retries included (env MTA_SOURCE_DEADLINE_S).",
+    )
+    probe_deadline_s: float = Field(
+        default=DEFAULTS["MTA_PROBE_DEADLINE_S"], description="Total seconds for one HEAD probe (env MTA_PROBE_DEADLINE_S)."
+    )
+    min_bytes_per_s: float = Field(
+        default=DEFAULTS["MTA_MIN_BYTES_PER_S"],
+        description="Minimum throughput over each stall-timeout window (env MTA_MIN_BYTES_PER_S).",
+    )
+    max_file_bytes: int = Field(
+        default=int(DEFAULTS["MTA_MAX_FILE_BYTES"]),
+        description="Largest week file accepted, in bytes (env MTA_MAX_FILE_BYTES); a normal week is about 33 MB.",
+    )
+    max_redirects: int = Field(default=5, description="Redirects followed before giving up.")
+    retries: int = Field(default=4, description="Transport retries on connection errors, 429 and 5xx, within the deadline.")
+    backoff_factor_s: float = Field(default=1.0, description="Backoff base: waits are factor * 2**attempt seconds.")
+    chunk_bytes: int = Field(default=1024 * 1024, description="Largest read; the file goes to disk read by read.")
+
+    _client: MTAClient | None = PrivateAttr(default=None)
+
+    @property
+    def client(self) -> MTAClient:
+        return _plain_client(self, MTAClient)
+
+    @property
+    def display_base_url(self) -> str:
+        return self.client.display_base_url
+
+    def url_for(self, week: str, file_name: str | None = None) -> str:
+        return self.client.url_for(week, file_name)
+
+    def probe(self, week: str) -> RemoteFile | None:
+        return self.client.probe(week)
+
+    def download(self, week: str, dest_dir: Path) -> DownloadedFile:
+        return self.client.download(week, dest_dir)
+
+
+class LakeIOManager(dg.ConfigurableIOManager):
+    """Loads weekly lake objects (GCS or a local folder) for downstream assets; stores nothing itself."""
+
+    lake: dg.ResourceDependency[Lake]
+
+    def handle_output(self, context: dg.OutputContext, obj: object) -> None:
+        if obj is not None:
+            raise dg.Failure(
+                f"{context.asset_key.to_user_string()}: weekly assets commit their own objects to the lake after "
+                "validation and return MaterializeResult; the lake IO manager does not store returned values"
+            )
+
+    def load_input(self, context: dg.InputContext) -> WeekFiles:
+        upstream = context.upstream_output
+        metadata = upstream.definition_metadata if upstream else None
+        try:
+            dataset, extension = metadata[DATASET_KEY], metadata[EXTENSION_KEY]
+        except (KeyError, TypeError):
+            raise dg.Failure(
+                f"asset {context.asset_key.to_user_string()} has no {DATASET_KEY}/{EXTENSION_KEY} definition "
+                "metadata; the lake IO manager cannot tell where its objects live"
+            ) from None
+        weeks = list(context.asset_partition_keys) if context.has_asset_partitions else []
+        return WeekFiles(self.lake.client, dataset, extension, weeks)
+
+
+def _plain_client(resource: Lake | MTASource, client_class: type) -> Any:
+    """The resource's plain client, built from its fields of the same names and kept while they
+    stay the same (``model_copy`` keeps private attributes, so the settings are compared)."""
+    wanted = client_class(**{field.name: getattr(resource, field.name) for field in dataclasses.fields(client_class)})
+    if resource._client != wanted:
+        resource._client = wanted
+    return resource._client
+
+
+_LINKS = ("uri", "url", "requested_url")
+
+
+def with_links(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """Metadata of a lake object or a download as Dagster shows it: its URI and URLs as links."""
+    return {
+        key: _link(value) if key in _LINKS and isinstance(value, str) and value else value
+        for key, value in metadata.items()
+    }
+
+
+def _link(value: str) -> dg.MetadataValue:
+    return dg.MetadataValue.url(value) if "://" in value else dg.MetadataValue.path(value)
 
 
 def _env(name: str, default):
@@ -51,5 +264,4 @@ def build_resources() -> dict[str, object]:
         "mta_source": source,
         "lake": lake,
         "lake_io_manager": LakeIOManager(lake=lake),
-        **build_ridership_resources(),  # station_key, warehouse
     }

@@ -1,4 +1,4 @@
-"""The MTA source: where each week's turnstile file is published, and a careful downloader.
+"""The MTA source: where each week's turnstile file is published, and a careful downloader (``MTAClient``).
 
 One requests session per operation, with urllib3's ``Retry`` owning the transport retries
 (connection errors, 429, 5xx) inside the operation's deadline. Every download has a total
@@ -22,12 +22,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import dagster as dg
-from pydantic import Field
-
 from mta_assets.mta import calendar
 from mta_assets.mta.formats import Layout, UnknownLayout, detect_layout
-from mta_assets.settings import DEFAULTS, redact, userinfo_auth, without_userinfo
+from mta_assets.settings import redact, userinfo_auth, without_userinfo
 from mta_assets.storage.deadline import (
     Deadline,
     Interrupted,
@@ -103,9 +100,10 @@ class DownloadedFile:
     reused: bool = False  # already staged whole in dest_dir and unchanged at the source (304)
 
     def metadata(self) -> dict[str, Any]:
+        """What a materialization reports about the download (plain values; Dagster shows the URLs as links)."""
         return {
-            "url": dg.MetadataValue.url(self.url),
-            "requested_url": dg.MetadataValue.url(self.requested_url or self.url),
+            "url": self.url,
+            "requested_url": self.requested_url or self.url,
             "source_file": self.file_name or self.path.name,
             "source_bytes": self.size,
             "length_stated": self.length_stated,
@@ -117,42 +115,25 @@ class DownloadedFile:
         }
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MTAClient:
+    """HTTP source of the weekly turnstile files: MTA's site or any mirror with the same names.
 
+    Every setting is given: the ``MTASource`` resource (``defs/resources.py``) holds their
+    defaults, descriptions and environment variables.
+    """
 
-class MTASource(dg.ConfigurableResource):
-    """HTTP source of the weekly turnstile files: MTA's site or any mirror with the same names."""
-
-    base_url: str = Field(
-        default=DEFAULT_SOURCE_URL,
-        repr=False,
-        description="Folder URL of the turnstile files (env MTA_SOURCE_URL); user:password@ is sent as Basic auth.",
-    )
-    connect_timeout_s: float = Field(
-        default=DEFAULTS["MTA_SOURCE_CONNECT_TIMEOUT_S"], description="Seconds to wait for a connection."
-    )
-    read_timeout_s: float = Field(
-        default=DEFAULTS["MTA_SOURCE_STALL_TIMEOUT_S"],
-        description="Stall timeout: seconds without a byte before an attempt fails (env MTA_SOURCE_STALL_TIMEOUT_S).",
-    )
-    deadline_s: float = Field(
-        default=DEFAULTS["MTA_SOURCE_DEADLINE_S"],
-        description="Total seconds for one download, transport retries included (env MTA_SOURCE_DEADLINE_S).",
-    )
-    probe_deadline_s: float = Field(
-        default=DEFAULTS["MTA_PROBE_DEADLINE_S"], description="Total seconds for one HEAD probe (env MTA_PROBE_DEADLINE_S)."
-    )
-    min_bytes_per_s: float = Field(
-        default=DEFAULTS["MTA_MIN_BYTES_PER_S"],
-        description="Minimum throughput over each stall-timeout window (env MTA_MIN_BYTES_PER_S).",
-    )
-    max_file_bytes: int = Field(
-        default=int(DEFAULTS["MTA_MAX_FILE_BYTES"]),
-        description="Largest week file accepted, in bytes (env MTA_MAX_FILE_BYTES); a normal week is about 33 MB.",
-    )
-    max_redirects: int = Field(default=5, description="Redirects followed before giving up.")
-    retries: int = Field(default=4, description="Transport retries on connection errors, 429 and 5xx, within the deadline.")
-    backoff_factor_s: float = Field(default=1.0, description="Backoff base: waits are factor * 2**attempt seconds.")
-    chunk_bytes: int = Field(default=1024 * 1024, description="Largest read; the file goes to disk read by read.")
+    base_url: str = dataclasses.field(repr=False)  # user:password@ is sent as Basic auth
+    connect_timeout_s: float
+    read_timeout_s: float  # the stall timeout: seconds without a byte
+    deadline_s: float
+    probe_deadline_s: float
+    min_bytes_per_s: float
+    max_file_bytes: int
+    max_redirects: int
+    retries: int
+    backoff_factor_s: float
+    chunk_bytes: int
 
     # -- URLs ------------------------------------------------------------------------------------
 

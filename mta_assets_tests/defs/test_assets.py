@@ -11,11 +11,9 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
-from mta_assets.defs.io_manager import LakeIOManager
+from mta_assets.defs.resources import Lake, LakeIOManager, MTASource
 from mta_assets.defs.turnstile.assets import turnstile_weeks
 from mta_assets.devtools.synthetic import week_bytes
-from mta_assets.storage.http import MTASource
-from mta_assets.storage.lake import Lake
 from mta_assets_tests.samples import rebuild_full_week
 
 WEEK = "2023-12-30"

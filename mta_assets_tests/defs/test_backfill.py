@@ -16,14 +16,12 @@ import dagster as dg
 import duckdb
 import pytest
 
-from mta_assets.defs.io_manager import LakeIOManager
+from mta_assets.defs.resources import Lake, LakeIOManager, MTASource
 from mta_assets.defs.turnstile.assets import TurnstileConfig, turnstile_weeks
 from mta_assets.defs.turnstile.checks import readings_check_specs
 from mta_assets.devtools.mirror import MirrorServer
 from mta_assets.devtools.synthetic import consecutive_weeks, count_readings
 from mta_assets.mta.calendar import file_name_for_week, latest_published_week
-from mta_assets.storage.http import MTASource
-from mta_assets.storage.lake import Lake
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WEEKS = consecutive_weeks("2023-12-30", 4)  # across New Year: files turnstile_240106 .. turnstile_240127

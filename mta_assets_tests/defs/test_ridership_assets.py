@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from dagster_duckdb import DuckDBResource
 
-from mta_assets.defs.io_manager import LakeIOManager
+from mta_assets.defs.resources import Lake, LakeIOManager, MTASource
 from mta_assets.defs.ridership.assets import ridership_assets
 from mta_assets.defs.ridership.checks import ridership_check_specs
 from mta_assets.defs.ridership.resources import StationKeySource
@@ -25,8 +25,6 @@ from mta_assets.devtools.synthetic import consecutive_weeks
 from mta_assets.defs.turnstile.tables import write_parquet
 from mta_assets.mta.calendar import file_name_for_week
 from mta_assets.mta.parse import parse_week
-from mta_assets.storage.http import MTASource
-from mta_assets.storage.lake import Lake
 from mta_assets_tests.samples import rebuild_full_week, require_samples
 
 ASSETS = [turnstile_weeks, *ridership_assets]

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import pytest
 
+from mta_assets.defs.resources import MTASource
 from mta_assets.defs.turnstile import sensors
 from mta_assets.defs.turnstile.sensors import (
     evaluate_file_arrival,
@@ -20,7 +21,6 @@ from mta_assets.defs.turnstile.sensors import (
 from mta_assets.devtools.mirror import MirrorServer
 from mta_assets.devtools.synthetic import consecutive_weeks
 from mta_assets.mta.calendar import file_name_for_week, latest_published_week
-from mta_assets.storage.http import MTASource
 
 NEW_YORK = ZoneInfo("America/New_York")
 # Saturday afternoon: the week 2023-12-30 (turnstile_240106.txt) is the latest published.

@@ -13,12 +13,10 @@ from pathlib import Path
 import dagster as dg
 import pyarrow.parquet as pq
 
-from mta_assets.defs.io_manager import LakeIOManager
+from mta_assets.defs.resources import Lake, LakeIOManager, MTASource
 from mta_assets.defs.turnstile.assets import turnstile_weeks
 from mta_assets.devtools.mirror import MirrorServer
 from mta_assets.devtools.synthetic import consecutive_weeks, week_bytes
-from mta_assets.storage.http import MTASource
-from mta_assets.storage.lake import Lake
 from mta_assets.storage.locks import WeekLocked, lock_key, week_lock
 from mta_assets.storage.staging import RunStaging, staging_base
 from mta_assets_tests.defs.test_assets import OneFileServer

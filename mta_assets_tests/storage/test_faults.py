@@ -21,11 +21,12 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
+from mta_assets.defs.resources import Lake, MTASource
 from mta_assets.devtools.mirror import MirrorServer
 from mta_assets.settings import SettingError, redact, validate_environment, without_userinfo
 from mta_assets.storage.deadline import clear_stop, request_stop
-from mta_assets.storage.http import DownloadInterrupted, MTASource, NotPublished, SourceError, SourceUnavailable
-from mta_assets.storage.lake import Lake, LakeError
+from mta_assets.storage.http import DownloadInterrupted, NotPublished, SourceError, SourceUnavailable
+from mta_assets.storage.lake import LakeError
 from mta_assets_tests.fixtures_gcs import free_port
 from mta_assets_tests.storage.gcs_proxy import GcsFaultProxy
 
@@ -141,8 +142,8 @@ def test_redirects_are_followed_and_the_final_url_is_recorded(mirror, synthetic_
         download = fast_source(mirror).download(WEEK, tmp_path / "out")
     assert download.requested_url == f"{mirror.url}/{NAME}"
     assert download.url == f"{other_host.url}/archive/{NAME}"
-    assert download.metadata()["url"].value == download.url
-    assert download.metadata()["requested_url"].value == download.requested_url
+    assert download.metadata()["url"] == download.url
+    assert download.metadata()["requested_url"] == download.requested_url
     assert download.path.read_bytes() == served.read_bytes()
 
 

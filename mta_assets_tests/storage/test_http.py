@@ -3,8 +3,8 @@ import shutil
 
 import pytest
 
+from mta_assets.defs.resources import MTASource
 from mta_assets.storage.http import (
-    MTASource,
     NotPublished,
     SourceError,
     SourceUnavailable,

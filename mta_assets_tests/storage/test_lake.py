@@ -6,8 +6,9 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
+from mta_assets.defs.resources import Lake
 from mta_assets.defs.turnstile.week import gzip_file
-from mta_assets.storage.lake import Lake, LakeError, file_checksums, object_key
+from mta_assets.storage.lake import LakeError, file_checksums, object_key
 from mta_assets_tests.samples import rebuild_full_week
 from mta_assets_tests.storage.gcs_proxy import GcsFaultProxy
 

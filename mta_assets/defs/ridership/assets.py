@@ -26,6 +26,7 @@ from pydantic import Field
 from mta_assets.defs.history import latest_values, log_week_check, weeks_before
 from mta_assets.defs.io_manager import WeekFiles, lake_metadata
 from mta_assets.defs.memory import tune_memory
+from mta_assets.defs.resources import Lake, with_links
 from mta_assets.defs.ridership.checks import (
     BLOCKING,
     NAMED,
@@ -41,7 +42,6 @@ from mta_assets.defs.ridership.checks import (
 )
 from mta_assets.defs.ridership.resources import StationKeySource
 from mta_assets.defs.turnstile.partitions import weekly_partitions
-from mta_assets.storage.lake import Lake
 
 # The previous-week mapping needs allow_nonexistent_upstream_partitions (beta): the first
 # week has no week before it. Chosen knowingly; one filter instead of a warning per command.
@@ -169,7 +169,7 @@ class _RidershipRun:
         self.key, self.key_note = station_key.load()
         if self.key is None and STATIONS in self.selected:
             context.log.warning(self.key_note)
-        self.readings = WeekFiles(lake, "readings", ".parquet", [previous_week(self.weeks[0]), *self.weeks])
+        self.readings = WeekFiles(lake.client, "readings", ".parquet", [previous_week(self.weeks[0]), *self.weeks])
         self.staging = Path(tempfile.mkdtemp(prefix="mta-ridership-", dir=staging_root()))
         self.copies = None
         if WAREHOUSE in self.selected:
@@ -345,7 +345,7 @@ class _RidershipRun:
         }
 
     def _store(self, dataset: str, week: str, path: Path) -> dict:
-        return self.lake.put_file(path, self.lake.key_for(dataset, week, ".parquet"), PARQUET).metadata()
+        return with_links(self.lake.put_file(path, self.lake.key_for(dataset, week, ".parquet"), PARQUET).metadata())
 
     def _load(self, week: str, data: dict[str, Any]) -> dict:
         import pyarrow.parquet as pq

@@ -9,6 +9,7 @@ table alone is rebuilt from the lake's gzip object).
 """
 
 
+import dataclasses
 import os
 import threading
 import time
@@ -22,14 +23,13 @@ from pydantic import Field
 from mta_assets.defs.memory import tune_memory
 from mta_assets.defs.history import latest_values, log_week_check, weeks_before
 from mta_assets.defs.io_manager import lake_metadata
+from mta_assets.defs.resources import Lake, MTASource, with_links
 from mta_assets.defs.turnstile.checks import readings_check_specs, to_check_result
 from mta_assets.defs.turnstile.partitions import backfill_policy, weekly_partitions
 from mta_assets.defs.turnstile.week import GZ, RAW, READINGS, WeekContext, WeekFailed, WeekPlan, WeekResult, process_week
 from mta_assets.mta.calendar import require_published
 from mta_assets.mta.validate import ValidationSettings
 from mta_assets.storage.deadline import stop_transfers_on_interrupt
-from mta_assets.storage.http import MTASource
-from mta_assets.storage.lake import Lake
 from mta_assets.storage.staging import RunStaging
 
 GROUP = "mta_turnstile"
@@ -257,7 +257,8 @@ class _RangeRunner:
             return
         with self._rows_lock:
             self._rows_seen[week] = result.rows
-        self.results[week] = result
+        metadata = {asset: with_links(values) for asset, values in result.metadata.items()}
+        self.results[week] = dataclasses.replace(result, metadata=metadata)
         self._log_checks(week, result.outcomes)
         self.context.log.info(f"week {week} committed: {result.rows:,} rows in {result.seconds:.1f} s ({self._progress()})")
 

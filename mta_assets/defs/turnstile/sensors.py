@@ -39,11 +39,12 @@ import time
 
 import dagster as dg
 
+from mta_assets.defs.resources import MTASource
 from mta_assets.defs.turnstile.jobs import mta_turnstile_job
 from mta_assets.defs.turnstile.partitions import LAST_WEEK
 from mta_assets.mta.calendar import FIRST_WEEK, KEY_FORMAT, latest_published_week
 from mta_assets.settings import int_from_env
-from mta_assets.storage.http import MTASource, RemoteFile, SourceUnavailable
+from mta_assets.storage.http import RemoteFile, SourceUnavailable
 
 DEFAULT_INTERVAL_S = 15 * 60
 MAX_CATCH_UP_WEEKS = 12
