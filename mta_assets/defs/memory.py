@@ -69,7 +69,7 @@ def _keep_pandas_out_of_arrow(pa) -> None:
     """Let pyarrow decide, once, that it works without pandas.
 
     pyarrow imports pandas on its first array conversion whenever pandas is installed
-    (it is: dagster-gcp and the xls station key need it), to recognise pandas objects;
+    (it is: the xls station key needs it), to recognise pandas objects;
     no step of ours hands it one, and the import costs 43 MB of resident memory in every
     run (README "Benchmark": the 400 MB bound). pyarrow asks once without insisting and
     remembers the answer; later calls that need pandas (``to_pandas``, ``from_pandas``)

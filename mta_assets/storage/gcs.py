@@ -247,7 +247,7 @@ class GcsStore(LakeStore):
         return client
 
     def _new_client(self):
-        # google.cloud.storage and dagster_gcp are imported here, not at module level:
+        # google.cloud.storage is imported here, not at module level:
         # importing them costs seconds, and the code location must load fast.
         from google.auth.credentials import AnonymousCredentials
         from google.cloud import storage
@@ -267,10 +267,9 @@ class GcsStore(LakeStore):
                     permanent=True,
                 ) from None
             return storage.Client(project=self.project or info.get("project_id"), credentials=credentials)
-        from dagster_gcp import GCSResource
-
         try:
-            return GCSResource(project=self.project).get_client()
+            # Application Default Credentials, as dagster-gcp's GCSResource would find them.
+            return storage.Client(project=self.project)
         except Exception as exc:  # google.auth.exceptions.DefaultCredentialsError and friends
             raise LakeError(
                 f"{self.where}: no Google credentials found ({_first_line(exc)}); set GOOGLE_APPLICATION_CREDENTIALS "
