@@ -12,6 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 import pyarrow.parquet as pq
+import pytest
 
 from mta_assets.defs.resources import Lake, LakeIOManager, MTASource
 from mta_assets.defs.turnstile.assets import turnstile_weeks
@@ -20,6 +21,7 @@ from mta_assets.devtools.synthetic import consecutive_weeks, week_bytes
 from mta_assets.storage.locks import WeekLocked, lock_key, week_lock
 from mta_assets.storage.staging import RunStaging, staging_base
 from mta_assets_tests.defs.test_assets import OneFileServer
+from mta_assets_tests.storage.gcs_proxy import GcsFaultProxy
 
 WEEK = "2023-12-30"
 WEEKS = consecutive_weeks(WEEK, 3)
@@ -97,23 +99,36 @@ def test_the_week_lock_admits_one_holder_and_breaks_a_dead_holders_lock(local_la
         pass
 
 
-def test_two_overlapping_runs_of_one_week_leave_objects_from_one_download(tmp_path: Path, local_lake: Lake):
-    """Each run downloads a different version of the file; whatever the interleaving, the week's
-    gzip object and table come from the same download.
+@pytest.fixture(params=["local", "gcs"])
+def lake_with_create_only(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
+    """A lake whose lock objects are create-only: a local folder (O_EXCL), or the GCS emulator
+    behind a proxy that refuses ``ifGenerationMatch=0`` on an existing object with 412, as GCS
+    does (the emulator alone ignores the precondition)."""
+    if request.param == "local":
+        yield request.getfixturevalue("local_lake")
+        return
+    emulator = request.getfixturevalue("gcs_emulator")
+    lake = request.getfixturevalue("gcs_lake")
+    with GcsFaultProxy(emulator.host, mode="precondition") as proxy:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+        yield lake.model_copy()
 
-    On the local lake only: the lock is a create-only object, and gcp-storage-emulator ignores
-    GCS's ``ifGenerationMatch=0`` precondition that makes it create-only on real GCS.
-    """
-    any_lake = local_lake
+
+def test_two_overlapping_runs_of_one_week_leave_objects_from_one_download(tmp_path: Path, lake_with_create_only: Lake):
+    """Each run downloads a different version of the file; whatever the interleaving, the week's
+    gzip object and table come from the same download."""
+    any_lake = lake_with_create_only
     versions = [week_bytes(WEEK, readings=3000, seed=1), week_bytes(WEEK, readings=2000, seed=2)]
     servers = [OneFileServer(body) for body in versions]
     results = {}
 
     def run(index: int) -> None:
-        results[index] = dg.materialize(
-            [turnstile_weeks], partition_key=WEEK, resources=resources(servers[index].url, any_lake),
-            instance=dg.DagsterInstance.ephemeral(),
-        ).success
+        # Disposed in the thread that made it: SQLite objects belong to their thread.
+        with dg.DagsterInstance.ephemeral() as instance:
+            results[index] = dg.materialize(
+                [turnstile_weeks], partition_key=WEEK, resources=resources(servers[index].url, any_lake),
+                instance=instance,
+            ).success
 
     with servers[0], servers[1]:
         threads = [threading.Thread(target=run, args=(index,)) for index in range(2)]
