@@ -51,3 +51,11 @@ def rebuild_full_week(name: str, dest_dir: Path) -> Path:
             check=True,
         )
     return target
+
+
+def offline_station_key(path: Path | None = None):
+    """The ``station_key`` resource for tests: a local key file, or none (nothing listens on
+    port 9 of this machine, so the fetch fails at once and the wide years keep no names)."""
+    from mta_assets.defs.resources import StationKeySource
+
+    return StationKeySource(path=str(path) if path else None, url="http://127.0.0.1:9/key.csv")

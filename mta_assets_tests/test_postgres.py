@@ -21,6 +21,7 @@ from mta_assets.defs.turnstile.assets import turnstile_weeks
 from mta_assets.defs.turnstile.jobs import mta_turnstile_job
 from mta_assets.defs.turnstile.sensors import evaluate_file_arrival
 from mta_assets_tests.postgres import PostgresDatabase
+from mta_assets_tests.samples import offline_station_key
 
 pytestmark = pytest.mark.postgres
 
@@ -48,7 +49,8 @@ def instance(tmp_path, monkeypatch, postgres_database: PostgresDatabase) -> Iter
 
 
 def resources(mirror, lake: Lake) -> dict[str, object]:
-    return {"mta_source": MTASource(base_url=mirror.url), "lake": lake, "lake_io_manager": LakeIOManager(lake=lake)}
+    return {"mta_source": MTASource(base_url=mirror.url), "lake": lake, "lake_io_manager": LakeIOManager(lake=lake),
+            "station_key": offline_station_key()}
 
 
 def check_evaluations(instance: dg.DagsterInstance, run_id: str) -> dict[str, bool]:

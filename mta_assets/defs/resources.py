@@ -1,8 +1,8 @@
-"""The shared resources (the lake, the MTA source, the lake IO manager), configured from the environment.
+"""The shared resources (the lake, the MTA source, the lake IO manager, MTA's station key), configured from the environment.
 
 They are thin: their settings, descriptions and defaults live here, the work in plain
 classes under ``storage/`` (``LakeClient``, ``MTAClient``) built from those settings. The
-ridership assets' own resources are in ``ridership/resources.py`` (README "Environment
+ridership assets' warehouse is in ``ridership/resources.py`` (README "Environment
 variables" lists every setting).
 
 Every setting is checked here, when the code location loads (``validate_environment``):
@@ -14,6 +14,7 @@ everything on this machine (a local lake folder, MTA's own site).
 """
 
 import dataclasses
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,15 @@ import dagster as dg
 from pydantic import Field, PrivateAttr
 
 from mta_assets.defs.io_manager import DATASET_KEY, EXTENSION_KEY, WeekFiles
-from mta_assets.settings import DEFAULTS, deadline, env_text, validate_environment
+from mta_assets.mta.stations import DEFAULT_STATION_KEY_URL, StationKey, load_station_key, parse_station_key
+from mta_assets.settings import DEFAULTS, deadline, env_text, ridership_settings, validate_environment
 from mta_assets.storage.http import DEFAULT_SOURCE_URL, DownloadedFile, MTAClient, RemoteFile
 from mta_assets.storage.lake import DEFAULT_LAKE_URL, MIB, ChunkCallback, StoredObject
 from mta_assets.storage.lake_client import LakeClient
+
+# The station key fetched from MTA's site, once per URL and process.
+_FETCHED: dict[str, tuple[StationKey | None, str]] = {}
+_FETCH_LOCK = threading.Lock()
 
 
 class Lake(dg.ConfigurableResource):
@@ -208,6 +214,40 @@ class LakeIOManager(dg.ConfigurableIOManager):
         return WeekFiles(self.lake.client, dataset, extension, weeks)
 
 
+class StationKeySource(dg.ConfigurableResource):
+    """MTA's Remote-Booth-Station key: a local file when configured, else fetched once from MTA's site."""
+
+    path: str | None = Field(
+        default=None, description="Local CSV or xls of the key, for offline use (env MTA_STATION_KEY_PATH)."
+    )
+    url: str = Field(default=DEFAULT_STATION_KEY_URL, description="Where MTA publishes the key (env MTA_STATION_KEY_URL).")
+    timeout_s: float = Field(default=20.0, description="Connect and read timeout of the one fetch attempt.")
+
+    def load(self) -> tuple[StationKey | None, str]:
+        """(key, where it came from) or (None, why not). A local path must work; a fetch may fail.
+
+        A failed fetch is not retried within the process: 11-column weeks then keep the
+        names in their files and wide weeks fail the ``every_unit_has_station`` check.
+        """
+        if self.path:
+            return load_station_key(Path(self.path).expanduser()), self.path
+        with _FETCH_LOCK:
+            if self.url not in _FETCHED:
+                _FETCHED[self.url] = self._fetch()
+            return _FETCHED[self.url]
+
+    def _fetch(self) -> tuple[StationKey | None, str]:
+        import requests
+
+        try:
+            response = requests.get(self.url, timeout=(min(self.timeout_s, 5.0), self.timeout_s))
+            response.raise_for_status()
+            return parse_station_key(response.content, self.url.rsplit("/", 1)[-1]), self.url
+        except (requests.RequestException, ValueError) as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            return None, f"station key unavailable from {self.url}: {first} (set MTA_STATION_KEY_PATH for offline use)"
+
+
 def _plain_client(resource: Lake | MTASource, client_class: type) -> Any:
     """The resource's plain client, built from its fields of the same names and kept while they
     stay the same (``model_copy`` keeps private attributes, so the settings are compared)."""
@@ -260,8 +300,14 @@ def build_resources() -> dict[str, object]:
         min_bytes_per_s=deadline("MTA_MIN_BYTES_PER_S"),
         max_file_bytes=_env_int("MTA_MAX_FILE_BYTES", int(deadline("MTA_MAX_FILE_BYTES"))),
     )
+    settings = ridership_settings()
+    key_source = StationKeySource(
+        path=dg.EnvVar("MTA_STATION_KEY_PATH") if settings["MTA_STATION_KEY_PATH"] else None,
+        url=dg.EnvVar("MTA_STATION_KEY_URL") if settings["MTA_STATION_KEY_URL"] else DEFAULT_STATION_KEY_URL,
+    )
     return {
         "mta_source": source,
         "lake": lake,
         "lake_io_manager": LakeIOManager(lake=lake),
+        "station_key": key_source,
     }

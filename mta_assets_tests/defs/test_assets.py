@@ -14,7 +14,7 @@ import pytest
 from mta_assets.defs.resources import Lake, LakeIOManager, MTASource
 from mta_assets.defs.turnstile.assets import turnstile_weeks
 from mta_assets.devtools.synthetic import week_bytes
-from mta_assets_tests.samples import rebuild_full_week
+from mta_assets_tests.samples import offline_station_key, rebuild_full_week
 
 WEEK = "2023-12-30"
 NAME = "turnstile_240106.txt"
@@ -26,6 +26,7 @@ def resources(url: str, lake: Lake) -> dict:
         "mta_source": MTASource(base_url=url, retries=0, read_timeout_s=10),
         "lake": lake,
         "lake_io_manager": LakeIOManager(lake=lake),
+        "station_key": offline_station_key(),
     }
 
 
@@ -189,3 +190,25 @@ def test_a_missing_week_names_week_and_url_and_stores_nothing(mirror, local_lake
     assert not result.success
     assert f"week {WEEK}: {mirror.url}/{NAME} is not published (HTTP 404)" in failure_message(result)
     assert not Path(local_lake.root).exists() or not any(Path(local_lake.root).rglob("*.parquet"))
+
+
+def test_the_wide_years_take_their_station_names_from_the_station_key_resource(mirror, synthetic_week, local_lake, tmp_path):
+    """One station key for the whole pipeline: the turnstile step reads the `station_key`
+    resource for a 2010-2014 week, and never touches it for an 11-column week."""
+    import csv
+
+    wide, recent = "2013-01-26", WEEK
+    served = synthetic_week(wide, readings=600)
+    synthetic_week(recent, readings=600)
+    pairs = sorted({tuple(row[:2]) for row in csv.reader(served.read_text().splitlines()) if len(row) > 2})
+    key = tmp_path / "key.csv"
+    key.write_text("Remote,Booth,Station,Line Name,Division\n" + "".join(f"{u},{c},STATION {u}/{c},1,IRT\n" for c, u in pairs))
+    res = {**resources(mirror.url, local_lake), "station_key": offline_station_key(key)}
+    assert dg.materialize([turnstile_weeks], partition_key=wide, resources=res, instance=dg.DagsterInstance.ephemeral()).success
+    table = pq.read_table(local_lake.fetch(local_lake.key_for("readings", wide, ".parquet"), tmp_path / "f"))
+    names = {(row["ca"], row["unit"]): row["station"] for row in table.select(["ca", "unit", "station"]).to_pylist()}
+    assert names == {(c, u): f"STATION {u}/{c}" for c, u in pairs}
+
+    # An 11-column week names its own stations: a key that cannot be read is never read.
+    missing = {**resources(mirror.url, local_lake), "station_key": offline_station_key(tmp_path / "absent.csv")}
+    assert dg.materialize([turnstile_weeks], partition_key=recent, resources=missing, instance=dg.DagsterInstance.ephemeral()).success

@@ -22,6 +22,7 @@ from mta_assets.defs.turnstile.checks import readings_check_specs
 from mta_assets.devtools.mirror import MirrorServer
 from mta_assets.devtools.synthetic import consecutive_weeks, count_readings
 from mta_assets.mta.calendar import file_name_for_week, latest_published_week
+from mta_assets_tests.samples import offline_station_key
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WEEKS = consecutive_weeks("2023-12-30", 4)  # across New Year: files turnstile_240106 .. turnstile_240127
@@ -35,6 +36,7 @@ def resources(mirror: MirrorServer, lake: Lake) -> dict[str, object]:
         "mta_source": MTASource(base_url=mirror.url, retries=0, backoff_factor_s=0),
         "lake": lake,
         "lake_io_manager": LakeIOManager(lake=lake),
+        "station_key": offline_station_key(),
     }
 
 
@@ -195,6 +197,7 @@ def test_a_week_not_yet_published_fails_naming_the_week_and_its_publication_day(
                 config=TurnstileConfig(),
                 mta_source=MTASource(base_url="http://127.0.0.1:9"),  # never contacted
                 lake=local_lake,
+                station_key=offline_station_key(),
             )
         )
 
@@ -229,6 +232,7 @@ def test_dagster_refuses_a_single_future_partition(local_lake: Lake) -> None:
                 "mta_source": MTASource(base_url="http://127.0.0.1:9"),
                 "lake": local_lake,
                 "lake_io_manager": LakeIOManager(lake=local_lake),
+                "station_key": offline_station_key(),
             },
         )
 

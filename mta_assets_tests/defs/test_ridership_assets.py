@@ -19,13 +19,12 @@ from dagster_duckdb import DuckDBResource
 from mta_assets.defs.resources import Lake, LakeIOManager, MTASource
 from mta_assets.defs.ridership.assets import ridership_assets
 from mta_assets.defs.ridership.checks import ridership_check_specs
-from mta_assets.defs.ridership.resources import StationKeySource
 from mta_assets.defs.turnstile.assets import turnstile_weeks
 from mta_assets.devtools.synthetic import consecutive_weeks
 from mta_assets.defs.turnstile.tables import write_parquet
 from mta_assets.mta.calendar import file_name_for_week
 from mta_assets.mta.parse import parse_week
-from mta_assets_tests.samples import rebuild_full_week, require_samples
+from mta_assets_tests.samples import offline_station_key, rebuild_full_week, require_samples
 
 ASSETS = [turnstile_weeks, *ridership_assets]
 # The 7 consecutive real weeks of 2024 start here; MTA_TEST_REAL_WEEKS=7 runs all of them
@@ -42,7 +41,7 @@ def resources(mirror, lake: Lake, warehouse: Path, key_path: Path | None) -> dic
         "mta_source": MTASource(base_url=mirror.url, retries=0, read_timeout_s=30),
         "lake": lake,
         "lake_io_manager": LakeIOManager(lake=lake),
-        "station_key": StationKeySource(path=str(key_path) if key_path else None, url="http://127.0.0.1:9/key.csv"),
+        "station_key": offline_station_key(key_path),
         "warehouse": DuckDBResource(database=str(warehouse)),
     }
 

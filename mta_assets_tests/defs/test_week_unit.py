@@ -22,13 +22,15 @@ from mta_assets.storage.locks import WeekLocked, lock_key, week_lock
 from mta_assets.storage.staging import RunStaging, staging_base
 from mta_assets_tests.defs.test_assets import OneFileServer
 from mta_assets_tests.storage.gcs_proxy import GcsFaultProxy
+from mta_assets_tests.samples import offline_station_key
 
 WEEK = "2023-12-30"
 WEEKS = consecutive_weeks(WEEK, 3)
 
 
 def resources(url: str, lake: Lake) -> dict:
-    return {"mta_source": MTASource(base_url=url, retries=0), "lake": lake, "lake_io_manager": LakeIOManager(lake=lake)}
+    return {"mta_source": MTASource(base_url=url, retries=0), "lake": lake, "lake_io_manager": LakeIOManager(lake=lake),
+            "station_key": offline_station_key()}
 
 
 def staged_files() -> list[Path]:
@@ -166,7 +168,7 @@ def test_a_retry_after_a_lake_outage_does_not_download_again(mirror: MirrorServe
     result = dg.materialize(
         [turnstile_weeks], partition_key=WEEK, instance=instance,
         resources={"mta_source": MTASource(base_url=mirror.url, retries=0), "lake": flaky,
-                   "lake_io_manager": LakeIOManager(lake=flaky)},
+                   "lake_io_manager": LakeIOManager(lake=flaky), "station_key": offline_station_key()},
         raise_on_error=False,
     )
     downloads = [path for method, path in mirror.requests if method == "GET"]

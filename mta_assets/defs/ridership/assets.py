@@ -26,7 +26,7 @@ from pydantic import Field
 from mta_assets.defs.history import latest_values, log_week_check, weeks_before
 from mta_assets.defs.io_manager import WeekFiles, lake_metadata
 from mta_assets.defs.memory import tune_memory
-from mta_assets.defs.resources import Lake, with_links
+from mta_assets.defs.resources import Lake, StationKeySource, with_links
 from mta_assets.defs.ridership.checks import (
     BLOCKING,
     NAMED,
@@ -40,7 +40,6 @@ from mta_assets.defs.ridership.checks import (
     mean_daily_entries,
     ridership_check_specs,
 )
-from mta_assets.defs.ridership.resources import StationKeySource
 from mta_assets.defs.turnstile.partitions import weekly_partitions
 
 # The previous-week mapping needs allow_nonexistent_upstream_partitions (beta): the first

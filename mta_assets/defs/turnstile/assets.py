@@ -14,6 +14,7 @@ import os
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from pathlib import Path
 
@@ -23,11 +24,12 @@ from pydantic import Field
 from mta_assets.defs.memory import tune_memory
 from mta_assets.defs.history import latest_values, log_week_check, weeks_before
 from mta_assets.defs.io_manager import lake_metadata
-from mta_assets.defs.resources import Lake, MTASource, with_links
+from mta_assets.defs.resources import Lake, MTASource, StationKeySource, with_links
 from mta_assets.defs.turnstile.checks import readings_check_specs, to_check_result
 from mta_assets.defs.turnstile.partitions import backfill_policy, weekly_partitions
 from mta_assets.defs.turnstile.week import GZ, RAW, READINGS, WeekContext, WeekFailed, WeekPlan, WeekResult, process_week
 from mta_assets.mta.calendar import require_published
+from mta_assets.mta.stations import StationKey
 from mta_assets.mta.validate import ValidationSettings
 from mta_assets.storage.deadline import stop_transfers_on_interrupt
 from mta_assets.storage.staging import RunStaging
@@ -69,10 +71,6 @@ class TurnstileConfig(dg.Config):
         description="Block a week whose row count falls more than this share below the median of earlier weeks "
         "(a file cut short that still looks whole).",
     )
-    station_key_path: str | None = Field(
-        default=None,
-        description="MTA Remote-Booth-Station CSV giving station, line names and division to the 2010-2014 rows.",
-    )
     lock_wait_s: float = Field(default=300.0, ge=0, description="How long a week waits for another run committing it.")
 
 
@@ -110,7 +108,13 @@ _specs = [
     retry_policy=dg.RetryPolicy(max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS),
     code_version="2",
 )
-def turnstile_weeks(context: dg.AssetExecutionContext, config: TurnstileConfig, mta_source: MTASource, lake: Lake):
+def turnstile_weeks(
+    context: dg.AssetExecutionContext,
+    config: TurnstileConfig,
+    mta_source: MTASource,
+    lake: Lake,
+    station_key: StationKeySource,
+):
     """Each selected week, downloaded once, validated, then committed to the lake as a whole."""
     weeks = list(context.partition_keys)
     for week in weeks:
@@ -132,7 +136,7 @@ def turnstile_weeks(context: dg.AssetExecutionContext, config: TurnstileConfig, 
         validation=ValidationSettings(config.max_reject_share, config.volume_tolerance, config.max_row_drop),
         earlier_row_counts=runner.earlier_row_counts,
         parse_slots=threading.Semaphore(config.parse_slots),
-        station_key=_station_key(config.station_key_path),
+        station_key=_station_key_once(station_key, context.log.warning),
         lock_wait_s=config.lock_wait_s,
         log=context.log.debug,
     )
@@ -168,12 +172,22 @@ def _start_week(week: str, ctx: WeekContext) -> Future:
     return future
 
 
-def _station_key(path: str | None):
-    if not path:
-        return None
-    from mta_assets.mta.parse import load_station_key
+def _station_key_once(source: StationKeySource, warn: Callable[[str], None]) -> Callable[[], StationKey | None]:
+    """The station key, loaded at the first wide week that asks for it: the 11-column files
+    name their stations, so a run of recent weeks never reads or fetches the key."""
+    lock = threading.Lock()
+    loaded: list[StationKey | None] = []
 
-    return load_station_key(Path(path))
+    def load() -> StationKey | None:
+        with lock:
+            if not loaded:
+                key, note = source.load()
+                if key is None:
+                    warn(f"{note}; the 2010-2014 rows keep no station name")
+                loaded.append(key)
+            return loaded[0]
+
+    return load
 
 
 class _RangeRunner:

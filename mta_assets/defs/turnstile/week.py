@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from mta_assets.mta.calendar import candidate_file_names
+from mta_assets.mta.calendar import candidate_file_names, expected_layout
 from mta_assets.mta.validate import Outcome, ValidationSettings, WeekEvidence, blocking_failures, validate_week
 from mta_assets.storage.locks import week_lock
 from mta_assets.storage.staging import RunStaging
@@ -71,7 +71,7 @@ class WeekContext:
     validation: ValidationSettings
     earlier_row_counts: Callable[[str], Sequence[int]]
     parse_slots: threading.Semaphore
-    station_key: Any = None
+    station_key: Callable[[], Any] = lambda: None  # the station key (wide weeks only), loaded when first asked
     lock_wait_s: float = 300.0
     log: Callable[[str], None] = lambda message: None
     cancel: threading.Event = dataclasses.field(default_factory=threading.Event)
@@ -245,7 +245,9 @@ def _parse_and_validate(week: str, ctx: WeekContext, staged: _Staged, folder: Pa
 
     with ctx.parse_slots:
         started = time.perf_counter()
-        parsed = parse_week(staged.path, week, staged.file_name, ctx.station_key)
+        # Only the 2010-2014 files lack station names; the key is read for them alone.
+        key = ctx.station_key() if expected_layout(week) == "wide" else None
+        parsed = parse_week(staged.path, week, staged.file_name, key)
         parse_seconds = time.perf_counter() - started
         evidence = WeekEvidence(
             week=week,
