@@ -57,29 +57,26 @@ class WeekFiles(Mapping[str, Path]):
         return None
 
     def __getitem__(self, week: str) -> Path:
+        return self.file(week)[0]
+
+    def file(self, week: str) -> tuple[Path, bool]:
+        """(the week's local file, whether it is the lake's own object: a local lake, no copy)."""
         key = self._keys[week]
         with self._lock:
-            if week in self._fetched:
-                self._fetched.move_to_end(week)
-                return self._fetched[week][0]
-            folder = Path(tempfile.mkdtemp(prefix="mta-load-"))
-            path = self._lake.fetch(key, folder)
-            if path.parent != folder:  # a local lake hands out the object itself, no copy
-                shutil.rmtree(folder, ignore_errors=True)
-                self._fetched[week] = (path, None)
-            else:
+            if week not in self._fetched:
+                folder = Path(tempfile.mkdtemp(prefix="mta-load-"))
+                path = self._lake.fetch(key, folder)
+                if path.parent != folder:  # a local lake hands out the object itself, no copy
+                    shutil.rmtree(folder, ignore_errors=True)
+                    folder = None
                 self._fetched[week] = (path, folder)
-            while len(self._fetched) > _KEEP_FETCHED:
-                _, (_, old) = self._fetched.popitem(last=False)
-                if old is not None:
-                    shutil.rmtree(old, ignore_errors=True)
-            return path
-
-    def in_lake(self, week: str) -> bool:
-        """Whether the week's file is the lake's own object (a local lake), not a fetched copy."""
-        self[week]
-        with self._lock:
-            return self._fetched[week][1] is None
+                while len(self._fetched) > _KEEP_FETCHED:
+                    _, (_, old) = self._fetched.popitem(last=False)
+                    if old is not None:
+                        shutil.rmtree(old, ignore_errors=True)
+            self._fetched.move_to_end(week)
+            path, folder = self._fetched[week]
+            return path, folder is None
 
     def _drop(self) -> None:
         for _, folder in self._fetched.values():

@@ -29,10 +29,7 @@ from mta_assets.defs.memory import tune_memory
 from mta_assets.defs.resources import Lake, StationKeySource, with_links
 from mta_assets.defs.ridership.checks import (
     BLOCKING,
-    NAMED,
-    PLAUSIBLE,
     RIDERSHIP,
-    USABLE,
     blocking_failures,
     check_named,
     check_plausible,
@@ -113,9 +110,7 @@ _specs = [
 
 
 class _WeekFailed(Exception):
-    def __init__(self, message: str, results: list[dg.AssetCheckResult]):
-        super().__init__(message)
-        self.results = results
+    """A week's blocking check failed; its results are already in the run's ``checks``."""
 
 
 def earlier_mean_entries(instance: dg.DagsterInstance, week: str, limit: int = 8) -> dict[str, float]:
@@ -208,8 +203,6 @@ class _RidershipRun:
                 self.done[week] = done
                 try:
                     self._finish(week, future.result(), done)
-                except _WeekFailed as exc:
-                    self.failures[week], self.checks[week] = str(exc), exc.results
                 except Exception as exc:  # reported per week; the other weeks go on
                     self.failures[week] = str(exc) if week in str(exc) else f"week {week}: {exc}"
                 if week in self.failures:  # good weeks speak through their materializations
@@ -257,12 +250,12 @@ class _RidershipRun:
             if before in self.readings:
                 previous = pq.read_table(self.readings[before], **read).unify_dictionaries()
             rows = daily(intervals(current, previous), stations, dt.date.fromisoformat(week))
+            data["previous_week_used"] = previous is not None
             del current, previous
             by_day = system_by_day(rows)
             data.update(
                 rows=rows,
                 by_day=by_day,
-                previous_week_used=before in self.readings,
                 top_stations=top_stations_markdown(rows),
                 chart=day_chart_markdown(by_day, week),
                 ridership_file=folder / "ridership.parquet",
@@ -284,8 +277,8 @@ class _RidershipRun:
     def _readings_for_warehouse(self, week: str, folder: Path) -> tuple[Path, bool]:
         """(the week's readings file, whether it is the lake's own); a copy outlives the
         reading, since WeekFiles keeps only the last few weeks it fetched."""
-        path = self.readings[week]
-        if self.readings.in_lake(week):
+        path, in_lake = self.readings.file(week)
+        if in_lake:
             return path, True  # a local lake: the view reads its files in place
         target = folder / "readings" / path.name
         target.parent.mkdir()
@@ -329,7 +322,7 @@ class _RidershipRun:
         self.checks[week] = results
         failed = blocking_failures(results)
         if failed:
-            raise _WeekFailed(f"week {week}: blocking checks failed: {', '.join(failed)}; the last good file is kept", results)
+            raise _WeekFailed(f"week {week}: blocking checks failed: {', '.join(failed)}; the last good file is kept")
         self.earlier[week] = mean_entries  # the next weeks of the range compare with this one
         return {
             "dagster/row_count": dg.MetadataValue.int(rows.num_rows),

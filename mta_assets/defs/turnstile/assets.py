@@ -16,7 +16,6 @@ import time
 import warnings
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
