@@ -1,17 +1,24 @@
-"""How downstream assets load the weekly objects, one week at a time (the lake IO manager's part).
+"""How assets store and load weekly lake objects: the lake IO manager's logic (the resource is ``LakeIOManager`` in ``resources.py``).
 
-The turnstile assets commit their weeks themselves, inside their step, only after the
-week has passed every blocking check (``turnstile/week.py``); an IO manager's
-``handle_output`` runs after the whole step, too late for that. What the IO manager
-does is hand a downstream asset its upstream weeks as a ``WeekFiles`` mapping
-(week → local file), fetched when a week is read and dropped when the next one is, so a
-range of any length keeps at most one upstream object per reader on local disk. Weeks
+Loading. A downstream asset receives its upstream weeks the way its parameter is typed:
+``pa.Table`` or ``pd.DataFrame`` for one week's table (a mapping week -> table over a
+range, or when a partition mapping hands it several weeks), anything else a ``WeekFiles``
+mapping week -> local file, fetched when a week is read and dropped a few weeks later, so
+a range of any length keeps a bounded number of upstream objects on local disk. Weeks
 with no object (the week before the first one, say) are simply absent.
 
+Storing. A returned ``pa.Table``, ``pd.DataFrame`` or local file ``Path`` (or a mapping
+week -> one of them, for a range) becomes the week's object, written to a temporary file,
+uploaded and verified, then moved into place atomically. Our own weekly steps return
+nothing: the turnstile step commits each week's objects together as soon as the week has
+passed every blocking check (``turnstile/week.py``), and the ridership step stores each
+week as it is done, through the same ``store_week`` — an IO manager's ``handle_output``
+runs once after the whole step, which would stage every week of a range on local disk and
+make one bad week cost the others their objects.
+
 Each asset declares where its weeks live in its definition metadata
-(``lake/dataset``, ``lake/extension``); nothing is pickled. The ``LakeIOManager`` resource
-(``resources.py``, beside the ``Lake`` it reads from) reads that metadata and hands out a
-``WeekFiles``; nothing here imports Dagster.
+(``lake/dataset``, ``lake/extension``); an asset without it (a user's own) stores its
+weeks as Parquet under a dataset named after its key. Nothing is pickled.
 """
 
 
@@ -22,6 +29,9 @@ from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from typing import Any
+
+from mta_assets.storage.lake import StoredObject
 from mta_assets.storage.lake_client import LakeClient
 
 DATASET_KEY = "lake/dataset"
@@ -31,9 +41,81 @@ EXTENSION_KEY = "lake/extension"
 _KEEP_FETCHED = 4
 
 
+PARQUET_TYPE = "application/vnd.apache.parquet"
+CONTENT_TYPES = {".parquet": PARQUET_TYPE, ".csv.gz": "application/gzip", ".txt": "text/plain"}
+
+
 def lake_metadata(dataset: str, extension: str) -> dict[str, str]:
     """Definition metadata telling the IO manager where an asset's weeks live."""
     return {DATASET_KEY: dataset, EXTENSION_KEY: extension}
+
+
+def where(metadata: Any, asset_path: list[str]) -> tuple[str, str]:
+    """(dataset, extension) of an asset's weeks: its definition metadata, else Parquet under its key."""
+    if metadata and DATASET_KEY in metadata:
+        return str(metadata[DATASET_KEY]), str(metadata.get(EXTENSION_KEY, ".parquet"))
+    return "/".join(asset_path), ".parquet"
+
+
+def store_week(lake: LakeClient, dataset: str, week: str | None, value: Any, extension: str = ".parquet") -> StoredObject:
+    """Write one week's value (a table, a data frame or a local file) as its lake object, atomically and verified."""
+    if isinstance(value, Path):
+        return _put(lake, dataset, week, extension, value)
+    import pyarrow as pa
+
+    from mta_assets.defs.turnstile.tables import write_parquet
+
+    if not isinstance(value, pa.Table):
+        if type(value).__module__.startswith("pandas"):
+            value = pa.Table.from_pandas(value, preserve_index=False)
+        else:
+            raise TypeError(
+                f"{dataset} week {week}: the lake stores a pyarrow Table, a pandas DataFrame or a local file Path, "
+                f"not {type(value).__name__}"
+            )
+    folder = Path(tempfile.mkdtemp(prefix="mta-store-"))
+    try:
+        path = folder / f"{week or dataset.rsplit('/', 1)[-1]}.parquet"
+        write_parquet(value, path)
+        return _put(lake, dataset, week, ".parquet", path)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _put(lake: LakeClient, dataset: str, week: str | None, extension: str, path: Path) -> StoredObject:
+    key = lake.key_for(dataset, week, extension) if week else lake.key(dataset + extension)
+    return lake.put_file(path, key, CONTENT_TYPES.get(extension, "application/octet-stream"))
+
+
+def as_type(path: Path, wanted: Any) -> Any:
+    """A week's local file as the type a downstream parameter asks for."""
+    name = getattr(wanted, "__name__", "")
+    if name == "Table" and getattr(wanted, "__module__", "").startswith("pyarrow"):
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path)
+    if name == "DataFrame" and getattr(wanted, "__module__", "").startswith("pandas"):
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path).to_pandas()
+    return path
+
+
+class WeekValues(Mapping[str, Any]):
+    """Upstream weeks as tables or data frames, read from their files when a week is read."""
+
+    def __init__(self, files: "WeekFiles", wanted: Any):
+        self._files = files
+        self._wanted = wanted
+
+    def __getitem__(self, week: str) -> Any:
+        return as_type(self._files[week], self._wanted)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._files)
+
+    def __len__(self) -> int:
+        return len(self._files)
 
 
 class WeekFiles(Mapping[str, Path]):
@@ -77,6 +159,13 @@ class WeekFiles(Mapping[str, Path]):
             self._fetched.move_to_end(week)
             path, folder = self._fetched[week]
             return path, folder is None
+
+    def release(self, week: str) -> None:
+        """Drop the week's local copy now (it is fetched again if read again)."""
+        with self._lock:
+            _, folder = self._fetched.pop(week, (None, None))
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def _drop(self) -> None:
         for _, folder in self._fetched.values():

@@ -13,8 +13,10 @@ read through ``mta_assets.settings``. Unset settings fall back to the defaults, 
 everything on this machine (a local lake folder, MTA's own site).
 """
 
+import collections.abc
 import dataclasses
 import threading
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from mta_assets.defs.io_manager import DATASET_KEY, EXTENSION_KEY, WeekFiles
+from mta_assets.defs.io_manager import WeekFiles, WeekValues, as_type, store_week, where
 from mta_assets.mta.stations import DEFAULT_STATION_KEY_URL, StationKey, load_station_key, parse_station_key
 from mta_assets.settings import DEFAULTS, deadline, env_text, ridership_settings, validate_environment
 from mta_assets.storage.http import DEFAULT_SOURCE_URL, DownloadedFile, MTAClient, RemoteFile
@@ -189,29 +191,48 @@ class MTASource(dg.ConfigurableResource):
 
 
 class LakeIOManager(dg.ConfigurableIOManager):
-    """Loads weekly lake objects (GCS or a local folder) for downstream assets; stores nothing itself."""
+    """Stores and loads weekly lake objects (GCS or a local folder): tables, data frames or files (``io_manager.py``)."""
 
     lake: dg.ResourceDependency[Lake]
 
     def handle_output(self, context: dg.OutputContext, obj: object) -> None:
-        if obj is not None:
+        if obj is None:
+            return  # a weekly step of ours has stored each week as it finished (io_manager.py)
+        dataset, extension = where(context.definition_metadata, context.asset_key.path)
+        weeks = list(context.asset_partition_keys) if context.has_asset_partitions else [None]
+        if len(weeks) == 1 and not isinstance(obj, Mapping):
+            obj = {weeks[0]: obj}
+        if not isinstance(obj, Mapping) or set(obj) - set(weeks):
             raise dg.Failure(
-                f"{context.asset_key.to_user_string()}: weekly assets commit their own objects to the lake after "
-                "validation and return MaterializeResult; the lake IO manager does not store returned values"
+                f"{context.asset_key.to_user_string()}: a range of weeks is stored from a mapping week -> value "
+                f"with weeks from {weeks[0]} to {weeks[-1]}"
             )
+        stored = {week: store_week(self.lake.client, dataset, week, value, extension) for week, value in obj.items()}
+        if len(stored) == 1:
+            (only,) = stored.values()
+            context.add_output_metadata(with_links(only.metadata()))
+        else:
+            context.add_output_metadata({"weeks_stored": len(stored)})
 
-    def load_input(self, context: dg.InputContext) -> WeekFiles:
+    def load_input(self, context: dg.InputContext) -> Any:
         upstream = context.upstream_output
-        metadata = upstream.definition_metadata if upstream else None
-        try:
-            dataset, extension = metadata[DATASET_KEY], metadata[EXTENSION_KEY]
-        except (KeyError, TypeError):
-            raise dg.Failure(
-                f"asset {context.asset_key.to_user_string()} has no {DATASET_KEY}/{EXTENSION_KEY} definition "
-                "metadata; the lake IO manager cannot tell where its objects live"
-            ) from None
+        dataset, extension = where(upstream.definition_metadata if upstream else None, context.asset_key.path)
         weeks = list(context.asset_partition_keys) if context.has_asset_partitions else []
-        return WeekFiles(self.lake.client, dataset, extension, weeks)
+        files = WeekFiles(self.lake.client, dataset, extension, weeks)
+        wanted = context.dagster_type.typing_type
+        if typing.get_origin(wanted) in (dict, Mapping, collections.abc.Mapping):
+            value_type = (typing.get_args(wanted) or (str, Any))[-1]
+            return WeekValues(files, value_type)  # a mapping week -> value, asked for by name
+        if isinstance(wanted, type) and issubclass(wanted, Mapping):
+            return files  # WeekFiles: week -> local file
+        if len(weeks) == 1:
+            if weeks[0] not in files:
+                raise dg.Failure(
+                    f"{context.asset_key.to_user_string()} week {weeks[0]}: no object in the lake "
+                    f"({self.lake.uri_for(self.lake.key_for(dataset, weeks[0], extension))})"
+                )
+            return as_type(files[weeks[0]], wanted)
+        return WeekValues(files, wanted)
 
 
 class StationKeySource(dg.ConfigurableResource):

@@ -70,9 +70,25 @@ def week_start(key: str) -> dt.date:
     return day
 
 
+def shift_week(key: str, weeks: int) -> str:
+    """The key ``weeks`` weeks after ``key`` (before, when negative)."""
+    return (week_start(key) + dt.timedelta(weeks=weeks)).strftime(KEY_FORMAT)
+
+
+def weeks_between(first: str, last: str) -> list[str]:
+    """Saturday keys from ``first`` through ``last``, both included (empty when first > last)."""
+    start, end = week_start(first), week_start(last)
+    return [(start + dt.timedelta(weeks=n)).strftime(KEY_FORMAT) for n in range((end - start).days // 7 + 1)]
+
+
+def weeks_before(key: str, count: int) -> list[str]:
+    """Up to ``count`` keys before ``key``, oldest first, none before ``FIRST_WEEK``."""
+    return [week for week in (shift_week(key, -n) for n in range(count, 0, -1)) if week >= FIRST_WEEK]
+
+
 def publication_date(key: str) -> dt.date:
     """The Saturday the week's file is due: the day after its last reading."""
-    return week_start(key) + dt.timedelta(days=7)
+    return week_start(shift_week(key, 1))
 
 
 def candidate_file_names(key: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""The ridership assets end to end: real weeks' tables -> stations -> ridership -> warehouse.
+"""The ridership assets end to end: real weeks' tables -> stations -> ridership in the lake.
 
 System entries per day are checked against an independent computation written in plain
 Python over the csv module, reading MTA's files as published (rebuilt from the samples).
@@ -11,10 +11,9 @@ from collections import defaultdict
 from pathlib import Path
 
 import dagster as dg
-import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from dagster_duckdb import DuckDBResource
 
 from mta_assets.defs.resources import Lake, LakeIOManager, MTASource
 from mta_assets.defs.ridership.assets import ridership_assets
@@ -36,14 +35,21 @@ REAL_WEEKS = consecutive_weeks(FIRST_REAL_WEEK, int(os.environ.get("MTA_TEST_REA
 TOLERANCE = 0.001
 
 
-def resources(mirror, lake: Lake, warehouse: Path, key_path: Path | None) -> dict:
+def resources(mirror, lake: Lake, key_path: Path | None) -> dict:
     return {
         "mta_source": MTASource(base_url=mirror.url, retries=0, read_timeout_s=30),
         "lake": lake,
         "lake_io_manager": LakeIOManager(lake=lake),
         "station_key": offline_station_key(key_path),
-        "warehouse": DuckDBResource(database=str(warehouse)),
     }
+
+
+def lake_table(lake: Lake, dataset: str, weeks: list[str], folder: Path) -> pa.Table:
+    """The weeks' objects of a dataset, as one table."""
+    return pa.concat_tables(
+        [pq.read_table(lake.fetch(lake.key_for(dataset, week, ".parquet"), folder / dataset / week)) for week in weeks],
+        promote_options="permissive",
+    )
 
 
 def materialize_range(weeks: list[str], res: dict, instance: dg.DagsterInstance):
@@ -119,29 +125,31 @@ def readings_in_lake(lake: Lake, weeks: list[str], folder: Path) -> list[Path]:
 def test_real_weeks_make_ridership_that_matches_an_independent_computation(tmp_path, mirror, station_key_path):
     lake = Lake(url=str(tmp_path / "lake"))
     served = readings_in_lake(lake, REAL_WEEKS, tmp_path / "mta")
-    warehouse = tmp_path / "warehouse.duckdb"
     instance = dg.DagsterInstance.ephemeral()
 
     result = dg.materialize(
         ASSETS,
         selection=[key for asset in ridership_assets for key in asset.keys],
-        resources=resources(mirror, lake, warehouse, station_key_path),
+        resources=resources(mirror, lake, station_key_path),
         instance=instance,
         tags={"dagster/asset_partition_range_start": REAL_WEEKS[0], "dagster/asset_partition_range_end": REAL_WEEKS[-1]},
     )
     assert result.success
 
-    with duckdb.connect(str(warehouse), read_only=True) as connection:
-        ours = dict(connection.execute("SELECT date, sum(entries) FROM ridership_daily GROUP BY date").fetchall())
-        unnamed = connection.execute("SELECT count(*) FROM ridership_daily WHERE station IS NULL").fetchone()[0]
-        units_per_day = connection.execute(
-            "SELECT count(DISTINCT unit) FROM ridership_daily GROUP BY date ORDER BY date"
-        ).fetchall()
-        readings_units = connection.execute("SELECT count(DISTINCT unit) FROM readings").fetchone()[0]
-        station_units = connection.execute("SELECT count(DISTINCT unit) FROM stations").fetchone()[0]
-        dropped_per_week = connection.execute(
-            "SELECT week, sum(intervals_dropped) FROM ridership_daily_parts GROUP BY week ORDER BY week"
-        ).fetchall()
+    rows = lake_table(lake, "ridership", REAL_WEEKS, tmp_path / "read").to_pylist()
+    ours: dict[dt.date, int] = defaultdict(int)
+    units_by_day: dict[dt.date, set] = defaultdict(set)
+    dropped_by_week: dict[str, int] = defaultdict(int)
+    for row in rows:
+        ours[row["date"]] += row["entries"]
+        units_by_day[row["date"]].add(row["unit"])
+        dropped_by_week[str(row["week"])] += row["intervals_dropped"]
+    unnamed = sum(1 for row in rows if row["station"] is None)
+    readings = lake_table(lake, "readings", REAL_WEEKS, tmp_path / "read")
+    readings_units = len(set(readings["unit"].to_pylist()))
+    station_units = len(set(lake_table(lake, "stations", REAL_WEEKS, tmp_path / "read")["unit"].to_pylist()))
+    units_per_day = [(len(units_by_day[day]),) for day in sorted(units_by_day)]
+    dropped_per_week = sorted(dropped_by_week.items())
     independent = independent_entries_by_day(served)
 
     first = dt.date.fromisoformat(REAL_WEEKS[0])
@@ -190,9 +198,8 @@ def test_the_previous_week_is_used_when_it_is_in_the_lake_and_a_rerun_changes_no
     for week in weeks:
         synthetic_week(week, readings=3000)
     lake = Lake(url=str(tmp_path / "lake"))
-    warehouse = tmp_path / "warehouse.duckdb"
     instance = dg.DagsterInstance.ephemeral()
-    res = resources(mirror, lake, warehouse, None)  # no key: the 11-column names are kept
+    res = resources(mirror, lake, None)  # no key: the 11-column names are kept
 
     assert dg.materialize(ASSETS, partition_key=weeks[1], resources=res, instance=instance).success
     alone = instance.get_latest_materialization_event(dg.AssetKey("ridership_daily")).asset_materialization.metadata
@@ -202,12 +209,10 @@ def test_the_previous_week_is_used_when_it_is_in_the_lake_and_a_rerun_changes_no
     assert ranged.success
     used = {m.partition: m.metadata["previous_week_used"].value for m in materializations_of(ranged, "ridership_daily")}
     assert used == {weeks[0]: False, weeks[1]: True}
-    with duckdb.connect(str(warehouse), read_only=True) as connection:
-        before = connection.execute("SELECT * FROM ridership_daily_parts ORDER BY ALL").fetchall()
+    before = {week: lake.read_bytes(lake.key_for("ridership", week, ".parquet")) for week in weeks}
 
     assert materialize_range(weeks, res, instance).success
-    with duckdb.connect(str(warehouse), read_only=True) as connection:
-        assert connection.execute("SELECT * FROM ridership_daily_parts ORDER BY ALL").fetchall() == before
+    assert {week: lake.read_bytes(lake.key_for("ridership", week, ".parquet")) for week in weeks} == before
 
 
 def test_a_wide_week_without_a_station_key_fails_its_station_check_and_is_not_stored(tmp_path, mirror, synthetic_week):
@@ -216,7 +221,7 @@ def test_a_wide_week_without_a_station_key_fails_its_station_check_and_is_not_st
     lake = Lake(url=str(tmp_path / "lake"))
     instance = dg.DagsterInstance.ephemeral()
     result = dg.materialize(
-        ASSETS, partition_key=week, resources=resources(mirror, lake, tmp_path / "w.duckdb", None),
+        ASSETS, partition_key=week, resources=resources(mirror, lake, None),
         instance=instance, raise_on_error=False,
     )
     assert not result.success
@@ -265,58 +270,21 @@ def test_the_checks_judge_a_weeks_rows_as_the_readme_says():
     assert check_named(stations.slice(0, 1), "key.csv").passed
 
 
-def test_a_gcs_lakes_readings_are_a_view_over_files_kept_beside_the_warehouse(tmp_path, mirror, synthetic_week, gcs_lake):
-    """No readings table to load (0.4 s a week): the week's file is kept next to the database."""
-    weeks = consecutive_weeks("2024-01-06", 2)
-    for week in weeks:
-        synthetic_week(week, readings=3000)
-    warehouse = tmp_path / "wh" / "warehouse.duckdb"
-    instance = dg.DagsterInstance.ephemeral()
-    res = resources(mirror, gcs_lake, warehouse, None)
-
-    assert materialize_range(weeks, res, instance).success
-    kept = sorted(path.relative_to(tmp_path / "wh") for path in (tmp_path / "wh").rglob("*") if path.is_file())
-    names = [file_name_for_week(week).replace(".txt", ".parquet") for week in weeks]
-    assert kept == [Path("warehouse.duckdb"), *(Path("warehouse.readings") / "2024" / name for name in names)]
-    loads = instance.get_latest_materialization_event(dg.AssetKey("ridership_warehouse")).asset_materialization
-    with duckdb.connect(str(warehouse), read_only=True) as connection:
-        kind = connection.execute("SELECT table_type FROM information_schema.tables WHERE table_name = 'readings'")
-        assert kind.fetchone() == ("VIEW",)
-        by_week = dict(connection.execute("SELECT CAST(week AS VARCHAR), count(*) FROM readings GROUP BY ALL").fetchall())
-        before = connection.execute("SELECT * FROM readings ORDER BY ALL").fetchall()
-    lake_rows = {
-        week: pq.ParquetFile(gcs_lake.fetch(gcs_lake.key_for("readings", week, ".parquet"), tmp_path / "f")).metadata.num_rows
-        for week in weeks
-    }
-    assert by_week == lake_rows
-    assert loads.metadata["rows"].value["readings"] == lake_rows[loads.partition]
-
-    # Loaded again: the same files, the same rows, nothing left behind.
-    assert materialize_range(weeks, res, instance).success
-    assert sorted(path.relative_to(tmp_path / "wh") for path in (tmp_path / "wh").rglob("*") if path.is_file()) == kept
-    with duckdb.connect(str(warehouse), read_only=True) as connection:
-        assert connection.execute("SELECT * FROM readings ORDER BY ALL").fetchall() == before
-
-
 def test_each_ridership_asset_can_be_materialized_alone_from_what_the_lake_holds(tmp_path, mirror, synthetic_week):
-    """One step makes the three assets; selected alone, each reads what it needs from the lake."""
+    """One step makes both assets; selected alone, each reads what it needs from the lake."""
     week = "2024-01-06"
     synthetic_week(week, readings=3000)
     lake = Lake(url=str(tmp_path / "lake"))
     instance = dg.DagsterInstance.ephemeral()
-    first, second = tmp_path / "first.duckdb", tmp_path / "second.duckdb"
-    assert dg.materialize(ASSETS, partition_key=week, resources=resources(mirror, lake, first, None), instance=instance).success
+    res = resources(mirror, lake, None)
+    assert dg.materialize(ASSETS, partition_key=week, resources=res, instance=instance).success
     stored = {dataset: lake.read_bytes(lake.key_for(dataset, week, ".parquet")) for dataset in ("stations", "ridership")}
 
-    res = resources(mirror, lake, second, None)
-    for name in ("ridership_daily", "ridership_warehouse"):
+    for name in ("stations", "ridership_daily"):
         alone = dg.materialize(ASSETS, selection=[name], partition_key=week, resources=res, instance=instance)
         assert alone.success
         assert [m.asset_key.to_user_string() for m in materializations_of(alone, name)] == [name]
         assert {e.asset_key for e in alone.get_asset_materialization_events()} == {dg.AssetKey(name)}
     # Recomputed from the same readings and the lake's stations: the same bytes.
     assert lake.read_bytes(lake.key_for("ridership", week, ".parquet")) == stored["ridership"]
-    tables = "SELECT * FROM ridership_daily ORDER BY ALL"
-    with duckdb.connect(str(first), read_only=True) as one, duckdb.connect(str(second), read_only=True) as two:
-        assert one.execute(tables).fetchall() == two.execute(tables).fetchall()
-        assert one.execute("SELECT count(*) FROM readings").fetchone() == two.execute("SELECT count(*) FROM readings").fetchone()
+    assert lake.read_bytes(lake.key_for("stations", week, ".parquet")) == stored["stations"]

@@ -9,25 +9,22 @@ table alone is rebuilt from the lake's gzip object).
 """
 
 
-import dataclasses
 import os
 import threading
-import time
-import warnings
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 
 import dagster as dg
 from pydantic import Field
 
-from mta_assets.defs.memory import tune_memory
-from mta_assets.defs.history import latest_values, log_week_check, weeks_before
+from mta_assets.defs.history import latest_values
 from mta_assets.defs.io_manager import lake_metadata
 from mta_assets.defs.resources import Lake, MTASource, StationKeySource, with_links
-from mta_assets.defs.turnstile.checks import readings_check_specs, to_check_result
+from mta_assets.defs.turnstile.checks import BLOCKING, readings_check_specs, to_check_result
 from mta_assets.defs.turnstile.partitions import backfill_policy, weekly_partitions
-from mta_assets.defs.turnstile.week import GZ, RAW, READINGS, WeekContext, WeekFailed, WeekPlan, WeekResult, process_week
-from mta_assets.mta.calendar import require_published
+from mta_assets.defs.turnstile.week import GZ, RAW, READINGS, WeekContext, WeekFailed, WeekPlan, process_week
+from mta_assets.defs.weeks import WeekReport
+from mta_assets.mta.calendar import require_published, weeks_before
 from mta_assets.mta.stations import StationKey
 from mta_assets.mta.validate import ValidationSettings
 from mta_assets.storage.deadline import stop_transfers_on_interrupt
@@ -37,10 +34,6 @@ GROUP = "mta_turnstile"
 DEFAULT_GZIP_LEVEL = 6  # README "Compression level": 19% smaller than 1, a quarter of 9's time
 READINGS_KEY = dg.AssetKey(READINGS)
 CANCEL_GRACE_S = 6.0  # Dagster's Terminate should end the run within 10 s
-
-# Single-run backfills (a beta parameter) are what make a range one run: chosen knowingly,
-# so that the warning is not repeated by every command that loads the code location.
-warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=dg.BetaWarning)
 
 
 def _lake_kind() -> str:
@@ -121,7 +114,6 @@ def turnstile_weeks(
             require_published(week)
         except ValueError as exc:
             raise dg.Failure(str(exc), allow_retries=False) from None
-    tune_memory()
     selected = {key.to_user_string() for key in context.selected_asset_keys}
     plan = WeekPlan(assets=frozenset(selected), store_raw_text=config.store_raw_text, gzip_level=config.gzip_level)
     staging = RunStaging(context.run.run_id).open()
@@ -148,7 +140,10 @@ def turnstile_weeks(
         retry_coming = runner.retryable and context.retry_number < 2
         if not retry_coming:
             staging.close()
-    yield from runner.report(staging)
+    yield from runner.report.finish(
+        sorted(context.selected_asset_keys, key=lambda key: key.to_user_string()),
+        totals={"weeks": len(weeks), "peak_staging_bytes": staging.peak_bytes} if len(weeks) > 1 else None,
+    )
 
 
 def _start_week(week: str, ctx: WeekContext) -> Future:
@@ -190,27 +185,21 @@ def _station_key_once(source: StationKeySource, warn: Callable[[str], None]) -> 
 
 
 class _RangeRunner:
-    """Runs the weeks a few at a time and turns each week's result into Dagster events."""
+    """Runs the weeks a few at a time; each finished week goes to the step's ``WeekReport``."""
 
     def __init__(self, context: dg.AssetExecutionContext, config: TurnstileConfig, plan: WeekPlan, weeks: list[str]):
         self.context = context
         self.config = config
         self.plan = plan
         self.weeks = weeks
-        self.results: dict[str, WeekResult] = {}
-        self.failures: dict[str, WeekFailed] = {}
+        self.report = WeekReport(context, weeks)
         self._rows_seen: dict[str, int] = {}
         self._rows_lock = threading.Lock()
         self._earlier_from_instance: dict[str, int] | None = None
-        self.started = time.perf_counter()
-
-    @property
-    def single(self) -> bool:
-        return len(self.weeks) == 1
 
     @property
     def retryable(self) -> bool:
-        return any(not failure.permanent for failure in self.failures.values())
+        return bool(self.report.retryable)
 
     def earlier_row_counts(self, week: str) -> list[int]:
         """Row counts of up to 8 earlier weeks: from the event log, and from this run's finished weeks."""
@@ -259,80 +248,21 @@ class _RangeRunner:
         try:
             result = future.result()
         except WeekFailed as failure:
-            self.failures[week] = failure
-            self._log_checks(week, failure.outcomes)
-            self.context.log.error(f"{failure} ({self._progress()})")
+            self._checks(week, failure.outcomes)
+            self.report.failed(week, str(failure), retryable=not failure.permanent)
             return
         except Exception as exc:  # a bug, not a week's fault: still name the week
-            failure = WeekFailed(week, f"week {week}: {type(exc).__name__}: {exc}", permanent=True)
-            self.failures[week] = failure
-            self.context.log.error(f"{failure} ({self._progress()})")
+            self.report.failed(week, f"week {week}: {type(exc).__name__}: {exc}")
             return
         with self._rows_lock:
             self._rows_seen[week] = result.rows
-        metadata = {asset: with_links(values) for asset, values in result.metadata.items()}
-        self.results[week] = dataclasses.replace(result, metadata=metadata)
-        self._log_checks(week, result.outcomes)
-        self.context.log.info(f"week {week} committed: {result.rows:,} rows in {result.seconds:.1f} s ({self._progress()})")
+        self._checks(week, result.outcomes)
+        metadata = {dg.AssetKey(asset): with_links(values) for asset, values in result.metadata.items()}
+        self.report.committed(week, metadata, f": {result.rows:,} rows in {result.seconds:.1f} s")
 
-    def _progress(self) -> str:
-        finished = len(self.results) + len(self.failures)
-        total = len(self.weeks)
-        elapsed = time.perf_counter() - self.started
-        eta = elapsed / finished * (total - finished) if finished else 0.0
-        return f"{finished} of {total} weeks, {len(self.failures)} failed, elapsed {elapsed:.0f} s, ETA {eta:.0f} s"
-
-    def _log_checks(self, week: str, outcomes) -> None:
-        """Each week's check results go to that week's partition (also in a range)."""
-        if READINGS_KEY not in self.context.selected_asset_keys:
-            return
-        if self.single and week not in self.failures:
-            return  # a single week's results are yielded as AssetCheckResult by report()
-        for outcome in outcomes:
-            log_week_check(self.context, to_check_result(outcome), week, outcome.blocking)
-
-    def report(self, staging: RunStaging):
-        """Materializations and check results: each week with its own metadata."""
-        totals = {
-            "weeks": len(self.weeks),
-            "weeks_committed": len(self.results),
-            "weeks_failed": len(self.failures),
-            "peak_staging_bytes": staging.peak_bytes,
-            "seconds": round(time.perf_counter() - self.started, 1),
-        }
-        self.context.log.info(f"range totals: {totals}")
-        keys = sorted(self.context.selected_asset_keys, key=lambda key: key.to_user_string())
-        if self.failures:
-            for week, result in self.results.items():
-                for key in keys:
-                    self.context.log_event(
-                        dg.AssetMaterialization(asset_key=key, partition=week, metadata=result.metadata[key.path[-1]])
-                    )
-            failed = sorted(self.failures)
-            raise dg.Failure(
-                description=f"{len(failed)} of {len(self.weeks)} week(s) failed: "
-                + "; ".join(str(self.failures[week]) for week in failed),
-                metadata={
-                    "failed_weeks": dg.MetadataValue.json(failed),
-                    "committed_weeks": dg.MetadataValue.json(sorted(self.results)),
-                    **totals,
-                },
-                allow_retries=self.retryable,
-            )
-        if self.single:
-            (result,) = self.results.values()
-            for key in keys:
-                yield dg.MaterializeResult(asset_key=key, metadata=result.metadata[key.path[-1]])
-            for outcome in result.outcomes:
-                check = to_check_result(outcome)
-                if dg.AssetCheckKey(READINGS_KEY, check.check_name) in self.context.selected_asset_check_keys:
-                    yield check
-            return
-        for week, result in self.results.items():
-            for key in keys:
-                self.context.add_asset_metadata(result.metadata[key.path[-1]], asset_key=key, partition_key=week)
-        for key in keys:
-            yield dg.MaterializeResult(asset_key=key)
+    def _checks(self, week: str, outcomes) -> None:
+        if READINGS_KEY in self.context.selected_asset_keys:
+            self.report.checks(week, [to_check_result(outcome) for outcome in outcomes], BLOCKING)
 
 
 def earlier_row_counts(instance: dg.DagsterInstance, week: str, limit: int = 8) -> dict[str, int]:

@@ -42,7 +42,7 @@ import dagster as dg
 from mta_assets.defs.resources import MTASource
 from mta_assets.defs.turnstile.jobs import mta_turnstile_job
 from mta_assets.defs.turnstile.partitions import LAST_WEEK
-from mta_assets.mta.calendar import FIRST_WEEK, KEY_FORMAT, latest_published_week
+from mta_assets.mta.calendar import FIRST_WEEK, latest_published_week, shift_week, weeks_between
 from mta_assets.settings import int_from_env
 from mta_assets.storage.http import RemoteFile, SourceUnavailable
 
@@ -62,21 +62,6 @@ URL_TAG = "mta/source_url"
 
 
 SENSOR_INTERVAL_S = int_from_env("MTA_SENSOR_INTERVAL_S", DEFAULT_INTERVAL_S, 30, why="MTA publishes once a week")
-
-
-def _shift(week: str, weeks: int) -> str:
-    day = dt.datetime.strptime(week, KEY_FORMAT).date() + dt.timedelta(weeks=weeks)
-    return day.strftime(KEY_FORMAT)
-
-
-def _weeks_between(first: str, last: str) -> list[str]:
-    """Saturday keys from ``first`` through ``last``, both included (empty when first > last)."""
-    weeks = []
-    week = first
-    while week <= last:
-        weeks.append(week)
-        week = _shift(week, 1)
-    return weeks
 
 
 def parse_cursor(cursor: str | None) -> tuple[str | None, dict[str, str]]:
@@ -111,10 +96,10 @@ def probing_source(mta_source: MTASource) -> MTASource:
 def weeks_to_probe(through: str | None, latest: str) -> tuple[list[str], list[str]]:
     """(catch-up weeks, recheck weeks) for a tick; see the module docstring."""
     if through is None:
-        return _weeks_between(max(FIRST_WEEK, _shift(latest, -1)), latest), []
-    catch_up = _weeks_between(_shift(through, 1), latest)[:MAX_CATCH_UP_WEEKS]
-    recent = max(FIRST_WEEK, _shift(latest, -(RECHECK_WEEKS - 1)))
-    recheck = _weeks_between(recent, min(through, latest))
+        return weeks_between(max(FIRST_WEEK, shift_week(latest, -1)), latest), []
+    catch_up = weeks_between(shift_week(through, 1), latest)[:MAX_CATCH_UP_WEEKS]
+    recent = max(FIRST_WEEK, shift_week(latest, -(RECHECK_WEEKS - 1)))
+    recheck = weeks_between(recent, min(through, latest))
     return catch_up, recheck
 
 
@@ -166,7 +151,7 @@ def evaluate_file_arrival(
         )
         seen[week] = remote.validator
 
-    oldest_rechecked = _shift(latest, -(RECHECK_WEEKS - 1))
+    oldest_rechecked = shift_week(latest, -(RECHECK_WEEKS - 1))
     for week, url in not_published:
         if week < oldest_rechecked:
             context.log.warning(

@@ -1,0 +1,30 @@
+"""When Dagster brings a downstream week up to date on its own: one condition for every weekly asset downstream of the lake.
+
+Dagster's ``AutomationCondition.eager()`` acts on the latest time partition only; our
+weeks change in any order (a backfill, a week rebuilt after its successor, a good week of
+a range whose other week failed), so the same rule applies to every week here: a week is
+requested when it is newly missing or one of its upstream weeks was updated, once none of
+its upstream weeks is missing or in progress. The schedule, the sensor and backfills
+select the whole lineage, so this only acts on what they did not reach (README "Automation").
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+
+def weekly_eager(ignore_missing: dg.AssetSelection | None = None) -> dg.AutomationCondition:
+    """``eager()`` for every week, not only the latest.
+
+    ``ignore_missing``: upstream assets whose missing weeks do not hold a week back; the
+    ridership of week W reads W-1's readings when they exist and does without them when not.
+    """
+    deps_missing = dg.AutomationCondition.any_deps_missing()
+    if ignore_missing is not None:
+        deps_missing = deps_missing.ignore(ignore_missing)
+    return (
+        (dg.AutomationCondition.newly_missing() | dg.AutomationCondition.any_deps_updated()).since_last_handled()
+        & ~deps_missing
+        & ~dg.AutomationCondition.any_deps_in_progress()
+        & ~dg.AutomationCondition.in_progress()
+    ).with_label("weekly_eager")

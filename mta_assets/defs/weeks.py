@@ -1,0 +1,99 @@
+"""What a step over a range of weeks records: each week's materializations and check results, on its own partition.
+
+The one workaround for what Dagster lacks, shared by every weekly step. Dagster records a
+ranged step's outputs as materialized for every week of the range and has no partial
+success (dagster-io/dagster#17836), and a check result cannot name a partition
+(``AssetCheckResult`` has no ``partition``). So:
+
+- every check result is logged as an ``AssetCheckEvaluation`` on its week's partition, as
+  soon as the week is done, in single weeks and ranges alike;
+- when every week succeeded, the step yields one ``MaterializeResult`` per asset and each
+  week's own metadata is attached to its partition (``add_asset_metadata``);
+- when some week failed, the good weeks are logged as ``AssetMaterialization`` events on
+  their partitions and the step then fails naming each failed week and its cause. The
+  failed weeks stay missing, so *Materialize -> missing* re-runs exactly them, and the
+  good weeks' downstream assets follow through their automation condition
+  (``defs/automation.py``), since Dagster skips the downstream steps of a failed step.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import dagster as dg
+
+
+class WeekReport:
+    """Collects each week's outcome as the step goes, then records them the one way above."""
+
+    def __init__(self, context: dg.AssetExecutionContext, weeks: Iterable[str]):
+        self.context = context
+        self.weeks = list(weeks)
+        self.done: dict[str, Mapping[dg.AssetKey, Mapping[str, Any]]] = {}
+        self.failures: dict[str, str] = {}
+        self.retryable: set[str] = set()
+        self.started = time.perf_counter()
+
+    def checks(self, week: str, results: Iterable[dg.AssetCheckResult], blocking: frozenset[str]) -> None:
+        """Log the week's check results on its partition (the selected checks only)."""
+        selected = self.context.selected_asset_check_keys
+        for result in results:
+            if dg.AssetCheckKey(result.asset_key, result.check_name) not in selected:
+                continue
+            self.context.log_event(
+                dg.AssetCheckEvaluation(
+                    asset_key=result.asset_key,
+                    check_name=result.check_name,
+                    passed=result.passed,
+                    metadata=result.metadata,
+                    severity=result.severity,
+                    description=result.description,
+                    partition=week,
+                    blocking=result.check_name in blocking,
+                )
+            )
+
+    def committed(self, week: str, metadata: Mapping[dg.AssetKey, Mapping[str, Any]], note: str = "") -> None:
+        self.done[week] = metadata
+        self.context.log.info(f"week {week} committed{note} ({self.progress()})")
+
+    def failed(self, week: str, message: str, retryable: bool = False) -> None:
+        self.failures[week] = message if week in message else f"week {week}: {message}"
+        if retryable:
+            self.retryable.add(week)
+        self.context.log.error(f"{self.failures[week]} ({self.progress()})")
+
+    def progress(self) -> str:
+        finished, total = len(self.done) + len(self.failures), len(self.weeks)
+        elapsed = time.perf_counter() - self.started
+        eta = elapsed / finished * (total - finished) if finished else 0.0
+        return f"{finished} of {total} weeks, {len(self.failures)} failed, elapsed {elapsed:.0f} s, ETA {eta:.0f} s"
+
+    def finish(self, keys: Iterable[dg.AssetKey], totals: Mapping[str, Any] | None = None) -> Iterator[dg.MaterializeResult]:
+        """The step's results: materializations of every good week, then a failure naming the bad ones."""
+        keys = list(keys)
+        if totals:
+            self.context.log.info(f"range totals: {dict(totals)}")
+        if self.failures:
+            for week, assets in self.done.items():
+                for key in keys:
+                    self.context.log_event(dg.AssetMaterialization(asset_key=key, partition=week, metadata=assets[key]))
+            failed = sorted(self.failures)
+            raise dg.Failure(
+                description=f"{len(failed)} of {len(self.weeks)} week(s) failed: "
+                + "; ".join(self.failures[week] for week in failed),
+                metadata={
+                    "failed_weeks": dg.MetadataValue.json(failed),
+                    "committed_weeks": dg.MetadataValue.json(sorted(self.done)),
+                    **(totals or {}),
+                },
+                # Only a transient cause (a lake or source outage) is worth the step's retry.
+                allow_retries=bool(self.retryable),
+            )
+        for week, assets in self.done.items():
+            for key in keys:
+                self.context.add_asset_metadata(dict(assets[key]), asset_key=key, partition_key=week)
+        for key in keys:
+            yield dg.MaterializeResult(asset_key=key)
