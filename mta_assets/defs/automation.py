@@ -22,8 +22,12 @@ def weekly_eager(ignore_missing: dg.AssetSelection | None = None) -> dg.Automati
     deps_missing = dg.AutomationCondition.any_deps_missing()
     if ignore_missing is not None:
         deps_missing = deps_missing.ignore(ignore_missing)
+    # Any upstream week updated, also by a run that materialized this asset for another week:
+    # ``any_deps_updated()`` ignores updates from runs that targeted this asset at all, which
+    # is exactly how week W-1's rebuild reaches week W.
+    deps_updated = dg.AutomationCondition.any_deps_match(dg.AutomationCondition.newly_updated())
     return (
-        (dg.AutomationCondition.newly_missing() | dg.AutomationCondition.any_deps_updated()).since_last_handled()
+        (dg.AutomationCondition.newly_missing() | deps_updated).since_last_handled()
         & ~deps_missing
         & ~dg.AutomationCondition.any_deps_in_progress()
         & ~dg.AutomationCondition.in_progress()

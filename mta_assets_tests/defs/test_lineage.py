@@ -1,0 +1,190 @@
+"""The whole lineage on Dagster's machinery: the IO manager, automation, a bad week that costs no other week anything."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from mta_assets.defs.resources import LakeIOManager, MTASource
+from mta_assets.defs.ridership.assets import ridership_assets
+from mta_assets.defs.turnstile.assets import turnstile_weeks
+from mta_assets.defs.turnstile.partitions import weekly_partitions
+from mta_assets.devtools.synthetic import consecutive_weeks
+from mta_assets.mta.calendar import file_name_for_week
+from mta_assets_tests.samples import offline_station_key, rebuild_full_week
+
+ASSETS = [turnstile_weeks, *ridership_assets]
+RIDERSHIP = dg.AssetKey("ridership_daily")
+
+
+def resources(mirror, lake) -> dict:
+    return {
+        "mta_source": MTASource(base_url=mirror.url, retries=0, read_timeout_s=30),
+        "lake": lake,
+        "lake_io_manager": LakeIOManager(lake=lake),
+        "station_key": offline_station_key(),
+    }
+
+
+def materialize(weeks: list[str], res: dict, instance: dg.DagsterInstance, assets=ASSETS, selection=None):
+    range_tags = {"dagster/asset_partition_range_start": weeks[0], "dagster/asset_partition_range_end": weeks[-1]}
+    return dg.materialize(assets, selection=selection, resources=res, instance=instance, raise_on_error=False, tags=range_tags)
+
+
+def run_automation(res: dict, instance: dg.DagsterInstance, cursor=None) -> tuple[list[tuple[str, str]], object]:
+    """What the automation sensor does: evaluate the conditions, run what they request (a run per week), until quiet."""
+    defs = dg.Definitions(assets=ASSETS, resources=res)
+    keys = [key for asset in ASSETS for key in asset.keys]
+    executed: list[tuple[str, str]] = []
+    for _ in range(5):
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+        cursor = result.cursor
+        by_week: dict[str, list[dg.AssetKey]] = {}
+        for key in keys:
+            for week in result.get_requested_partitions(key):
+                by_week.setdefault(week, []).append(key)
+        if not by_week:
+            return executed, cursor
+        for week, selection in sorted(by_week.items()):
+            executed += [(week, key.to_user_string()) for key in selection]
+            run = dg.materialize(ASSETS, selection=selection, partition_key=week, resources=res, instance=instance)
+            assert run.success, (week, selection)
+    raise AssertionError(f"automation did not settle: {executed}")
+
+
+def ridership_entries(lake, week: str, tmp_path) -> dict:
+    table = pq.read_table(lake.fetch(lake.key_for("ridership", week, ".parquet"), tmp_path / "read" / week))
+    return {str(row["date"]): row["entries"] for row in table.group_by("date").aggregate([("entries", "sum")]).rename_columns(["date", "entries"]).to_pylist()}
+
+
+def test_a_users_own_assets_get_the_weeks_table_through_the_io_manager(tmp_path, mirror, mirror_root, any_lake):
+    week = "2023-12-30"
+    rebuild_full_week("240106.csv.gz", mirror_root)  # MTA's real file, served on loopback
+    res = resources(mirror, any_lake)
+    instance = dg.DagsterInstance.ephemeral()
+    assert dg.materialize([turnstile_weeks], partition_key=week, resources=res, instance=instance).success
+    rows = instance.get_latest_materialization_event(dg.AssetKey("turnstile_readings")).asset_materialization
+    real_rows = rows.metadata["dagster/row_count"].value
+    assert real_rows > 200_000
+
+    @dg.asset(partitions_def=weekly_partitions, io_manager_key="lake_io_manager")
+    def readings_per_unit(turnstile_readings: pd.DataFrame) -> pd.DataFrame:
+        """Readings per unit, from the week's table as a data frame."""
+        assert len(turnstile_readings) == real_rows
+        return turnstile_readings.groupby("unit").size().rename("readings").reset_index()
+
+    @dg.asset(partitions_def=weekly_partitions, io_manager_key="lake_io_manager")
+    def entries_per_unit(turnstile_readings: pa.Table, readings_per_unit: pa.Table) -> pa.Table:
+        """Readings per unit again, from the week's table as Arrow and the frame stored above."""
+        assert turnstile_readings.num_rows == real_rows
+        assert sum(readings_per_unit["readings"].to_pylist()) == real_rows
+        return readings_per_unit
+
+    result = dg.materialize(
+        [turnstile_weeks, readings_per_unit, entries_per_unit],
+        selection=["readings_per_unit", "entries_per_unit"],
+        partition_key=week, resources=res, instance=instance,
+    )
+    assert result.success
+    stored = any_lake.fetch(any_lake.key_for("readings_per_unit", week, ".parquet"), tmp_path / "user")
+    assert sum(pq.read_table(stored)["readings"].to_pylist()) == real_rows
+    meta = instance.get_latest_materialization_event(dg.AssetKey("entries_per_unit")).asset_materialization.metadata
+    assert meta["uri"].value.endswith(file_name_for_week(week).replace(".txt", ".parquet"))
+
+
+def test_a_bad_week_costs_no_other_week_its_ridership_and_missing_reruns_only_it(
+    tmp_path, mirror, mirror_root, synthetic_week, local_lake
+):
+    weeks = consecutive_weeks("2024-01-06", 4)
+    for week in weeks:
+        synthetic_week(week, readings=2500)
+    bad = weeks[1]
+    good_file = (mirror_root / file_name_for_week(bad)).read_bytes()
+    (mirror_root / file_name_for_week(bad)).write_text("<html><body>Service unavailable</body></html>\n")
+    res = resources(mirror, local_lake)
+    instance = dg.DagsterInstance.ephemeral()
+    _, cursor = run_automation(res, instance)  # the sensor's first tick: nothing to do yet
+
+    first = materialize(weeks, res, instance)
+    assert not first.success
+    failure = next(e for e in first.all_events if e.event_type_value == "STEP_FAILURE")
+    assert f"week {bad}" in failure.event_specific_data.error.message
+    # Dagster skips the ridership step of a failed step; the good weeks' ridership follows by automation.
+    executed, cursor = run_automation(res, instance, cursor)
+    assert {(week, key) for week, key in executed if key == "ridership_daily"} == {
+        (week, "ridership_daily") for week in weeks if week != bad
+    }
+    for week in weeks:
+        ridership = local_lake.stat(local_lake.key_for("ridership", week, ".parquet"))
+        assert (ridership is None) is (week == bad), week
+    assert local_lake.stat(local_lake.key_for("readings", bad, ".parquet")) is None
+    status = instance.get_status_by_partition(dg.AssetKey("turnstile_readings"), weeks, weekly_partitions)
+    assert {week for week, state in status.items() if state != dg.AssetPartitionStatus.MATERIALIZED} == {bad}
+
+    # The file is good again: re-running what is missing is that week alone; the week after it
+    # then follows, since its first intervals start at the bad week's last readings.
+    before = ridership_entries(local_lake, weeks[2], tmp_path)
+    (mirror_root / file_name_for_week(bad)).write_bytes(good_file)
+    assert materialize([bad], res, instance, selection=[k for a in [turnstile_weeks] for k in a.keys]).success
+    executed, _ = run_automation(res, instance, cursor)
+    assert sorted(executed) == sorted(
+        [(bad, "ridership_daily"), (bad, "stations"), (weeks[2], "ridership_daily")]
+    )
+    after = ridership_entries(local_lake, weeks[2], tmp_path / "after")
+    assert set(after) - set(before) == {"2024-01-19"}  # its first interval now starts in the week before
+    latest = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=RIDERSHIP, asset_partitions=[weeks[2]]), limit=1
+    ).records[0].asset_materialization
+    assert latest.metadata["previous_week_used"].value is True
+
+
+def test_weeks_built_out_of_order_end_with_the_same_ridership_as_in_order(tmp_path, mirror, synthetic_week):
+    from mta_assets.defs.resources import Lake
+
+    weeks = consecutive_weeks("2024-01-06", 2)
+    for week in weeks:
+        synthetic_week(week, readings=2500)
+    in_order, out_of_order = Lake(url=str(tmp_path / "a")), Lake(url=str(tmp_path / "b"))
+
+    ordered = dg.DagsterInstance.ephemeral()
+    for week in weeks:
+        assert dg.materialize(ASSETS, partition_key=week, resources=resources(mirror, in_order), instance=ordered).success
+
+    res = resources(mirror, out_of_order)
+    instance = dg.DagsterInstance.ephemeral()
+    _, cursor = run_automation(res, instance)  # the sensor's first tick: nothing to do yet
+    executed = []
+    for week in reversed(weeks):  # W, then W-1, the sensor ticking after each run
+        assert dg.materialize(ASSETS, partition_key=week, resources=res, instance=instance).success
+        done, cursor = run_automation(res, instance, cursor)
+        executed += done
+    assert executed == [(weeks[1], "ridership_daily")]
+    for week in weeks:
+        assert out_of_order.read_bytes(out_of_order.key_for("ridership", week, ".parquet")) == in_order.read_bytes(
+            in_order.key_for("ridership", week, ".parquet")
+        ), week
+
+
+@pytest.mark.parametrize("how", ["schedule", "sensor"])
+def test_a_requested_week_gets_every_asset_of_the_lineage(how, mirror, synthetic_week, local_lake):
+    """The job behind the schedule and the sensor selects everything downstream of the turnstile assets."""
+    from mta_assets.definitions import defs
+
+    week = "2024-01-06"
+    synthetic_week(week, readings=2500)
+    job = defs.resolve_job_def("mta_turnstile_job")
+    selected = {key.to_user_string() for key in job.asset_layer.selected_asset_keys}
+    assert {"turnstile_csv", "turnstile_csv_gz", "turnstile_readings", "stations", "ridership_daily"} <= selected
+    if how == "schedule":
+        schedule = defs.resolve_schedule_def("mta_weekly_schedule")
+        assert schedule.job_name == job.name
+    else:
+        assert defs.resolve_sensor_def("mta_file_arrival_sensor").job_name == job.name
+    result = job.execute_in_process(
+        partition_key=week, resources=resources(mirror, local_lake), instance=dg.DagsterInstance.ephemeral()
+    )
+    assert result.success
+    assert local_lake.stat(local_lake.key_for("ridership", week, ".parquet")) is not None
