@@ -15,6 +15,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     DAGSTER_HOME=/opt/dagster/dagster_home \
     MTA_STAGING_DIR=/tmp/mta-staging
 
+# Memory by design, set where the process starts (docs/benchmark.md): two malloc arenas
+# for the weeks' threads, large blocks mapped apart so a parse's arrays go back to the
+# system, and Arrow on the system allocator. Every run container and pod inherits them.
+ENV MALLOC_ARENA_MAX=2 \
+    MALLOC_MMAP_THRESHOLD_=1048576 \
+    ARROW_DEFAULT_MEMORY_POOL=system
+
 WORKDIR /opt/dagster/app
 
 # The package's own metadata is the single list of dependencies: installing the project
