@@ -133,3 +133,14 @@ def test_require_published_refuses_a_week_before_the_archive():
 
 def test_partitions_have_no_end_date():
     assert weekly_partitions.end is None
+
+
+def test_week_arithmetic_lives_here_and_stops_at_the_first_week():
+    from mta_assets.mta.calendar import FIRST_WEEK, shift_week, weeks_before, weeks_between
+
+    assert shift_week("2023-12-30", 1) == "2024-01-06"
+    assert shift_week("2024-01-06", -2) == "2023-12-23"
+    assert weeks_between("2023-12-23", "2024-01-06") == ["2023-12-23", "2023-12-30", "2024-01-06"]
+    assert weeks_between("2024-01-06", "2023-12-30") == []
+    assert weeks_before("2024-01-06", 2) == ["2023-12-23", "2023-12-30"]
+    assert weeks_before(shift_week(FIRST_WEEK, 1), 3) == [FIRST_WEEK]
