@@ -59,6 +59,8 @@ TARGETS = {
     "import_ratio": 1.3,
 }
 YEAR_WEEKS = 52
+# What ./mta and the Dockerfile set for every process (glibc and Arrow read them at start).
+MEMORY_ENV = {"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": "1048576", "ARROW_DEFAULT_MEMORY_POOL": "system"}
 # The plain script's work: the file, its gzip object and the table. Ridership and the
 # warehouse are timed apart, as what they add to a week (README "Benchmark").
 TURNSTILE_SELECTION = "group:mta_turnstile"
@@ -80,6 +82,9 @@ def child_env(code_root: Path = REPO_ROOT, **extra: str) -> dict[str, str]:
     """The caller's environment without its MTA_* settings, ``code_root``'s packages importable."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("MTA_") or name == SAMPLES_ENV}
     env.pop("STORAGE_EMULATOR_HOST", None)
+    # The memory settings a user gets from ./mta and the image (docs/benchmark.md).
+    for name, value in MEMORY_ENV.items():
+        env.setdefault(name, value)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(code_root), env.get("PYTHONPATH")]))
     env.update(extra)
     return env
