@@ -159,6 +159,12 @@ class SodaClient:
             rows.extend(page)
             count = len(page)
 
+    def get_text(self, what: str, url: str) -> str:
+        """A small public file (a crosswalk) under the same retry and deadline rules."""
+        deadline = Deadline(self.deadline_s)
+        with self._session(deadline) as session:
+            return self._get(session, what, url, {}, deadline).decode("utf-8-sig")
+
     # -- MTA's hourly ridership ------------------------------------------------------------------
 
     def published_through(self, what: str, dataset: str, deadline: Deadline) -> dt.datetime | None:
