@@ -56,7 +56,9 @@ def _turnstile_by_day(lake: Lake, week: str, folder: Path) -> dict | None:
     ],
     check_specs=hourly_check_specs(),
     partitions_def=official_partitions,
-    can_subset=False,  # the two objects are committed as one unit
+    # Subsettable only so that a week not published yet may end without outputs or check
+    # results; whatever is selected, both objects are committed together.
+    can_subset=True,
 )
 def official_hourly_week(context: dg.AssetExecutionContext, config: OfficialHourlyConfig, lake: Lake, open_data: OpenDataSource):
     """The week's official hourly ridership, raw and validated, committed together when valid."""
@@ -77,7 +79,8 @@ def official_hourly_week(context: dg.AssetExecutionContext, config: OfficialHour
         results = blocking_results(table, week)
         failed = [result for result in results if not result.passed]
         if failed:
-            yield from results
+            if HOURLY in context.selected_asset_keys:
+                yield from results
             raise dg.Failure(
                 description=f"week {week} not committed: " + "; ".join(str(result.description) for result in failed),
                 allow_retries=False,
@@ -100,18 +103,22 @@ def official_hourly_week(context: dg.AssetExecutionContext, config: OfficialHour
             lake.client, AREA, week,
             {"hourly_raw": (download.path, download.path.name, "application/gzip"),
              "hourly": (parquet, parquet.name, PARQUET)},
-            owner=context.run_id, wait_s=config.lock_wait_s,
+            owner=context.run.run_id, wait_s=config.lock_wait_s,
             metadata={"week": week, "datasets": ",".join(download.datasets)},
         )
     source = {"source_urls": ", ".join(download.urls), "datasets": ", ".join(download.datasets),
               "published_through": download.published_through.isoformat()}
-    yield dg.MaterializeResult(asset_key=RAW, metadata=with_links({"uri": lake.uri_for(week_key(lake.client, AREA, "hourly_raw", week) or ""), "rows": download.rows, **source}))
-    hourly_metadata = {"uri": lake.uri_for(week_key(lake.client, AREA, "hourly", week) or ""), "rows": rows, "total_ridership": total,
-                       "complexes": len(set(table["station_complex_id"].to_pylist())), **source}
-    if ratio is not None:
-        hourly_metadata["turnstile_over_official"] = round(ratio, 4)  # a number: the Plots tab draws it across weeks
-    yield dg.MaterializeResult(asset_key=HOURLY, metadata=with_links(hourly_metadata))
-    yield from results
+    selected = context.selected_asset_keys
+    if RAW in selected:
+        raw_uri = lake.uri_for(week_key(lake.client, AREA, "hourly_raw", week) or "")
+        yield dg.MaterializeResult(asset_key=RAW, metadata=with_links({"uri": raw_uri, "rows": download.rows, **source}))
+    if HOURLY in selected:
+        hourly_metadata = {"uri": lake.uri_for(week_key(lake.client, AREA, "hourly", week) or ""), "rows": rows,
+                           "total_ridership": total, "complexes": len(set(table["station_complex_id"].to_pylist())), **source}
+        if ratio is not None:
+            hourly_metadata["turnstile_over_official"] = round(ratio, 4)  # a number: the Plots tab draws it across weeks
+        yield dg.MaterializeResult(asset_key=HOURLY, metadata=with_links(hourly_metadata))
+        yield from results
 
 
 official_assets = [official_hourly_week, official_daily, station_complexes]
