@@ -17,7 +17,9 @@ class OpenDataSource(dg.ConfigurableResource):
     app_token: str | None = Field(
         default=None, repr=False, description="Socrata app token, sent as X-App-Token (env MTA_OPEN_DATA_APP_TOKEN)."
     )
-    page_size: int = Field(default=MAX_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE, description="Rows per page ($limit).")
+    page_size: int = Field(
+        default=MAX_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE, description="Rows per page, SODA's $limit (env MTA_OPEN_DATA_PAGE_SIZE)."
+    )
     connect_timeout_s: float = Field(default=10.0, gt=0, description="Seconds to wait for a connection.")
     read_timeout_s: float = Field(default=60.0, gt=0, description="Seconds without a byte before an attempt fails.")
     deadline_s: float = Field(default=300.0, gt=0, description="Total time of one week's (or the daily totals') download, retries included.")
@@ -63,6 +65,7 @@ def build_official_resources() -> dict[str, OpenDataSource]:
         "open_data": OpenDataSource(
             base_url=dg.EnvVar("MTA_OPEN_DATA_URL") if env_text("MTA_OPEN_DATA_URL") else DEFAULT_OPEN_DATA_URL,
             app_token=dg.EnvVar("MTA_OPEN_DATA_APP_TOKEN") if env_text("MTA_OPEN_DATA_APP_TOKEN") else None,
+            page_size=dg.EnvVar.int("MTA_OPEN_DATA_PAGE_SIZE") if env_text("MTA_OPEN_DATA_PAGE_SIZE") else MAX_PAGE_SIZE,
             station_complexes_url=dg.EnvVar("MTA_STATION_COMPLEXES_URL") if env_text("MTA_STATION_COMPLEXES_URL") else None,
         )
     }
