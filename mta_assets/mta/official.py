@@ -109,6 +109,14 @@ def week_hours(week: str) -> list[dt.datetime]:
     return hours
 
 
+def latest_complete_week(through: dt.datetime) -> str | None:
+    """The newest Saturday week whose every hour is at or before ``through`` (a dataset's newest hour)."""
+    edge = (through + dt.timedelta(hours=1)).date()  # the week must end (Saturday 00:00) by then
+    saturday = edge - dt.timedelta(days=(edge.weekday() - 5) % 7)
+    key = (saturday - dt.timedelta(days=7)).isoformat()
+    return key if key >= FIRST_WEEK else None
+
+
 def raw_file_name(week: str) -> str:
     return f"official_hourly_{week}.csv.gz"
 

@@ -167,9 +167,9 @@ class SodaClient:
 
     # -- MTA's hourly ridership ------------------------------------------------------------------
 
-    def published_through(self, what: str, dataset: str, deadline: Deadline) -> dt.datetime | None:
+    def published_through(self, what: str, dataset: str, deadline: Deadline | None = None) -> dt.datetime | None:
         """The dataset's newest ``transit_timestamp`` (an aggregate over the dataset, not a $group)."""
-        rows = self.json_rows(what, dataset, {"$select": "max(transit_timestamp) AS last"}, deadline)
+        rows = self.json_rows(what, dataset, {"$select": "max(transit_timestamp) AS last"}, deadline or Deadline(self.deadline_s))
         value = rows[0].get("last") if rows else None
         return official.parse_timestamp(value) if value else None
 

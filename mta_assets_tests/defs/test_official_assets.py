@@ -8,6 +8,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mta_assets.defs.official.assets import official_daily, official_hourly_week, station_complexes
+from mta_assets.defs.official.checks import HOURLY
 from mta_assets.defs.official.resources import OpenDataSource
 from mta_assets.defs.resources import Lake
 from mta_assets.mta import official
@@ -89,3 +90,41 @@ def test_the_daily_totals_and_the_station_complexes_are_stored_whole(tmp_path, s
     assert row == [{"unit": "R051", "ca": "A002", "complex_id": "613", "complex_name": row[0]["complex_name"], "source": "hshore29"}]
     assert row[0]["complex_name"].startswith("Lexington Av/59 St")
     assert _checks(result)["every_unit_has_complex"].passed
+
+
+def test_the_sensor_requests_each_published_week_once_and_never_one_not_published(soda_mirror):
+    from mta_assets.defs.official.sensors import official_publication_sensor
+
+    res = {"open_data": OpenDataSource(base_url=soda_mirror.url)}
+    first = official_publication_sensor(dg.build_sensor_context(resources=res))
+    assert [r.partition_key for r in first] == [WEEK]  # the mirror has published through 2024-01-12 23:00
+    behind = official_publication_sensor(dg.build_sensor_context(cursor="2023-12-23", resources=res))
+    assert [(r.partition_key, r.run_key) for r in behind] == [
+        ("2023-12-30", "official_hourly:2023-12-30"), (WEEK, f"official_hourly:{WEEK}")]
+    current = official_publication_sensor(dg.build_sensor_context(cursor=WEEK, resources=res))
+    assert isinstance(current, dg.SkipReason) and "rows through 2024-01-12 23:00:00" in current.skip_message
+
+
+def test_the_week_check_states_turnstile_over_official_when_both_sources_exist(tmp_path, soda_mirror):
+    res = _resources(tmp_path, soda_mirror)
+    first = dg.materialize([official_hourly_week], partition_key=WEEK, resources=res)
+    lake = res["lake"].client
+    hourly = pq.read_table(lake.root / week_key(lake, "official", "hourly", WEEK))
+    by_day = official.daily_totals(hourly)
+    # A ridership_daily week whose turnstile entries are 0.5 of the official ones on each day.
+    days = sorted(by_day)
+    ridership = pa.table({"date": pa.array(days, pa.date32()), "entries": [int(by_day[d] * 0.5) for d in days],
+                          "exits": [0] * len(days)})
+    path = tmp_path / "ridership.parquet"
+    pq.write_table(ridership, path)
+    lake.put_file(path, lake.key_for("ridership", WEEK, ".parquet"), "application/vnd.apache.parquet")
+    assert _checks(first)["turnstile_over_official"].passed  # nothing to compare with yet
+    again = dg.materialize([official_hourly_week], partition_key=WEEK, resources=res)
+    check = _checks(again)["turnstile_over_official"]
+    expected = official.ratio_summary(official.turnstile_over_official(
+        {d: float(int(by_day[d] * 0.5)) for d in days}, by_day))["median"]
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert f"turnstile entries are {expected:.2f} of MTA's hourly ridership (median of 7 days" in check.description
+    assert check.metadata["turnstile_over_official"].value == round(expected, 4)
+    (materialization,) = [m for m in again.asset_materializations_for_node("official_hourly_week") if m.asset_key == HOURLY]
+    assert materialization.metadata["turnstile_over_official"].value == round(expected, 4)
