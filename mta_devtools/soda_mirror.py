@@ -26,6 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from mta_assets.mta.official import field_name
 from mta_devtools.official_synthetic import FIELDS, Complex, load_complexes, window_rows
 
 HOURLY_PERIODS = {
@@ -35,11 +36,6 @@ HOURLY_PERIODS = {
 }
 _WINDOW = re.compile(r"transit_timestamp\s*>=\s*'([^']+)'\s+AND\s+transit_timestamp\s*<\s*'([^']+)'", re.IGNORECASE)
 _AFTER = re.compile(r"date\s*>\s*'([^']+)'", re.IGNORECASE)
-
-
-def _field_name(header: str) -> str:
-    kept = "".join(ch.lower() if ch.isalnum() else " " for ch in header)
-    return "_".join(kept.split())
 
 
 def _iso(text: str) -> dt.datetime:
@@ -108,7 +104,7 @@ class SodaMirror:
         daily, successor = [], []
         with open(path, newline="", encoding="utf-8-sig") as handle:
             for row in csv.DictReader(handle):
-                fields = {_field_name(k): v for k, v in row.items()}
+                fields = {field_name(k): v for k, v in row.items()}
                 day = dt.datetime.strptime(fields.pop("date"), "%m/%d/%Y").date()
                 stamp = f"{day:%Y-%m-%d}T00:00:00.000"
                 if successor_from is not None and day >= successor_from:

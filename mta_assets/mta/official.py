@@ -37,6 +37,9 @@ SODA_ORDER = "transit_timestamp, station_complex_id, payment_method, fare_class_
 KEY_COLUMNS = ["station_complex_id", "transit_timestamp", "payment_method", "fare_class_category"]
 _STRINGS = ["transit_mode", "station_complex_id", "station_complex", "borough", "payment_method", "fare_class_category"]
 _FLOATS = ["ridership", "transfers", "latitude", "longitude"]
+# The columns asked of every hourly dataset ($select: rows as published, the same columns from
+# each dataset, so a week spanning two is one CSV; ``georeference`` repeats latitude/longitude).
+HOURLY_FIELDS = ("transit_timestamp", *_STRINGS, *_FLOATS)
 
 
 def hourly_schema() -> pa.Schema:
@@ -132,7 +135,7 @@ def parse_timestamp(value: str) -> dt.datetime:
 # -- the hourly rows --------------------------------------------------------------------------
 
 
-def _field_name(header: str) -> str:
+def field_name(header: str) -> str:
     """An export's title-case header as SODA's field name: ``Transit Timestamp`` -> ``transit_timestamp``."""
     kept = "".join(ch.lower() if ch.isalnum() else " " for ch in header)
     return "_".join(kept.split())
@@ -148,19 +151,23 @@ def parse_hourly(data: bytes | Path) -> pa.Table:
     import pyarrow.compute as pc
     import pyarrow.csv as pv
 
-    raw = data.read_bytes() if isinstance(data, Path) else data
-    if isinstance(data, Path) and data.suffix == ".gz":
+    if isinstance(data, Path):
         import gzip
 
-        raw = gzip.decompress(raw)
-    header = next(csv.reader(io.StringIO(raw[: raw.find(b"\n") + 1].decode("utf-8-sig"))), [])
+        opener = gzip.open if data.suffix == ".gz" else open
+        with opener(data, "rb") as handle:
+            first_line = handle.readline()
+        source = str(data)  # Arrow streams the file and decompresses a .gz itself: no copy in memory
+    else:
+        first_line, source = data[: data.find(b"\n") + 1], io.BytesIO(data)
+    header = next(csv.reader(io.StringIO(first_line.decode("utf-8-sig"))), [])
     # Every column as text first: each is then parsed by its contract, not by Arrow's guesses.
     table = pv.read_csv(
-        io.BytesIO(raw),
+        source,
         read_options=pv.ReadOptions(use_threads=False),
         convert_options=pv.ConvertOptions(column_types={name: pa.string() for name in header}, strings_can_be_null=True),
     )
-    table = table.rename_columns([_field_name(name) for name in table.column_names])
+    table = table.rename_columns([field_name(name) for name in table.column_names])
     wanted = hourly_schema()
     columns = {}
     for field in wanted:
@@ -268,7 +275,7 @@ def daily_totals(table: pa.Table, mode: str | None = "subway") -> dict[dt.date, 
 def read_daily_export(path: Path) -> list[dict[str, str]]:
     """A CSV export of ``vxuj-8kew`` as rows with SODA's field names."""
     with open(path, newline="", encoding="utf-8-sig") as handle:
-        return [{_field_name(k): v for k, v in row.items()} for row in csv.DictReader(handle)]
+        return [{field_name(k): v for k, v in row.items()} for row in csv.DictReader(handle)]
 
 
 def _date(value: str) -> dt.date:

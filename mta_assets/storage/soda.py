@@ -199,7 +199,11 @@ class SodaClient:
             with gzip.open(partial, "wb", compresslevel=6) as out:
                 for dataset, start, end in parts:
                     urls.append(self.resource_url(dataset, "csv"))
-                    params = {"$where": official.soda_where(start, end), "$order": official.SODA_ORDER}
+                    params = {
+                        "$select": ", ".join(official.HOURLY_FIELDS),
+                        "$where": official.soda_where(start, end),
+                        "$order": official.SODA_ORDER,
+                    }
                     pages = self._pages(what, dataset, "csv", params, deadline)
                     count = None
                     while True:
@@ -212,7 +216,7 @@ class SodaClient:
                             header = head
                             out.write(head + b"\n")
                         elif head != header:
-                            raise SodaError(f"{what}: {urls[-1]} changed its columns between pages: {head[:200]!r}")
+                            raise SodaError(f"{what}: {urls[-1]} answered columns {head[:200]!r}, not {header[:200]!r}")
                         count = sum(1 for _ in csv.reader(io.StringIO(data.decode("utf-8"))))
                         if data:
                             out.write(data if data.endswith(b"\n") else data + b"\n")

@@ -70,3 +70,16 @@ def test_settings_that_cannot_work_are_refused_naming_the_variable():
         SodaClient(base_url="https://user:pa55@data.ny.gov")
     assert "pa55" not in str(caught.value)
 
+
+
+def test_a_week_across_two_datasets_asks_each_for_its_own_days(tmp_path):
+    with SodaMirror(None, BUILT_IN, dt.datetime(2025, 1, 3, 23)) as mirror:
+        download = SodaClient(base_url=mirror.url).hourly_week("2024-12-28", tmp_path)
+        asked = [(r["path"], r["query"].get("$where")) for r in mirror.requests if "$where" in r["query"]]
+    assert download.datasets == ("wujg-7c2s", "5wq4-mkjj")
+    assert asked == [
+        ("/resource/wujg-7c2s.csv", official.soda_where(dt.datetime(2024, 12, 28), dt.datetime(2025, 1, 1))),
+        ("/resource/5wq4-mkjj.csv", official.soda_where(dt.datetime(2025, 1, 1), dt.datetime(2025, 1, 4))),
+    ]
+    table = official.parse_hourly(download.path)
+    assert official.missing_hours(table, "2024-12-28") == [] and official.duplicate_rows(table) == 0
