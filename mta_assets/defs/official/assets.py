@@ -62,6 +62,9 @@ def _turnstile_by_day(lake: Lake, week: str, folder: Path) -> dict | None:
 )
 def official_hourly_week(context: dg.AssetExecutionContext, config: OfficialHourlyConfig, lake: Lake, open_data: OpenDataSource):
     """The week's official hourly ridership, raw and validated, committed together when valid."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
     week = context.partition_key
     with tempfile.TemporaryDirectory(prefix=f"official-{week}-") as folder:
         work = Path(folder)
@@ -95,8 +98,6 @@ def official_hourly_week(context: dg.AssetExecutionContext, config: OfficialHour
         reconciliation, ratio = reconciliation_result(week, _turnstile_by_day(lake, week, work / "turnstile"), official.daily_totals(table))
         results.append(reconciliation)
 
-        import pyarrow.parquet as pq
-
         parquet = work / f"official_hourly_{week}.parquet"
         pq.write_table(table, parquet, compression="zstd")
         commit_week(
@@ -114,7 +115,7 @@ def official_hourly_week(context: dg.AssetExecutionContext, config: OfficialHour
         yield dg.MaterializeResult(asset_key=RAW, metadata=with_links({"uri": raw_uri, "rows": download.rows, **source}))
     if HOURLY in selected:
         hourly_metadata = {"uri": lake.uri_for(week_key(lake.client, AREA, "hourly", week) or ""), "rows": rows,
-                           "total_ridership": total, "complexes": len(set(table["station_complex_id"].to_pylist())), **source}
+                           "total_ridership": total, "complexes": pc.count_distinct(table["station_complex_id"]).as_py(), **source}
         if ratio is not None:
             hourly_metadata["turnstile_over_official"] = round(ratio, 4)  # a number: the Plots tab draws it across weeks
         yield dg.MaterializeResult(asset_key=HOURLY, metadata=with_links(hourly_metadata))
