@@ -149,27 +149,9 @@ class MTAClient:
     # -- plumbing ---------------------------------------------------------------------------------
 
     def _session(self, deadline: Deadline):
-        import requests
-        from requests.adapters import HTTPAdapter
-
-        retry = deadline_retry(
-            deadline,
-            total=self.retries,
-            connect=self.retries,
-            read=self.retries,
-            status=self.retries,
-            backoff_factor=self.backoff_factor_s,
-            status_forcelist=_RETRY_STATUSES,
-            allowed_methods=frozenset({"GET", "HEAD"}),
-            respect_retry_after_header=True,
-            raise_on_status=False,
+        session = retrying_session(
+            deadline, retries=self.retries, backoff_factor_s=self.backoff_factor_s, max_redirects=self.max_redirects
         )
-        session = requests.Session()
-        adapter = HTTPAdapter(max_retries=retry)
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-        session.max_redirects = self.max_redirects
-        session.headers["User-Agent"] = "mta_assets/0.1 (Dagster turnstile pipeline)"
         # MTA's files are plain text; asking for identity keeps Content-Length about the bytes we store.
         session.headers["Accept-Encoding"] = "identity"
         # Credentials in the URL become a header; the URLs we request, log and store carry none.
@@ -452,6 +434,34 @@ class MTAClient:
         # The whole head, not its first line: blank lines before the first row are skipped
         # by the layout detection exactly as the parser skips them.
         detect_layout(text)
+
+
+def retrying_session(deadline: Deadline, *, retries: int, backoff_factor_s: float, max_redirects: int):
+    """A requests session whose transport retries (connection errors, 429 with its Retry-After, 5xx)
+    are urllib3's ``Retry``, bounded by ``deadline``: the one retry owner for every HTTP source
+    (MTA's site here, data.ny.gov in ``soda.py``)."""
+    import requests
+    from requests.adapters import HTTPAdapter
+
+    retry = deadline_retry(
+        deadline,
+        total=retries,
+        connect=retries,
+        read=retries,
+        status=retries,
+        backoff_factor=backoff_factor_s,
+        status_forcelist=_RETRY_STATUSES,
+        allowed_methods=frozenset({"GET", "HEAD"}),
+        respect_retry_after_header=True,
+        raise_on_status=False,
+    )
+    session = requests.Session()
+    adapter = HTTPAdapter(max_retries=retry)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.max_redirects = max_redirects
+    session.headers["User-Agent"] = "mta_assets/0.1 (Dagster turnstile pipeline)"
+    return session
 
 
 class _LocalWriteError(Exception):

@@ -1,0 +1,130 @@
+"""The official ridership assets against the loopback SODA server, on a local lake."""
+
+import datetime as dt
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from mta_assets.defs.official.assets import official_daily, official_hourly_week, station_complexes
+from mta_assets.defs.official.checks import HOURLY
+from mta_assets.defs.official.resources import OpenDataSource
+from mta_assets.defs.resources import Lake
+from mta_assets.mta import official
+from mta_assets.storage.commit import week_key
+from mta_assets_tests.official_helpers import PUBLISHED_THROUGH, STATIONS, soda_mirror  # noqa: F401
+
+WEEK = "2024-01-06"
+
+
+def _resources(tmp_path, mirror, **source) -> dict:
+    return {
+        "lake": Lake(url=str(tmp_path / "lake")),
+        "open_data": OpenDataSource(base_url=mirror.url, page_size=5_000, backoff_factor_s=0.1, **source),
+    }
+
+
+def _checks(result) -> dict[str, dg.AssetCheckEvaluation]:
+    return {evaluation.check_name: evaluation for evaluation in result.get_asset_check_evaluations()}
+
+
+def test_a_published_week_is_downloaded_validated_and_committed_together(tmp_path, soda_mirror):
+    res = _resources(tmp_path, soda_mirror)
+    result = dg.materialize([official_hourly_week], partition_key=WEEK, resources=res)
+    assert result.success
+    checks = _checks(result)
+    assert {name for name, e in checks.items() if e.passed} >= {"schema", "every_hour_present", "no_duplicate_rows", "ridership_not_negative", "plausible"}
+    lake = res["lake"].client
+    hourly = pq.read_table(lake.root / week_key(lake, "official", "hourly", WEEK))
+    # Parquet has no seconds unit: the contract's timestamp[s] is stored as milliseconds.
+    assert hourly.schema.field("transit_timestamp").type == pa.timestamp("ms")
+    assert hourly.cast(official.hourly_schema()).schema == official.hourly_schema()
+    assert len(official.missing_hours(hourly, WEEK)) == 0
+    raw = official.parse_hourly(lake.root / week_key(lake, "official", "hourly_raw", WEEK))
+    assert raw.num_rows == hourly.num_rows > 5_000  # more than one page
+    (materialization,) = [m for m in result.asset_materializations_for_node("official_hourly_week") if m.asset_key.path == ["official_hourly"]]
+    assert materialization.metadata["rows"].value == hourly.num_rows
+    assert materialization.metadata["total_ridership"].value == official.total_ridership(hourly)
+    pages = [r for r in soda_mirror.requests if r["path"] == "/resource/wujg-7c2s.csv"]
+    assert [int(p["query"]["$offset"]) for p in pages] == [5_000 * n for n in range(len(pages))] and len(pages) > 1
+
+
+def test_a_week_with_a_missing_hour_is_blocked_and_nothing_is_committed(tmp_path, soda_mirror):
+    gap = dt.datetime(2024, 1, 9, 4)
+    soda_mirror.drop_hours = frozenset({gap})
+    res = _resources(tmp_path, soda_mirror)
+    result = dg.materialize([official_hourly_week], partition_key=WEEK, resources=res, raise_on_error=False)
+    assert not result.success
+    hours = _checks(result)["every_hour_present"]
+    assert not hours.passed and "2024-01-09 04:00" in hours.description
+    assert week_key(res["lake"].client, "official", "hourly", WEEK) is None
+    assert not list((tmp_path / "lake").rglob("*.parquet")) and not list((tmp_path / "lake").rglob("*.gz"))
+    assert "week 2024-01-06 not committed" in str(result.failure_data_for_node("official_hourly_week").error)
+
+
+def test_a_week_not_published_yet_ends_without_error_or_materialization(tmp_path, soda_mirror):
+    later = (PUBLISHED_THROUGH + dt.timedelta(days=1)).date()
+    week = (later - dt.timedelta(days=(later.weekday() - 5) % 7)).isoformat()
+    res = _resources(tmp_path, soda_mirror)
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize([official_hourly_week], partition_key=week, resources=res, instance=instance)
+    assert result.success  # no failure, so no run-failure alert
+    assert result.asset_materializations_for_node("official_hourly_week") == []
+    assert week_key(res["lake"].client, "official", "hourly", week) is None
+    logs = [e.user_message for e in instance.all_logs(result.run_id) if f"week {week} is not published yet" in e.user_message]
+    assert logs, "the run says why nothing was materialized"
+
+
+def test_the_daily_totals_and_the_station_complexes_are_stored_whole(tmp_path, soda_mirror):
+    res = _resources(tmp_path, soda_mirror, station_complexes_url=str(STATIONS))
+    result = dg.materialize([official_daily, station_complexes], resources=res)
+    assert result.success
+    lake = res["lake"].client
+    daily = pq.read_table(lake.root / "official/daily/daily_ridership.parquet")
+    assert daily.schema == official.daily_schema() and daily.num_rows == 1_720
+    assert daily.filter(pc.equal(daily["date"], dt.date(2024, 2, 1)))["subways_total_estimated_ridership"].to_pylist() == [3_814_682]
+    crosswalk = pq.read_table(lake.root / "official/stations/station_complexes.parquet")
+    assert crosswalk.column_names == ["unit", "ca", "complex_id", "complex_name", "source"]
+    row = crosswalk.filter(pc.and_(pc.equal(crosswalk["unit"], "R051"), pc.equal(crosswalk["ca"], "A002"))).to_pylist()
+    assert row == [{"unit": "R051", "ca": "A002", "complex_id": "613", "complex_name": row[0]["complex_name"], "source": "hshore29"}]
+    assert row[0]["complex_name"].startswith("Lexington Av/59 St")
+    assert _checks(result)["every_unit_has_complex"].passed
+
+
+def test_the_sensor_requests_each_published_week_once_and_never_one_not_published(soda_mirror):
+    from mta_assets.defs.official.sensors import official_publication_sensor
+
+    res = {"open_data": OpenDataSource(base_url=soda_mirror.url)}
+    first = official_publication_sensor(dg.build_sensor_context(resources=res))
+    assert [r.partition_key for r in first] == [WEEK]  # the mirror has published through 2024-01-12 23:00
+    behind = official_publication_sensor(dg.build_sensor_context(cursor="2023-12-23", resources=res))
+    assert [(r.partition_key, r.run_key) for r in behind] == [
+        ("2023-12-30", "official_hourly:2023-12-30"), (WEEK, f"official_hourly:{WEEK}")]
+    current = official_publication_sensor(dg.build_sensor_context(cursor=WEEK, resources=res))
+    assert isinstance(current, dg.SkipReason) and "rows through 2024-01-12 23:00:00" in current.skip_message
+
+
+def test_the_week_check_states_turnstile_over_official_when_both_sources_exist(tmp_path, soda_mirror):
+    res = _resources(tmp_path, soda_mirror)
+    first = dg.materialize([official_hourly_week], partition_key=WEEK, resources=res)
+    lake = res["lake"].client
+    hourly = pq.read_table(lake.root / week_key(lake, "official", "hourly", WEEK))
+    by_day = official.daily_totals(hourly)
+    # A ridership_daily week whose turnstile entries are 0.5 of the official ones on each day.
+    days = sorted(by_day)
+    ridership = pa.table({"date": pa.array(days, pa.date32()), "entries": [int(by_day[d] * 0.5) for d in days],
+                          "exits": [0] * len(days)})
+    path = tmp_path / "ridership.parquet"
+    pq.write_table(ridership, path)
+    lake.put_file(path, lake.key_for("ridership", WEEK, ".parquet"), "application/vnd.apache.parquet")
+    assert _checks(first)["turnstile_over_official"].passed  # nothing to compare with yet
+    again = dg.materialize([official_hourly_week], partition_key=WEEK, resources=res)
+    check = _checks(again)["turnstile_over_official"]
+    expected = official.ratio_summary(official.turnstile_over_official(
+        {d: float(int(by_day[d] * 0.5)) for d in days}, by_day))["median"]
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert f"turnstile entries are {expected:.2f} of MTA's hourly ridership (median of 7 days" in check.description
+    assert check.metadata["turnstile_over_official"].value == round(expected, 4)
+    (materialization,) = [m for m in again.asset_materializations_for_node("official_hourly_week") if m.asset_key == HOURLY]
+    assert materialization.metadata["turnstile_over_official"].value == round(expected, 4)
