@@ -13,6 +13,9 @@ warnings.filterwarnings("ignore", message=".*partitions_def on an AssetCheckSpec
 warnings.filterwarnings("ignore", message=".*allow_nonexistent_upstream_partitions.*", category=dg.BetaWarning)
 
 from mta_assets.defs.monitoring.sensors import alert_sensors, monitoring_resources  # noqa: E402
+from mta_assets.defs.official.assets import official_assets  # noqa: E402
+from mta_assets.defs.official.resources import build_official_resources  # noqa: E402
+from mta_assets.defs.official.sensors import official_publication_sensor  # noqa: E402
 from mta_assets.defs.resources import build_resources  # noqa: E402
 from mta_assets.defs.ridership.assets import ridership_assets  # noqa: E402
 from mta_assets.defs.turnstile.assets import turnstile_weeks  # noqa: E402
@@ -30,11 +33,11 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
 )
 
 defs = dg.Definitions(
-    assets=[turnstile_weeks, *ridership_assets],
+    assets=[turnstile_weeks, *ridership_assets, *official_assets],
     jobs=[mta_turnstile_job],
     schedules=[mta_weekly_schedule],
-    sensors=[mta_file_arrival_sensor, automation_sensor, *alert_sensors],
-    resources={**build_resources(), **monitoring_resources},
+    sensors=[mta_file_arrival_sensor, official_publication_sensor, automation_sensor, *alert_sensors],
+    resources={**build_resources(), **build_official_resources(), **monitoring_resources},
     # Each step works through its weeks itself; one process per step would re-import
     # dagster for every step (about 4 s here) and buy nothing on 2 cores.
     executor=dg.in_process_executor,

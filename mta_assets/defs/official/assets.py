@@ -12,13 +12,15 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from mta_assets.defs.history import latest_values, weeks_before
-from mta_assets.defs.official.checks import HOURLY, RAW, blocking_results, hourly_check_specs, plausible_result, reconciliation_result
+from mta_assets.defs.history import latest_values
+from mta_assets.mta.calendar import weeks_before
+from mta_assets.defs.official.checks import BLOCKING, HOURLY, RAW, blocking_results, hourly_check_specs, plausible_result, reconciliation_result
 from mta_assets.defs.official.daily import official_daily
 from mta_assets.defs.official.partitions import official_partitions
 from mta_assets.defs.official.resources import OpenDataSource
 from mta_assets.defs.official.stations import station_complexes
 from mta_assets.defs.resources import Lake, with_links
+from mta_assets.defs.weeks import WeekReport
 from mta_assets.mta import official
 from mta_assets.storage.commit import commit_week, week_key
 from mta_assets.storage.soda import NotPublished, SodaError
@@ -54,7 +56,7 @@ def _turnstile_by_day(lake: Lake, week: str, folder: Path) -> dict | None:
         dg.AssetSpec(HOURLY, description="MTA's hourly ridership of the week by station complex, validated (Parquet).",
                      kinds={"parquet"}, deps=[RAW], group_name=GROUP, owners=["team:data-engineering"], skippable=True),
     ],
-    check_specs=hourly_check_specs(),
+    check_specs=hourly_check_specs(official_partitions),
     partitions_def=official_partitions,
     # Subsettable only so that a week not published yet may end without outputs or check
     # results; whatever is selected, both objects are committed together.
@@ -66,6 +68,7 @@ def official_hourly_week(context: dg.AssetExecutionContext, config: OfficialHour
     import pyarrow.parquet as pq
 
     week = context.partition_key
+    report = WeekReport(context, [week])
     with tempfile.TemporaryDirectory(prefix=f"official-{week}-") as folder:
         work = Path(folder)
         try:
@@ -82,12 +85,9 @@ def official_hourly_week(context: dg.AssetExecutionContext, config: OfficialHour
         results = blocking_results(table, week)
         failed = [result for result in results if not result.passed]
         if failed:
-            if HOURLY in context.selected_asset_keys:
-                yield from results
-            raise dg.Failure(
-                description=f"week {week} not committed: " + "; ".join(str(result.description) for result in failed),
-                allow_retries=False,
-            )
+            report.checks(week, results, frozenset(BLOCKING))
+            report.failed(week, f"week {week} not committed: " + "; ".join(str(result.description) for result in failed))
+            yield from report.finish([key for key in (RAW, HOURLY) if key in context.selected_asset_keys])
         table = official.conform(table)
         rows, total = table.num_rows, official.total_ridership(table)
         earlier = weeks_before(week, config.earlier_weeks)
@@ -109,17 +109,16 @@ def official_hourly_week(context: dg.AssetExecutionContext, config: OfficialHour
         )
     source = {"source_urls": ", ".join(download.urls), "datasets": ", ".join(download.datasets),
               "published_through": download.published_through.isoformat()}
-    selected = context.selected_asset_keys
-    if RAW in selected:
-        raw_uri = lake.uri_for(week_key(lake.client, AREA, "hourly_raw", week) or "")
-        yield dg.MaterializeResult(asset_key=RAW, metadata=with_links({"uri": raw_uri, "rows": download.rows, **source}))
-    if HOURLY in selected:
-        hourly_metadata = {"uri": lake.uri_for(week_key(lake.client, AREA, "hourly", week) or ""), "rows": rows,
-                           "total_ridership": total, "complexes": pc.count_distinct(table["station_complex_id"]).as_py(), **source}
-        if ratio is not None:
-            hourly_metadata["turnstile_over_official"] = round(ratio, 4)  # a number: the Plots tab draws it across weeks
-        yield dg.MaterializeResult(asset_key=HOURLY, metadata=with_links(hourly_metadata))
-        yield from results
+    metadata = {RAW: with_links({"uri": lake.uri_for(week_key(lake.client, AREA, "hourly_raw", week) or ""),
+                                 "rows": download.rows, **source})}
+    hourly_metadata = {"uri": lake.uri_for(week_key(lake.client, AREA, "hourly", week) or ""), "rows": rows,
+                       "total_ridership": total, "complexes": pc.count_distinct(table["station_complex_id"]).as_py(), **source}
+    if ratio is not None:
+        hourly_metadata["turnstile_over_official"] = round(ratio, 4)  # a number: the Plots tab draws it across weeks
+    metadata[HOURLY] = with_links(hourly_metadata)
+    report.checks(week, results, frozenset(BLOCKING))
+    report.committed(week, metadata)
+    yield from report.finish([key for key in (RAW, HOURLY) if key in context.selected_asset_keys])
 
 
 official_assets = [official_hourly_week, official_daily, station_complexes]

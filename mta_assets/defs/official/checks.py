@@ -26,10 +26,12 @@ WARN = {
 AGREEMENT = (0.9, 1.1)
 
 
-def hourly_check_specs() -> list[dg.AssetCheckSpec]:
-    return [dg.AssetCheckSpec(name, asset=HOURLY, description=text, blocking=True) for name, text in BLOCKING.items()] + [
-        dg.AssetCheckSpec(name, asset=HOURLY, description=text) for name, text in WARN.items()
-    ]
+def hourly_check_specs(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetCheckSpec]:
+    """One check per rule, partitioned like the asset: each week's result is recorded on its week."""
+    return [
+        dg.AssetCheckSpec(name, asset=HOURLY, description=text, blocking=True, partitions_def=partitions_def)
+        for name, text in BLOCKING.items()
+    ] + [dg.AssetCheckSpec(name, asset=HOURLY, description=text, partitions_def=partitions_def) for name, text in WARN.items()]
 
 
 def _result(name: str, passed: bool, text: str, **metadata) -> dg.AssetCheckResult:
