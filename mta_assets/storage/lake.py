@@ -136,6 +136,22 @@ class LakeStore(abc.ABC):
     def create_if_absent(self, key: str, data: bytes) -> bool: ...
 
     @abc.abstractmethod
+    def read_versioned(self, key: str) -> tuple[bytes, str] | None:
+        """A small object's bytes and its version token (GCS generation, a local content hash); None if absent."""
+
+    @abc.abstractmethod
+    def replace_if(self, key: str, data: bytes, token: str | None) -> str | None:
+        """Write a small object only if it is still at version ``token`` (None: only if absent).
+
+        Atomic compare-and-swap: the new version's token, or None when another writer got
+        there first. Leases and week manifests are written this way.
+        """
+
+    @abc.abstractmethod
+    def delete_if(self, key: str, token: str) -> bool:
+        """Delete the object only if it is still at version ``token``; True if this call deleted it."""
+
+    @abc.abstractmethod
     def check(self) -> None:
         """Fail now, permanently, if the lake cannot be used at all (missing, unwritable, refused)."""
 
