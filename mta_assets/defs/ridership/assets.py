@@ -277,9 +277,10 @@ class _RidershipRun:
     def _readings_for_warehouse(self, week: str, folder: Path) -> tuple[Path, bool]:
         """(the week's readings file, whether it is the lake's own); a copy outlives the
         reading, since WeekFiles keeps only the last few weeks it fetched."""
-        path, in_lake = self.readings.file(week)
-        if in_lake:
-            return path, True  # a local lake: the view reads its files in place
+        path, _ = self.readings.file(week)
+        # A local lake's folder holds each week's committed generation and the one it
+        # replaced (storage/commit.py): a view globbing it would count a week twice. The
+        # view reads the warehouse's own copy, a hard link where the filesystem allows.
         target = folder / "readings" / path.name
         target.parent.mkdir()
         try:
