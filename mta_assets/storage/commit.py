@@ -124,7 +124,6 @@ def generation_key(client: LakeClient, area: str, dataset: str, week: str, gener
 
 def current_week(client: LakeClient, area: str, week: str) -> WeekManifest | None:
     """The week's manifest, or None for a week never committed (or committed before manifests)."""
-    client = _plain(client)
     key = manifest_key(client, area, week)
     raw = client.read_bytes(key)
     return None if raw is None else WeekManifest.from_json(raw, client.uri_for(key))
@@ -132,7 +131,6 @@ def current_week(client: LakeClient, area: str, week: str) -> WeekManifest | Non
 
 def week_key(client: LakeClient, area: str, dataset: str, week: str, extension: str | None = None) -> str | None:
     """The key of the dataset's current object of the week: the manifest's, else the legacy fixed key."""
-    client = _plain(client)
     manifest = current_week(client, area, week)
     if manifest is not None and dataset in manifest.datasets:
         return manifest.datasets[dataset].key
@@ -151,7 +149,7 @@ def _legacy_key(client: LakeClient, area: str, dataset: str, week: str, extensio
 
 
 def commit_week(
-    client: LakeClient,
+    client: LakeClient,  # or the Lake resource, which offers the same methods
     area: str,
     week: str,
     objects: dict[str, tuple[Path, str, str]],
@@ -161,7 +159,6 @@ def commit_week(
     lease_s: float = DEFAULT_LEASE_S,
 ) -> WeekManifest:
     """Commit the week's ``objects`` (dataset -> (local file, file name, content type)) as one unit."""
-    client = _plain(client)
     key = manifest_key(client, area, week)
     with week_lock(client, week, owner, wait_s=wait_s, lease_s=lease_s, area=area) as lease:
         found = client.read_versioned(key)
@@ -227,8 +224,3 @@ def _same_bytes(path: Path, entry: Entry) -> bool:
 def _new_generation() -> str:
     # Sortable by time, unique across hosts.
     return f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
-
-
-def _plain(client: Any) -> LakeClient:
-    # The ``Lake`` resource (defs/resources.py) hands out its LakeClient; storage/ has no Dagster import.
-    return getattr(client, "client", client)

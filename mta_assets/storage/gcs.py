@@ -124,16 +124,17 @@ class GcsStore(LakeStore):
         blob = self._get_blob(key)
         if blob is None:
             return None
+        generation = blob.generation  # read first: a download resets it from its response headers
         try:
             # Pinned to the generation we stat'ed: the bytes and the token belong together.
             data = blob.download_as_bytes(
-                if_generation_match=blob.generation, retry=self._retry(), timeout=self.timeout
+                if_generation_match=generation, retry=self._retry(), timeout=self.timeout
             )
         except (gexc.NotFound, gexc.PreconditionFailed):
             return self.read_versioned(key)  # replaced between the two requests: look again
         except Exception as exc:
             raise self._explain(exc, key, "read") from None
-        return data, str(blob.generation)
+        return data, str(generation)
 
     def replace_if(self, key: str, data: bytes, token: str | None) -> str | None:
         from google.api_core import exceptions as gexc
@@ -145,7 +146,11 @@ class GcsStore(LakeStore):
             blob.upload_from_string(
                 data, if_generation_match=int(token) if token else 0, retry=self._retry(), timeout=self.timeout
             )
-            return str(blob.generation)
+            if blob.generation is not None:
+                return str(blob.generation)
+            # An answer without the object resource (some emulators): ask for the generation.
+            current = self.read_versioned(key)
+            return current[1] if current is not None and current[0] == data else None
         except gexc.PreconditionFailed:
             # Another writer, or our own attempt whose answer was lost before a retry: versioned
             # objects are unique (owner, expiry, generation), so equal bytes mean it was ours.

@@ -25,6 +25,7 @@ from mta_assets.defs.turnstile.tables import write_parquet
 from mta_assets.mta.calendar import file_name_for_week
 from mta_assets.mta.parse import parse_week
 from mta_assets_tests.samples import offline_station_key, rebuild_full_week, require_samples
+from mta_assets_tests.lake_objects import week_object_key
 
 ASSETS = [turnstile_weeks, *ridership_assets]
 # The 7 consecutive real weeks of 2024 start here; MTA_TEST_REAL_WEEKS=7 runs all of them
@@ -285,7 +286,7 @@ def test_a_gcs_lakes_readings_are_a_view_over_files_kept_beside_the_warehouse(tm
         by_week = dict(connection.execute("SELECT CAST(week AS VARCHAR), count(*) FROM readings GROUP BY ALL").fetchall())
         before = connection.execute("SELECT * FROM readings ORDER BY ALL").fetchall()
     lake_rows = {
-        week: pq.ParquetFile(gcs_lake.fetch(gcs_lake.key_for("readings", week, ".parquet"), tmp_path / "f")).metadata.num_rows
+        week: pq.ParquetFile(gcs_lake.fetch(week_object_key(gcs_lake, "readings", week), tmp_path / "f")).metadata.num_rows
         for week in weeks
     }
     assert by_week == lake_rows
