@@ -172,10 +172,10 @@ def commit_week(
             old = entries.get(dataset)
             if old is not None and old.file_name == file_name and _same_bytes(path, old):
                 # put_file verifies the object is still there and identical (restores it if not).
-                stored[dataset] = client.put_file(path, old.key, content_type, metadata)
+                stored[dataset] = client.put_file(path, old.key, content_type, metadata=metadata)
                 continue
             new_key = generation_key(client, area, dataset, week, generation, file_name)
-            stored[dataset] = client.put_file(path, new_key, content_type, metadata)
+            stored[dataset] = client.put_file(path, new_key, content_type, metadata=metadata)
             entries[dataset] = Entry(
                 new_key, file_name, stored[dataset].size, stored[dataset].crc32c, stored[dataset].md5,
                 generation, content_type,
