@@ -8,10 +8,12 @@ one; every operation has a deadline (README "Retries and deadlines") and every f
 a ``LakeError`` that names the bucket or folder, the object and the cause, with
 ``permanent`` telling whether a retry can help.
 
-Object keys of the weekly datasets are
-``[PREFIX/]turnstile/<dataset>/<YYYY>/turnstile_<YYMMDD>.<ext>``, named after the MTA file
-the week comes from (``2023-12-30`` -> ``turnstile/csv_gz/2024/turnstile_240106.csv.gz``);
-``LakeClient.key`` builds keys of other datasets under the same prefix.
+A week's turnstile objects are committed together under generation keys that the week's
+manifest names (``storage/commit.py``, which documents the layout); ``object_key`` is the
+fixed key ``[PREFIX/]turnstile/<dataset>/<YYYY>/turnstile_<YYMMDD>.<ext>`` of weeks written
+before manifests, named after the MTA file the week comes from (``2023-12-30`` ->
+``turnstile/csv_gz/2024/turnstile_240106.csv.gz``), and of the ridership datasets, which
+are one object per week. ``LakeClient.key`` builds keys of other datasets under the same prefix.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """One week, start to finish: download → gzip → parse → validate → commit.
 
 The week is the unit of truth. Nothing reaches the lake until the new file has passed
-every blocking validation; then the week's objects are replaced together, under the
-week's lock, from this one download. A week that fails keeps every object it had, and
+every blocking validation; then the week's objects are committed as one unit, under the
+week's lease, from this one download: uploaded under a new generation, then switched by
+the week's manifest (``storage/commit.py``), so readers never see two downloads mixed. A week that fails keeps every object it had, and
 its rejected file is kept aside under ``quarantine/`` and named in the error.
 
 This module has no Dagster import: the multi-asset in ``assets.py`` decides which
