@@ -123,12 +123,15 @@ def test_make_run_on_a_fresh_clone(fresh_clone: Path) -> None:
     lake = fresh_clone / "data" / "lake"
     for asset, relative in [
         # The published file's durable copy is its gzip object (README "How the data flows").
-        ("turnstile_csv", "turnstile/csv_gz/2024/turnstile_240106.csv.gz"),
-        ("turnstile_csv_gz", "turnstile/csv_gz/2024/turnstile_240106.csv.gz"),
-        ("turnstile_readings", "turnstile/readings/2024/turnstile_240106.parquet"),
+        ("turnstile_csv", "turnstile/csv_gz/2023/2023-12-30/{}/turnstile_240106.csv.gz"),
+        ("turnstile_csv_gz", "turnstile/csv_gz/2023/2023-12-30/{}/turnstile_240106.csv.gz"),
+        ("turnstile_readings", "turnstile/readings/2023/2023-12-30/{}/turnstile_240106.parquet"),
     ]:
-        assert re.search(rf"^  {asset} +{re.escape(str(lake / relative))}$", result.stdout, re.M), asset
-        assert (lake / relative).stat().st_size > 0
+        # Each object sits in its commit's generation folder (storage/commit.py).
+        pattern = re.escape(str(lake / relative)).replace(r"\{\}", "{}").format(r"(\d{8}T\d{6}Z-[0-9a-f]{8})")
+        found = re.search(rf"^  {asset} +({pattern})$", result.stdout, re.M)
+        assert found, asset
+        assert Path(found.group(1)).stat().st_size > 0
     assert f"instance: {fresh_clone / '.dagster_home'}" in result.stdout
 
     # The run is in the instance make dev shows, with the week materialized.

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from typing import Any
 
+from mta_assets.storage.commit import week_key
 from mta_assets.storage.lake import StoredObject
 from mta_assets.storage.lake_client import LakeClient
 
@@ -130,13 +131,9 @@ class WeekFiles(Mapping[str, Path]):
         self._fetched: OrderedDict[str, tuple[Path, Path | None]] = OrderedDict()  # week -> (file, its folder)
 
     def _find(self, week: str) -> str | None:
-        from mta_assets.mta.calendar import candidate_file_names
-
-        for name in candidate_file_names(week):
-            key = self._lake.key_for(self._dataset, week, self._extension, file_name=name)
-            if self._lake.stat(key) is not None:
-                return key
-        return None
+        # The week's manifest names its current object (storage/commit.py); a week
+        # committed before manifests is found at its fixed key.
+        return week_key(self._lake, "turnstile", self._dataset, week, self._extension)
 
     def __getitem__(self, week: str) -> Path:
         return self.file(week)[0]

@@ -134,6 +134,15 @@ class Lake(dg.ConfigurableResource):
     def create_if_absent(self, key: str, data: bytes) -> bool:
         return self.client.create_if_absent(key, data)
 
+    def read_versioned(self, key: str) -> tuple[bytes, str] | None:
+        return self.client.read_versioned(key)
+
+    def replace_if(self, key: str, data: bytes, token: str | None) -> str | None:
+        return self.client.replace_if(key, data, token)
+
+    def delete_if(self, key: str, token: str) -> bool:
+        return self.client.delete_if(key, token)
+
 
 class MTASource(dg.ConfigurableResource):
     """HTTP source of the weekly turnstile files: MTA's site or any mirror with the same names."""

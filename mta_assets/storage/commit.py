@@ -1,59 +1,226 @@
-"""A week committed as a unit (minimal placeholder with the agreed signature; the lead replaces it at merge).
+"""A week's objects committed as a unit: new keys per generation, one manifest switches them.
 
-Each dataset's object is stored under ``<area>/<dataset>/<YYYY>/<object file name>``, then
-one manifest per week (``<area>/_manifests/<week>.json``) is written last and names them:
-readers follow the manifest (``week_key``), so a week without a manifest has no objects.
+Layout (under the lake's prefix), for an area such as ``turnstile``::
+
+    <area>/<dataset>/<YYYY>/<week>/<generation>/<file name>   the objects, never overwritten
+    <area>/manifests/<YYYY>/<week>.json                       the week's manifest: the commit point
+    <area>/locks/<week>.lock                                  the week's lease (storage/locks.py)
+
+e.g. ``turnstile/readings/2023/2023-12-30/20240107T060000Z-1a2b3c4d/turnstile_240106.parquet``.
+The dataset folders stay where they were (a user browsing ``turnstile/readings/`` finds
+the tables); the week's folder holds its generations, so a commit lists exactly the week's
+objects to clean up; the last part keeps MTA's file name, so a fetched copy is named after
+the week. ``YYYY`` is the week's own year (the Saturday it starts), for any area.
+
+Commit (``commit_week``), under the week's lease: every object is uploaded (atomic,
+verified) to keys of a new generation, then the manifest - one small JSON object naming
+each dataset's key, size, checksums and generation, the owner and time - replaces the
+previous one by compare-and-swap. Readers follow the manifest (``week_key``), so they see
+the old objects or the new ones, never a mix: a failure or a kill -9 at any point before
+the manifest leaves the previous week whole (the stray uploads are removed by the next
+commit), and after it the week is whole and new. The generation just replaced is kept
+until the next commit (``replaced`` in the manifest), so a reader in flight finishes.
+
+Idempotent: an object whose bytes equal the current manifest's (size, md5, crc32c) keeps
+its key; when every object is unchanged no manifest is written at all, so running a week
+twice changes nothing visible. A commit naming only some datasets (the table rebuilt from
+the lake's gzip object) carries the others forward.
+
+Migration: a week written before manifests has objects at the fixed keys
+``turnstile/<dataset>/<YYYY>/turnstile_<YYMMDD>.<ext>`` (``lake.object_key``) and no
+manifest; ``week_key`` returns those keys (for a dataset the manifest does not name, too),
+so old lakes are read as they are. The first commit of such a week records the legacy
+objects it replaces, and the commit after that deletes them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
-import tempfile
+import uuid
 from pathlib import Path
+from typing import Any
 
+from mta_assets.mta.calendar import candidate_file_names
+from mta_assets.storage.lake import LakeError, StoredObject, file_checksums, object_key
 from mta_assets.storage.lake_client import LakeClient
+from mta_assets.storage.locks import DEFAULT_LEASE_S, week_lock
+
+LEGACY_AREA = "turnstile"  # the only area written before manifests
+LEGACY_EXTENSIONS = {"raw": ".txt", "csv_gz": ".csv.gz", "readings": ".parquet"}
+
+
+class CommitConflict(RuntimeError):
+    """The week's manifest changed under us (a run that lost its lease): nothing was committed."""
+
+    permanent = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """One dataset's current object of a week."""
+
+    key: str
+    file_name: str
+    size: int
+    crc32c: str
+    md5: str
+    generation: str
+    content_type: str
 
 
 @dataclasses.dataclass(frozen=True)
 class WeekManifest:
+    """What a week is: each dataset's object, the generation that wrote it, by whom and when."""
+
     area: str
     week: str
-    keys: dict[str, str]
+    generation: str
+    committed_at: str
     owner: str
-    metadata: dict[str, str]
+    datasets: dict[str, Entry]
+    replaced: dict[str, str] = dataclasses.field(default_factory=dict)  # dataset -> key kept for readers in flight
+    metadata: dict[str, str] = dataclasses.field(default_factory=dict)
+    # Not stored: where it is, and what this commit did.
+    uri: str = dataclasses.field(default="", compare=False)
+    stored: dict[str, StoredObject] = dataclasses.field(default_factory=dict, compare=False)
+    unchanged: bool = dataclasses.field(default=False, compare=False)
+
+    def to_json(self) -> bytes:
+        body = {
+            "area": self.area, "week": self.week, "generation": self.generation,
+            "committed_at": self.committed_at, "owner": self.owner,
+            "datasets": {name: dataclasses.asdict(entry) for name, entry in sorted(self.datasets.items())},
+            "replaced": dict(sorted(self.replaced.items())), "metadata": self.metadata,
+        }
+        return json.dumps(body, indent=1).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes, uri: str) -> WeekManifest:
+        try:
+            body = json.loads(raw)
+            return cls(
+                area=body["area"], week=body["week"], generation=body["generation"],
+                committed_at=body["committed_at"], owner=body["owner"],
+                datasets={name: Entry(**entry) for name, entry in body["datasets"].items()},
+                replaced=dict(body.get("replaced", {})), metadata=dict(body.get("metadata", {})), uri=uri,
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise LakeError(f"manifest {uri} is unreadable ({type(exc).__name__}: {exc})", permanent=True) from None
+
+    def lake_metadata(self, dataset: str) -> dict[str, Any]:
+        """What an asset reports besides its object: the manifest and the generation."""
+        return {"manifest_uri": self.uri, "generation": self.datasets[dataset].generation}
 
 
-def _manifest_key(client: LakeClient, area: str, week: str) -> str:
-    return client.key(area, "_manifests", f"{week}.json")
+def manifest_key(client: LakeClient, area: str, week: str) -> str:
+    return client.key(area, "manifests", week[:4], f"{week}.json")
+
+
+def generation_key(client: LakeClient, area: str, dataset: str, week: str, generation: str, file_name: str) -> str:
+    return client.key(area, dataset, week[:4], week, generation, file_name)
+
+
+def current_week(client: LakeClient, area: str, week: str) -> WeekManifest | None:
+    """The week's manifest, or None for a week never committed (or committed before manifests)."""
+    key = manifest_key(client, area, week)
+    raw = client.read_bytes(key)
+    return None if raw is None else WeekManifest.from_json(raw, client.uri_for(key))
+
+
+def week_key(client: LakeClient, area: str, dataset: str, week: str, extension: str | None = None) -> str | None:
+    """The key of the dataset's current object of the week: the manifest's, else the legacy fixed key."""
+    manifest = current_week(client, area, week)
+    if manifest is not None and dataset in manifest.datasets:
+        return manifest.datasets[dataset].key
+    return _legacy_key(client, area, dataset, week, extension)
+
+
+def _legacy_key(client: LakeClient, area: str, dataset: str, week: str, extension: str | None) -> str | None:
+    extension = extension or LEGACY_EXTENSIONS.get(dataset)
+    if area != LEGACY_AREA or extension is None:
+        return None
+    for name in candidate_file_names(week):
+        key = client.key_for(dataset, week, extension, file_name=name)
+        if client.stat(key) is not None:
+            return key
+    return None
 
 
 def commit_week(
-    client: LakeClient,
+    client: LakeClient,  # or the Lake resource, which offers the same methods
     area: str,
     week: str,
     objects: dict[str, tuple[Path, str, str]],
     owner: str,
     wait_s: float,
     metadata: dict[str, str] | None = None,
+    lease_s: float = DEFAULT_LEASE_S,
 ) -> WeekManifest:
-    """Store the week's objects, then its manifest naming them (``wait_s``: unused here, no lock)."""
-    keys = {}
-    for dataset, (path, name, content_type) in objects.items():
-        key = client.key(area, dataset, week[:4], name)
-        client.put_file(path, key, content_type, metadata)
-        keys[dataset] = key
-    manifest = WeekManifest(area, week, keys, owner, dict(metadata or {}))
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "manifest.json"
-        path.write_text(json.dumps(dataclasses.asdict(manifest), sort_keys=True))
-        client.put_file(path, _manifest_key(client, area, week), "application/json")
+    """Commit the week's ``objects`` (dataset -> (local file, file name, content type)) as one unit."""
+    key = manifest_key(client, area, week)
+    with week_lock(client, week, owner, wait_s=wait_s, lease_s=lease_s, area=area) as lease:
+        found = client.read_versioned(key)
+        current = WeekManifest.from_json(found[0], client.uri_for(key)) if found else None
+        generation = _new_generation()
+        entries = dict(current.datasets) if current else {}
+        replaced: dict[str, str] = {}
+        stored: dict[str, StoredObject] = {}
+        for dataset, (path, file_name, content_type) in objects.items():
+            lease.check()  # a run that lost its lease stops uploading
+            old = entries.get(dataset)
+            if old is not None and old.file_name == file_name and _same_bytes(path, old):
+                # put_file verifies the object is still there and identical (restores it if not).
+                stored[dataset] = client.put_file(path, old.key, content_type, metadata=metadata)
+                continue
+            new_key = generation_key(client, area, dataset, week, generation, file_name)
+            stored[dataset] = client.put_file(path, new_key, content_type, metadata=metadata)
+            entries[dataset] = Entry(
+                new_key, file_name, stored[dataset].size, stored[dataset].crc32c, stored[dataset].md5,
+                generation, content_type,
+            )
+            previous = old.key if old else (None if current else _legacy_key(client, area, dataset, week, None))
+            if previous:
+                replaced[dataset] = previous
+        if current is not None and entries == current.datasets:
+            return dataclasses.replace(current, stored=stored, unchanged=True)
+        manifest = WeekManifest(
+            area=area, week=week, generation=generation,
+            committed_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), owner=owner,
+            datasets=entries, replaced=replaced, metadata=dict(metadata or {}),
+            uri=client.uri_for(key), stored=stored,
+        )
+        lease.check()  # the last moment a lost lease can stop the commit
+        if client.replace_if(key, manifest.to_json(), found[1] if found else None) is None:
+            raise CommitConflict(
+                f"week {week}: {client.uri_for(key)} changed during this commit (another run took the lock over); "
+                "nothing was committed; the week keeps the other run's objects"
+            )
+        _collect(client, area, week, manifest, current)
     return manifest
 
 
-def week_key(client: LakeClient, area: str, dataset: str, week: str) -> str | None:
-    """The key of the week's current object of ``dataset``, or None when the week has none."""
-    data = client.read_bytes(_manifest_key(client, area, week))
-    if data is None:
-        return None
-    return json.loads(data)["keys"].get(dataset)
+def _collect(client: LakeClient, area: str, week: str, new: WeekManifest, old: WeekManifest | None) -> None:
+    """Delete the week's objects no manifest points at any more: the generation before the one
+    just replaced, and the uploads of runs that never committed. Best effort: what is left is
+    invisible to readers and is collected by the next commit."""
+    keep = {entry.key for entry in new.datasets.values()} | set(new.replaced.values())
+    candidates = set(old.replaced.values()) if old else set()
+    for dataset in new.datasets:
+        candidates.update(client.list_keys(f"{area}/{dataset}/{week[:4]}/{week}/"))
+    for key in sorted(candidates - keep):
+        try:
+            client.delete(key)
+        except LakeError:
+            pass
+
+
+def _same_bytes(path: Path, entry: Entry) -> bool:
+    crc32c, md5 = file_checksums(path)
+    return (path.stat().st_size, crc32c, md5) == (entry.size, entry.crc32c, entry.md5)
+
+
+def _new_generation() -> str:
+    # Sortable by time, unique across hosts.
+    return f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"

@@ -118,6 +118,58 @@ class GcsStore(LakeStore):
         except Exception as exc:
             raise self._explain(exc, key, "create") from None
 
+    def read_versioned(self, key: str) -> tuple[bytes, str] | None:
+        from google.api_core import exceptions as gexc
+
+        blob = self._get_blob(key)
+        if blob is None:
+            return None
+        generation = blob.generation  # read first: a download resets it from its response headers
+        try:
+            # Pinned to the generation we stat'ed: the bytes and the token belong together.
+            data = blob.download_as_bytes(
+                if_generation_match=generation, retry=self._retry(), timeout=self.timeout
+            )
+        except (gexc.NotFound, gexc.PreconditionFailed):
+            return self.read_versioned(key)  # replaced between the two requests: look again
+        except Exception as exc:
+            raise self._explain(exc, key, "read") from None
+        return data, str(generation)
+
+    def replace_if(self, key: str, data: bytes, token: str | None) -> str | None:
+        from google.api_core import exceptions as gexc
+
+        blob = self._bucket().blob(key)
+        try:
+            # A generation precondition makes the upload a compare-and-swap (0: only if absent),
+            # and makes google-cloud-storage's retry of it safe.
+            blob.upload_from_string(
+                data, if_generation_match=int(token) if token else 0, retry=self._retry(), timeout=self.timeout
+            )
+            if blob.generation is not None:
+                return str(blob.generation)
+            # An answer without the object resource (some emulators): ask for the generation.
+            current = self.read_versioned(key)
+            return current[1] if current is not None and current[0] == data else None
+        except gexc.PreconditionFailed:
+            # Another writer, or our own attempt whose answer was lost before a retry: versioned
+            # objects are unique (owner, expiry, generation), so equal bytes mean it was ours.
+            current = self.read_versioned(key)
+            return current[1] if current is not None and current[0] == data else None
+        except Exception as exc:
+            raise self._explain(exc, key, "write") from None
+
+    def delete_if(self, key: str, token: str) -> bool:
+        from google.api_core import exceptions as gexc
+
+        try:
+            self._bucket().blob(key).delete(if_generation_match=int(token), retry=self._retry(), timeout=self.timeout)
+            return True
+        except (gexc.NotFound, gexc.PreconditionFailed):
+            return False
+        except Exception as exc:
+            raise self._explain(exc, key, "delete") from None
+
     def delete(self, key: str) -> None:
         from google.api_core import exceptions as gexc
 

@@ -8,10 +8,12 @@ one; every operation has a deadline (README "Retries and deadlines") and every f
 a ``LakeError`` that names the bucket or folder, the object and the cause, with
 ``permanent`` telling whether a retry can help.
 
-Object keys of the weekly datasets are
-``[PREFIX/]turnstile/<dataset>/<YYYY>/turnstile_<YYMMDD>.<ext>``, named after the MTA file
-the week comes from (``2023-12-30`` -> ``turnstile/csv_gz/2024/turnstile_240106.csv.gz``);
-``LakeClient.key`` builds keys of other datasets under the same prefix.
+A week's turnstile objects are committed together under generation keys that the week's
+manifest names (``storage/commit.py``, which documents the layout); ``object_key`` is the
+fixed key ``[PREFIX/]turnstile/<dataset>/<YYYY>/turnstile_<YYMMDD>.<ext>`` of weeks written
+before manifests, named after the MTA file the week comes from (``2023-12-30`` ->
+``turnstile/csv_gz/2024/turnstile_240106.csv.gz``), and of the ridership datasets, which
+are one object per week. ``LakeClient.key`` builds keys of other datasets under the same prefix.
 """
 
 from __future__ import annotations
@@ -134,6 +136,22 @@ class LakeStore(abc.ABC):
 
     @abc.abstractmethod
     def create_if_absent(self, key: str, data: bytes) -> bool: ...
+
+    @abc.abstractmethod
+    def read_versioned(self, key: str) -> tuple[bytes, str] | None:
+        """A small object's bytes and its version token (GCS generation, a local content hash); None if absent."""
+
+    @abc.abstractmethod
+    def replace_if(self, key: str, data: bytes, token: str | None) -> str | None:
+        """Write a small object only if it is still at version ``token`` (None: only if absent).
+
+        Atomic compare-and-swap: the new version's token, or None when another writer got
+        there first. Leases and week manifests are written this way.
+        """
+
+    @abc.abstractmethod
+    def delete_if(self, key: str, token: str) -> bool:
+        """Delete the object only if it is still at version ``token``; True if this call deleted it."""
 
     @abc.abstractmethod
     def check(self) -> None:

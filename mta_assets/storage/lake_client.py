@@ -185,6 +185,18 @@ class LakeClient:
         """Create the object only if no object has that key (atomic): True if this call created it."""
         return self.store.create_if_absent(key, data)
 
+    def read_versioned(self, key: str) -> tuple[bytes, str] | None:
+        """A small object's bytes and version token (for ``replace_if``); None when it does not exist."""
+        return self.store.read_versioned(key)
+
+    def replace_if(self, key: str, data: bytes, token: str | None) -> str | None:
+        """Compare-and-swap a small object: written only if still at ``token`` (None: absent); its new token or None."""
+        return self.store.replace_if(key, data, token)
+
+    def delete_if(self, key: str, token: str) -> bool:
+        """Delete the object only if it is still at version ``token``."""
+        return self.store.delete_if(key, token)
+
 
 @contextlib.contextmanager
 def _interrupts_as_lake_errors(where: str, key: str) -> Iterator[None]:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import os
 import tempfile
+from collections.abc import Iterator
 from collections.abc import Callable
 from pathlib import Path
 
@@ -128,11 +132,72 @@ class LocalStore(LakeStore):
             raise LakeError(f"{self.where}: cannot write {key}: {exc.strerror or exc}", permanent=True) from None
         return True
 
+    def read_versioned(self, key: str) -> tuple[bytes, str] | None:
+        data = self.read_bytes(key)  # os.replace swaps whole files: never a torn read
+        return None if data is None else (data, _token(data))
+
+    def replace_if(self, key: str, data: bytes, token: str | None) -> str | None:
+        # Small versioned objects (leases, manifests) carry a unique owner or generation,
+        # so their content hash is their version. The check and the rename happen under
+        # an flock on a sidecar, which every writer of this key on this folder takes.
+        with self._guard(key):
+            current = self.read_bytes(key)
+            if (None if current is None else _token(current)) != token:
+                return None
+            self._write_small(key, data)
+        return _token(data)
+
+    def delete_if(self, key: str, token: str) -> bool:
+        with self._guard(key):
+            current = self.read_bytes(key)
+            if current is None or _token(current) != token:
+                return False
+            self.delete(key)
+        return True
+
+    @contextlib.contextmanager
+    def _guard(self, key: str) -> Iterator[None]:
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path.with_name(f".{path.name}.flock"), os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise LakeError(f"{self.where}: cannot lock {key}: {exc.strerror or exc}", permanent=True) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the flock
+
+    def _write_small(self, key: str, data: bytes) -> None:
+        target = self._path(key)
+        temp: Path | None = None
+        try:
+            fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+            temp = Path(temp_name)
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            temp.chmod(0o644)
+            os.replace(temp, target)
+            temp = None
+            _fsync_folder(target.parent)
+        except OSError as exc:
+            raise LakeError(f"{self.where}: cannot write {key}: {exc.strerror or exc}", permanent=True) from None
+        finally:
+            if temp is not None:
+                temp.unlink(missing_ok=True)
+
     def check(self) -> None:
         try:
             check_writable_folder(self.root, "MTA_LAKE_URL")
         except SettingError as exc:
             raise LakeError(f"{self.where}: {exc}", permanent=True) from None
+
+
+def _token(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _fsync_folder(folder: Path) -> None:

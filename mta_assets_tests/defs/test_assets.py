@@ -15,6 +15,7 @@ from mta_assets.defs.resources import Lake, LakeIOManager, MTASource
 from mta_assets.defs.turnstile.assets import turnstile_weeks
 from mta_assets.devtools.synthetic import week_bytes
 from mta_assets_tests.samples import offline_station_key, rebuild_full_week
+from mta_assets_tests.lake_objects import week_object_key, week_stat
 
 WEEK = "2023-12-30"
 NAME = "turnstile_240106.txt"
@@ -104,10 +105,10 @@ def test_a_real_week_end_to_end_on_gcs(mirror, mirror_root, gcs_lake):
     result = materialize(mirror.url, gcs_lake, instance)
 
     assert result.success, failure_message(result)
-    assert gzip.decompress(gcs_lake.read_bytes(gcs_lake.key_for("csv_gz", WEEK, ".csv.gz"))) == served.read_bytes()
+    assert gzip.decompress(gcs_lake.read_bytes(week_object_key(gcs_lake, "csv_gz", WEEK))) == served.read_bytes()
     # The gzip object is the published file's durable copy: no uncompressed .txt by default.
     assert gcs_lake.list_keys("turnstile/raw/") == []
-    table = pq.read_table(gcs_lake.fetch(gcs_lake.key_for("readings", WEEK, ".parquet"), mirror_root / "fetched"))
+    table = pq.read_table(gcs_lake.fetch(week_object_key(gcs_lake, "readings", WEEK), mirror_root / "fetched"))
     readings = result.asset_materializations_for_node("turnstile_weeks")
     by_asset = {m.asset_key.to_user_string(): m.metadata for m in readings}
     assert table.num_rows == by_asset["turnstile_readings"]["dagster/row_count"].value
@@ -115,7 +116,7 @@ def test_a_real_week_end_to_end_on_gcs(mirror, mirror_root, gcs_lake):
     assert by_asset["turnstile_csv"]["sha256"].value
     assert by_asset["turnstile_csv"]["stored_as"].value == "gzip"
     assert by_asset["turnstile_csv_gz"]["compression_ratio"].value > 8
-    assert by_asset["turnstile_csv_gz"]["crc32c"].value == gcs_lake.stat(gcs_lake.key_for("csv_gz", WEEK, ".csv.gz")).crc32c
+    assert by_asset["turnstile_csv_gz"]["crc32c"].value == week_stat(gcs_lake, "csv_gz", WEEK).crc32c
     assert all(e.passed for e in check_evaluations(instance, result.run_id).values())
 
 
@@ -136,22 +137,22 @@ def test_the_raw_text_is_stored_only_when_asked(mirror, synthetic_week, local_la
     served = synthetic_week(WEEK, readings=500)
     config = {"ops": {"turnstile_weeks": {"config": {"store_raw_text": True}}}}
     assert materialize(mirror.url, local_lake, config=config).success
-    assert local_lake.read_bytes(local_lake.key_for("raw", WEEK, ".txt")) == served.read_bytes()
+    assert local_lake.read_bytes(week_object_key(local_lake, "raw", WEEK)) == served.read_bytes()
 
 
 def test_the_table_alone_is_rebuilt_from_the_lakes_gzip_object(mirror, synthetic_week, local_lake):
     synthetic_week(WEEK, readings=800)
     assert materialize(mirror.url, local_lake).success
-    gz_before = local_lake.stat(local_lake.key_for("csv_gz", WEEK, ".csv.gz"))
-    local_lake.delete(local_lake.key_for("readings", WEEK, ".parquet"))
+    gz_before = week_stat(local_lake, "csv_gz", WEEK)
+    local_lake.delete(week_object_key(local_lake, "readings", WEEK))
     mirror.clear_requests()
 
     result = materialize(mirror.url, local_lake, selection=["turnstile_readings"])
 
     assert result.success, failure_message(result)
     assert mirror.requests == []  # read from the lake, not from MTA
-    assert local_lake.stat(local_lake.key_for("readings", WEEK, ".parquet")) is not None
-    assert local_lake.stat(local_lake.key_for("csv_gz", WEEK, ".csv.gz")) == gz_before
+    assert week_stat(local_lake, "readings", WEEK) is not None
+    assert week_stat(local_lake, "csv_gz", WEEK) == gz_before
 
 
 def _garbage_tail(good: bytes) -> bytes:
@@ -205,7 +206,7 @@ def test_the_wide_years_take_their_station_names_from_the_station_key_resource(m
     key.write_text("Remote,Booth,Station,Line Name,Division\n" + "".join(f"{u},{c},STATION {u}/{c},1,IRT\n" for c, u in pairs))
     res = {**resources(mirror.url, local_lake), "station_key": offline_station_key(key)}
     assert dg.materialize([turnstile_weeks], partition_key=wide, resources=res, instance=dg.DagsterInstance.ephemeral()).success
-    table = pq.read_table(local_lake.fetch(local_lake.key_for("readings", wide, ".parquet"), tmp_path / "f"))
+    table = pq.read_table(local_lake.fetch(week_object_key(local_lake, "readings", wide), tmp_path / "f"))
     names = {(row["ca"], row["unit"]): row["station"] for row in table.select(["ca", "unit", "station"]).to_pylist()}
     assert names == {(c, u): f"STATION {u}/{c}" for c, u in pairs}
 

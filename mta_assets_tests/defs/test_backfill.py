@@ -23,6 +23,7 @@ from mta_assets.devtools.mirror import MirrorServer
 from mta_assets.devtools.synthetic import consecutive_weeks, count_readings
 from mta_assets.mta.calendar import file_name_for_week, latest_published_week
 from mta_assets_tests.samples import offline_station_key
+from mta_assets_tests.lake_objects import week_object_key
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WEEKS = consecutive_weeks("2023-12-30", 4)  # across New Year: files turnstile_240106 .. turnstile_240127
@@ -55,7 +56,7 @@ def lake_snapshot(lake: Lake) -> dict[str, bytes]:
 
 
 def expected_keys(lake: Lake, dataset: str, weeks: list[str]) -> list[str]:
-    return sorted(lake.key_for(dataset, week, DATASETS[dataset]) for week in weeks)
+    return sorted(week_object_key(lake, dataset, week) for week in weeks)
 
 
 def materialized(instance: dg.DagsterInstance, asset: str) -> list[str]:
@@ -69,7 +70,7 @@ def step_failure_messages(result) -> list[str]:
 def table_rows(lake: Lake, week: str) -> int:
     import pyarrow.parquet as pq
 
-    return pq.read_metadata(lake.fetch(lake.key_for("readings", week, ".parquet"), Path(tempfile.mkdtemp()))).num_rows
+    return pq.read_metadata(lake.fetch(week_object_key(lake, "readings", week), Path(tempfile.mkdtemp()))).num_rows
 
 
 def latest_readings_metadata(instance: dg.DagsterInstance, week: str) -> dict:
@@ -99,12 +100,12 @@ def test_a_four_week_range_runs_once_and_commits_every_week(
     for asset in ("turnstile_csv", "turnstile_csv_gz", "turnstile_readings"):
         assert materialized(instance, asset) == WEEKS
     for week in WEEKS:
-        assert gzip.decompress(any_lake.read_bytes(any_lake.key_for("csv_gz", week, ".csv.gz"))) == served[week]
+        assert gzip.decompress(any_lake.read_bytes(week_object_key(any_lake, "csv_gz", week))) == served[week]
         metadata = latest_readings_metadata(instance, week)
         assert metadata["readings_seen"] == count_readings(served[week]) == READINGS
         assert table_rows(any_lake, week) == metadata["dagster/row_count"]
         assert metadata["dagster/row_count"] == READINGS - metadata["duplicates_removed"] - metadata["rejected"]
-        assert metadata["uri"] == any_lake.uri_for(any_lake.key_for("readings", week, ".parquet"))
+        assert metadata["uri"] == any_lake.uri_for(week_object_key(any_lake, "readings", week))
 
     before = lake_snapshot(any_lake)
     again = materialize_range(mirror, any_lake, instance, WEEKS[0], WEEKS[-1])
@@ -143,7 +144,7 @@ def test_a_failing_week_stops_only_itself(
     for dataset in DATASETS:
         assert sorted(any_lake.list_keys(f"turnstile/{dataset}/")) == expected_keys(any_lake, dataset, others)
     for week in others:
-        assert gzip.decompress(any_lake.read_bytes(any_lake.key_for("csv_gz", week, ".csv.gz"))) == served[week]
+        assert gzip.decompress(any_lake.read_bytes(week_object_key(any_lake, "csv_gz", week))) == served[week]
     for asset in ("turnstile_csv", "turnstile_csv_gz", "turnstile_readings"):
         assert materialized(instance, asset) == others
     # "Materialize missing" is exactly the failed week.
@@ -167,14 +168,19 @@ def test_each_weeks_metadata_in_a_range_is_what_a_single_week_run_records(
         [turnstile_weeks], instance=single_instance, resources=resources(mirror, single_lake), partition_key=WEEKS[1]
     ).success
 
-    timings = {"upload_seconds", "upload_mib_per_s", "gzip_seconds", "parse_seconds", "uri"}
+    # Each run commits its own generation: the keys differ by it, and only by it.
+    timings = {"upload_seconds", "upload_mib_per_s", "gzip_seconds", "parse_seconds", "uri", "manifest_uri", "generation"}
     for asset in ("turnstile_csv", "turnstile_csv_gz", "turnstile_readings"):
         in_range = _latest_metadata(instance, asset, WEEKS[1])
         alone = _latest_metadata(single_instance, asset, WEEKS[1])
         assert {k: v for k, v in in_range.items() if k not in timings} == {
             k: v for k, v in alone.items() if k not in timings
         }, asset
-        assert in_range["uri"].endswith(alone["uri"].split("/single/", 1)[1])
+        def where(metadata: dict, lake: str) -> tuple[str, str]:
+            relative = lambda uri: uri.split(f"/{lake}/", 1)[1].replace(metadata["generation"], "<generation>")  # noqa: E731
+            return relative(metadata["uri"]), relative(metadata["manifest_uri"])
+
+        assert where(in_range, "range") == where(alone, "single")
         assert "weeks" not in in_range and "stored_objects" not in in_range  # no range totals on a week
 
 
@@ -295,7 +301,7 @@ def test_the_cli_runs_a_four_week_range_as_one_run(
         assert sorted(lake.list_keys(f"turnstile/{dataset}/")) == expected_keys(lake, dataset, WEEKS)
     for week in WEEKS:
         published = (mirror.root / file_name_for_week(week)).read_bytes()
-        assert gzip.decompress(lake.read_bytes(lake.key_for("csv_gz", week, ".csv.gz"))) == published
+        assert gzip.decompress(lake.read_bytes(week_object_key(lake, "csv_gz", week))) == published
     with duckdb.connect(env["MTA_WAREHOUSE"], read_only=True) as warehouse:  # ... -> ridership -> warehouse
         loaded = warehouse.execute("SELECT DISTINCT week FROM ridership_daily_parts ORDER BY week").fetchall()
     assert [str(week) for (week,) in loaded] == WEEKS
@@ -312,7 +318,7 @@ def test_a_range_records_every_check_per_week_and_a_blocking_failure_spares_the_
     for index, week in enumerate(weeks):
         synthetic_week(week, readings=READINGS, seed=index)
     assert materialize_range(mirror, local_lake, instance, weeks[0], weeks[-1]).success
-    good_tables = {week: local_lake.read_bytes(local_lake.key_for("readings", week, ".parquet")) for week in weeks}
+    good_tables = {week: local_lake.read_bytes(week_object_key(local_lake, "readings", week)) for week in weeks}
 
     # The middle week is re-published with a negative-signed counter on 1% of its lines.
     bad_week = weeks[1]
@@ -341,6 +347,6 @@ def test_a_range_records_every_check_per_week_and_a_blocking_failure_spares_the_
     assert per_week[("reject_rate_under_threshold", bad_week)] is False
     assert all(per_week[(name, week)] for name in check_names for week in (weeks[0], weeks[2]))
     # The failing week keeps its last good table; the others got their new one.
-    assert local_lake.read_bytes(local_lake.key_for("readings", bad_week, ".parquet")) == good_tables[bad_week]
+    assert local_lake.read_bytes(week_object_key(local_lake, "readings", bad_week)) == good_tables[bad_week]
     for week in (weeks[0], weeks[2]):
-        assert local_lake.read_bytes(local_lake.key_for("readings", week, ".parquet")) != good_tables[week]
+        assert local_lake.read_bytes(week_object_key(local_lake, "readings", week)) != good_tables[week]

@@ -14,6 +14,7 @@ from mta_assets.defs.turnstile.assets import turnstile_weeks
 from mta_assets.defs.turnstile.partitions import weekly_partitions
 from mta_assets.devtools.synthetic import consecutive_weeks
 from mta_assets.mta.calendar import file_name_for_week
+from mta_assets_tests.lake_objects import week_stat
 from mta_assets_tests.samples import offline_station_key, rebuild_full_week
 
 ASSETS = [turnstile_weeks, *ridership_assets]
@@ -120,7 +121,7 @@ def test_a_bad_week_costs_no_other_week_its_ridership_and_missing_reruns_only_it
     for week in weeks:
         ridership = local_lake.stat(local_lake.key_for("ridership", week, ".parquet"))
         assert (ridership is None) is (week == bad), week
-    assert local_lake.stat(local_lake.key_for("readings", bad, ".parquet")) is None
+    assert week_stat(local_lake, "readings", bad) is None
     status = instance.get_status_by_partition(dg.AssetKey("turnstile_readings"), weeks, weekly_partitions)
     assert {week for week, state in status.items() if state != dg.AssetPartitionStatus.MATERIALIZED} == {bad}
 

@@ -24,6 +24,7 @@ from mta_assets.defs.turnstile.tables import write_parquet
 from mta_assets.mta.calendar import file_name_for_week
 from mta_assets.mta.parse import parse_week
 from mta_assets_tests.samples import offline_station_key, rebuild_full_week, require_samples
+from mta_assets_tests.lake_objects import week_object_key
 
 ASSETS = [turnstile_weeks, *ridership_assets]
 # The 7 consecutive real weeks of 2024 start here; MTA_TEST_REAL_WEEKS=7 runs all of them

@@ -23,6 +23,7 @@ from mta_assets.storage.staging import RunStaging, staging_base
 from mta_assets_tests.defs.test_assets import OneFileServer
 from mta_assets_tests.storage.gcs_proxy import GcsFaultProxy
 from mta_assets_tests.samples import offline_station_key
+from mta_assets_tests.lake_objects import week_object_key
 
 WEEK = "2023-12-30"
 WEEKS = consecutive_weeks(WEEK, 3)
@@ -140,8 +141,8 @@ def test_two_overlapping_runs_of_one_week_leave_objects_from_one_download(tmp_pa
             thread.join()
 
     assert results == {0: True, 1: True}
-    raw = gzip.decompress(any_lake.read_bytes(any_lake.key_for("csv_gz", WEEK, ".csv.gz")))
-    table = pq.read_table(any_lake.fetch(any_lake.key_for("readings", WEEK, ".parquet"), tmp_path / "fetched"))
+    raw = gzip.decompress(any_lake.read_bytes(week_object_key(any_lake, "csv_gz", WEEK)))
+    table = pq.read_table(any_lake.fetch(week_object_key(any_lake, "readings", WEEK), tmp_path / "fetched"))
     winner = versions.index(raw)
     assert table.num_rows == (3000, 2000)[winner] - _duplicates(versions[winner])
 

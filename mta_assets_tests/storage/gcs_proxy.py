@@ -4,7 +4,8 @@ Tests point ``STORAGE_EMULATOR_HOST`` at it. Modes: ``forward`` (pass everything
 ``503`` (answer 503 to every request), ``stall`` (accept and never answer),
 ``flip`` (forward, but flip one byte in the body of the next upload chunk), and
 ``precondition`` (forward, but answer 412 to uploads carrying ``ifGenerationMatch=0``
-when the object already exists, as GCS does and the emulator does not).
+when the object already exists, as GCS does and the emulator does not), and ``full``
+(forward, but answer 507 Insufficient Storage to uploads that name ``full_match``).
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ import requests
 
 
 class GcsFaultProxy:
-    def __init__(self, upstream: str, mode: str = "forward"):
+    def __init__(self, upstream: str, mode: str = "forward", full_match: str = ""):
         self.upstream = upstream.rstrip("/")
         self.mode = mode
+        self.full_match = full_match
         self.requests: list[tuple[str, str]] = []
         self._release = threading.Event()
         self._lock = threading.Lock()
@@ -45,6 +47,11 @@ class GcsFaultProxy:
                     return
                 if mode == "503":
                     self._answer(503, b'{"error": {"code": 503, "message": "Service Unavailable"}}')
+                    return
+                if mode == "full" and self.command in ("POST", "PUT") and proxy.full_match in (
+                    urllib.parse.unquote(self.path) + body.decode("latin-1")
+                ):
+                    self._answer(507, b'{"error": {"code": 507, "message": "Insufficient Storage"}}')
                     return
                 if mode == "flip" and self.command == "PUT" and len(body) > 10:
                     middle = len(body) // 2

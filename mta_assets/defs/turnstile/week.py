@@ -1,8 +1,9 @@
 """One week, start to finish: download → gzip → parse → validate → commit.
 
 The week is the unit of truth. Nothing reaches the lake until the new file has passed
-every blocking validation; then the week's objects are replaced together, under the
-week's lock, from this one download. A week that fails keeps every object it had, and
+every blocking validation; then the week's objects are committed as one unit, under the
+week's lease, from this one download: uploaded under a new generation, then switched by
+the week's manifest (``storage/commit.py``), so readers never see two downloads mixed. A week that fails keeps every object it had, and
 its rejected file is kept aside under ``quarantine/`` and named in the error.
 
 This module has no Dagster import: the multi-asset in ``assets.py`` decides which
@@ -24,12 +25,13 @@ from typing import Any
 
 from mta_assets.mta.calendar import candidate_file_names, expected_layout
 from mta_assets.mta.validate import Outcome, ValidationSettings, WeekEvidence, blocking_failures, validate_week
-from mta_assets.storage.locks import week_lock
+from mta_assets.storage.commit import commit_week, week_key
 from mta_assets.storage.staging import RunStaging
 
 RAW, GZ, READINGS = "turnstile_csv", "turnstile_csv_gz", "turnstile_readings"
 CONTENT_TYPES = {".txt": "text/plain", ".csv.gz": "application/gzip", ".parquet": "application/vnd.apache.parquet"}
 _COPY_BLOCK = 1024 * 1024
+DATASETS = {RAW: "raw", GZ: "csv_gz", READINGS: "readings"}  # the lake's dataset of each asset
 
 
 @dataclasses.dataclass(frozen=True)
@@ -202,16 +204,16 @@ def _stage_source(week: str, ctx: WeekContext, folder: Path) -> _Staged:
 
 
 def _from_lake(week: str, ctx: WeekContext, folder: Path, raw_path: Path) -> _Staged:
-    for name in candidate_file_names(week):
-        key = ctx.lake.key_for("csv_gz", week, ".csv.gz", file_name=name)
-        if ctx.lake.stat(key) is not None:
-            break
-    else:
+    key = week_key(ctx.lake, "turnstile", "csv_gz", week, ".csv.gz")
+    if key is None:
+        where = ctx.lake.uri_for(ctx.lake.key("turnstile", "csv_gz"))
         raise WeekFailed(
             week,
-            f"week {week}: no gzip object in the lake ({ctx.lake.uri_for(key)}); materialize turnstile_csv_gz first",
+            f"week {week}: no gzip object in the lake (no manifest or object under {where}); "
+            "materialize turnstile_csv_gz first",
             permanent=True,
         )
+    name = key.rsplit("/", 1)[-1].removesuffix(".csv.gz") + ".txt"
     local = ctx.lake.fetch(key, folder / "lake")
     with gzip.open(local, "rb") as src, open(raw_path, "wb") as out:
         shutil.copyfileobj(src, out, _COPY_BLOCK)
@@ -285,15 +287,41 @@ def _quarantine(week: str, ctx: WeekContext, staged: _Staged, gz_path: Path | No
 
 
 def _commit(week: str, ctx: WeekContext, staged: _Staged, objects: list[tuple[str, Path, str]]) -> dict[str, Any]:
-    """Replace the week's objects together, from this one download, under the week's lock."""
-    stored = {}
+    """Commit the week's objects as one unit, from this one download (``storage/commit.py``)."""
     provenance = {"source_sha256": str(staged.metadata.get("sha256", "")), "run_id": ctx.run_id}
-    with week_lock(ctx.lake, week, owner=f"run {ctx.run_id}", wait_s=ctx.lock_wait_s):
-        for asset, path, extension in objects:
-            dataset = {RAW: "raw", GZ: "csv_gz", READINGS: "readings"}[asset]
-            key = ctx.lake.key_for(dataset, week, extension, file_name=staged.file_name)
-            stored[asset] = ctx.lake.put_file(path, key, CONTENT_TYPES[extension], metadata=provenance)
-    return stored
+    stem = staged.file_name.removesuffix(".txt")
+    manifest = commit_week(
+        ctx.lake,
+        "turnstile",
+        week,
+        {DATASETS[asset]: (path, stem + extension, CONTENT_TYPES[extension]) for asset, path, extension in objects},
+        owner=f"run {ctx.run_id}",
+        wait_s=ctx.lock_wait_s,
+        metadata=provenance,
+    )
+    return {
+        asset: _Committed(manifest.stored[DATASETS[asset]], manifest.lake_metadata(DATASETS[asset]))
+        for asset, _, _ in objects
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class _Committed:
+    """A committed object and its manifest: the asset's metadata shows both."""
+
+    stored: Any  # StoredObject
+    manifest: dict[str, Any]
+
+    @property
+    def size(self) -> int:
+        return self.stored.size
+
+    @property
+    def uri(self) -> str:
+        return self.stored.uri
+
+    def metadata(self) -> dict[str, Any]:
+        return {**self.stored.metadata(), **self.manifest}
 
 
 def _metadata(week, ctx, staged, stored, table_metadata, gz_seconds: float) -> dict[str, dict[str, Any]]:
