@@ -2,7 +2,7 @@
 with named as (
     select complex_id, complex_name, 1 as preference from {{ ref('fct_official_complex_daily') }}
     union all
-    select complex_id, complex_name, 2 as preference from {{ ref('station_complexes') }}
+    select complex_id, complex_name, 2 as preference from {{ ref('complex_crosswalk') }}
 )
 select complex_id, {{ latest('complex_name', '-preference') }} as complex_name
 from named

@@ -3,7 +3,7 @@ with pairs as (
     select s.*, {{ station_id('s.') }} as station_id from {{ ref('station_weeks') }} s
 ),
 complexes as (
-    select unit, ca, min(complex_id) as complex_id from {{ ref('station_complexes') }} group by unit, ca
+    select unit, ca, min(complex_id) as complex_id from {{ ref('complex_crosswalk') }} group by unit, ca
 )
 select p.station_id, p.unit, p.station, p.linename, p.division,
        string_agg(distinct p.ca, ',' order by p.ca) as booths,

@@ -19,4 +19,4 @@ select d.date, t.entries_turnstile, t.exits_turnstile, o.entries_official,
        t.intervals_dropped, t.intervals
 from days d
 left join turnstile t on t.date = d.date
-left join {{ ref('official_daily') }} o on o.date = d.date
+left join {{ ref('official_daily_estimate') }} o on o.date = d.date

@@ -74,12 +74,11 @@ def warehouse_models(
         events = _build(context, dbt, duckdb_warehouse, ["build", "--vars", json.dumps(dbt_vars)])
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    metrics = week_metrics(database, weeks)
-    for event in events:
-        if getattr(event, "asset_key", None) == SYSTEM_DAILY:
-            for week, values in metrics.items():
-                context.add_asset_metadata(values, asset_key=SYSTEM_DAILY, partition_key=week)
-        yield event
+    if SYSTEM_DAILY in context.selected_asset_keys:
+        # Per week, so the asset's Plots tab shows the series across partitions.
+        for week, values in week_metrics(database, weeks).items():
+            context.add_asset_metadata(values, asset_key=SYSTEM_DAILY, partition_key=week)
+    yield from events
 
 
 def _build(
