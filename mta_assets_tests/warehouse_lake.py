@@ -101,8 +101,12 @@ def build_official(lake, work: Path) -> None:
     with open(folder / "hourly" / "wujg-7c2s_2024-02-01_by_complex_and_hour.csv", newline="") as handle:
         for row in csv.DictReader(handle):
             lat, lon = float(row["latitude"]), float(row["longitude"])
-            # The nearest complex of the same name (several complexes share a name: Chambers St).
-            named = [c for c in complexes if c[4].startswith(row["station_complex"].strip())] or complexes
+            # The nearest complex sharing the first station name (several share one: Chambers St),
+            # a multi-station complex for a name with '/' (the file spells them "A /B /C ").
+            parts = [part.strip() for part in row["station_complex"].split("/")]
+            named = [c for c in complexes if parts[0] in c[4].split("/")] or complexes
+            if len(parts) > 1:
+                named = [c for c in named if "/" in c[4]] or named
             _, complex_id, display = min((math.dist((lat, lon), (c[0], c[1])), c[2], c[3]) for c in named)
             hourly.append(
                 {

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliInvocation, DbtCliResource, dbt_assets
 
 from mta_assets.defs.automation import weekly_eager
 from mta_assets.defs.resources import Lake
@@ -71,44 +71,46 @@ def warehouse_models(
     try:
         files = local_files(lake, week_keys(lake, weeks), folder)
         dbt_vars = {"weeks": weeks, "lake_files": files, "warehouse": str(database)}
-        events = _build(context, dbt, duckdb_warehouse, ["build", "--vars", json.dumps(dbt_vars)])
+        events, failure = _build(context, dbt, duckdb_warehouse, ["build", "--vars", json.dumps(dbt_vars)])
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    if SYSTEM_DAILY in context.selected_asset_keys:
+    if failure is None and SYSTEM_DAILY in context.selected_asset_keys:
         # Per week, so the asset's Plots tab shows the series across partitions.
         for week, values in week_metrics(database, weeks).items():
             context.add_asset_metadata(values, asset_key=SYSTEM_DAILY, partition_key=week)
+    # What dbt built and tested is recorded even when another node failed.
     yield from events
+    if failure is not None:
+        raise failure
 
 
 def _build(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: DuckDBWarehouse, args: list[str]
-) -> list[Any]:
-    """Run dbt once the file is free; again while another process holds it, within the deadline."""
+) -> tuple[list[Any], dg.Failure | None]:
+    """Run dbt once the file is free; again while another process holds it, within the deadline.
+
+    Returns dbt's events and, when a node failed for another reason, the failure to raise after them.
+    """
     database = warehouse.path
 
     def wait(error: WarehouseBusy, waited: float) -> None:
         context.log.info(f"warehouse {database} held by {error.holder}: waiting ({waited:.1f} s of {warehouse.lock_deadline_s:g} s)")
 
-    def attempt() -> list[Any]:
+    def attempt() -> tuple[list[Any], dg.Failure | None]:
         open_for_writing(database)
         invocation = dbt.cli(args, context=context, raise_on_error=False)
         events = list(invocation.stream())
         if invocation.is_successful():
-            return events
-        results = invocation.get_artifact("run_results.json").get("results", []) if invocation.target_path.joinpath(
-            "run_results.json"
-        ).exists() else []
-        messages = [result.get("message") or "" for result in results]
-        held = next((holder for message in messages if (holder := lock_holder(message))), None)
+            return events, None
+        error = invocation.get_error()
+        held = _lock_holder(invocation, error)
         if held is not None:  # a reader took the file between the probe and dbt's connection
             raise WarehouseBusy(str(database), held, "dbt could not open the file")
-        error = invocation.get_error()
-        raise dg.Failure(
+        return events, dg.Failure(
             description=f"dbt build of weeks {context.partition_keys[0]}..{context.partition_keys[-1]} on "
             f"{database} failed: {error}",
-            metadata={"errors": dg.MetadataValue.json([m for m in messages if m and m != "SUCCESS"][:20])},
-        ) from error
+            metadata={"errors": dg.MetadataValue.json(_messages(invocation)[:20])},
+        )
 
     try:
         return while_busy(attempt, database, warehouse.lock_deadline_s, wait)
@@ -116,6 +118,21 @@ def _build(
         if busy_error(database, error) is not None:
             raise dg.Failure(description=str(error), allow_retries=False) from error
         raise
+
+
+def _messages(invocation: DbtCliInvocation) -> list[str]:
+    """The failure messages of dbt's nodes (run_results.json), when dbt got that far."""
+    if not invocation.target_path.joinpath("run_results.json").exists():
+        return []
+    results = invocation.get_artifact("run_results.json").get("results", [])
+    return [result["message"] for result in results if result.get("status") in ("error", "fail") and result.get("message")]
+
+
+def _lock_holder(invocation: DbtCliInvocation, error: Exception | None) -> str | None:
+    """Who held the file, when dbt failed on DuckDB's lock (while connecting, or in a node)."""
+    log = invocation.target_path / "dbt.log"
+    texts = [str(error), *_messages(invocation), log.read_text(errors="replace")[-20_000:] if log.exists() else ""]
+    return next((holder for text in texts if (holder := lock_holder(text))), None)
 
 
 warehouse_assets = [warehouse_models]
