@@ -7,11 +7,13 @@ file lock keeps parallel test workers or code servers from parsing into one fold
 """
 
 import fcntl
+import os
 from pathlib import Path
 
 from dagster_dbt import DbtProject
 
-DBT_DIR = Path(__file__).resolve().parents[3] / "dbt"
+# Beside the package in a clone; the image sets MTA_DBT_PROJECT_DIR (the package is installed there).
+DBT_DIR = Path(os.environ.get("MTA_DBT_PROJECT_DIR") or Path(__file__).resolve().parents[3] / "dbt")
 
 warehouse_project = DbtProject(project_dir=DBT_DIR, profiles_dir=DBT_DIR)
 
