@@ -283,3 +283,24 @@ def test_bigquery_target_compiles_offline(tmp_path):
                          capture_output=True, text=True, timeout=180).stdout
     assert ("create or replace external table `dummy-project.mta.lake_ridership` options (format = 'PARQUET', "
             "uris = ['gs://mta-bucket/lake/turnstile/ridership/*.parquet'])") in ddl
+
+
+def test_a_week_of_ridership_written_upstream_requests_that_week_of_the_warehouse():
+    """weekly_eager on every partition, not only the latest; the official data may be absent."""
+    from mta_assets.defs.turnstile.partitions import weekly_partitions
+
+    weekly = [dg.AssetSpec(key, partitions_def=weekly_partitions) for key in UPSTREAM[:4]]
+    defs = dg.Definitions(
+        assets=[warehouse_models, *weekly, *(dg.AssetSpec(key) for key in UPSTREAM[4:])],
+        resources={"lake": Lake(), "duckdb_warehouse": DuckDBWarehouse(), "dbt": DbtCliResource(project_dir=prepared_project())},
+    )
+    instance = dg.DagsterInstance.ephemeral()
+    first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    for key in ("turnstile_readings", "stations", "ridership_daily"):
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key, partition="2024-01-13"))
+
+    result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+    fact = dg.AssetKey(["warehouse", "fct_ridership_daily"])
+    readings = dg.AssetKey(["warehouse", "readings"])
+    assert result.get_requested_partitions(fact) == {"2024-01-13"}
+    assert result.get_requested_partitions(readings) == {"2024-01-13"}
