@@ -109,6 +109,8 @@ def _build(
         )
         events = list(invocation.stream())
         if invocation.is_successful():
+            # Each invocation has a target folder of its own; a failed one's stays, to read.
+            shutil.rmtree(invocation.target_path, ignore_errors=True)
             return events, None
         error = invocation.get_error()
         held = _lock_holder(invocation, error)
