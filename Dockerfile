@@ -29,14 +29,21 @@ WORKDIR /opt/dagster/app
 # included, which the run workers need to reach the instance).
 COPY pyproject.toml README.md ./
 COPY mta_assets ./mta_assets
+COPY dashboard ./dashboard
 RUN pip install --no-cache-dir . \
     && rm -rf build ./*.egg-info
+
+# The warehouse's dbt project, its manifest parsed now (offline: no packages, no network),
+# so a code server never parses at start.
+ENV MTA_DBT_PROJECT_DIR=/opt/dagster/app/dbt
+COPY dbt ./dbt
+RUN dbt parse --quiet --project-dir dbt --profiles-dir dbt
 
 # A fixed, unprivileged uid, so mounted key files and lake folders can be granted to it.
 RUN groupadd --system --gid 10001 mta \
     && useradd --system --uid 10001 --gid mta --home-dir /home/mta --create-home mta \
     && mkdir -p "$DAGSTER_HOME" "$MTA_STAGING_DIR" \
-    && chown -R mta:mta "$DAGSTER_HOME" "$MTA_STAGING_DIR"
+    && chown -R mta:mta "$DAGSTER_HOME" "$MTA_STAGING_DIR" dbt/target
 USER 10001:10001
 
 EXPOSE 4000

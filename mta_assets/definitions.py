@@ -22,6 +22,8 @@ from mta_assets.defs.turnstile.assets import turnstile_weeks  # noqa: E402
 from mta_assets.defs.turnstile.jobs import mta_turnstile_job  # noqa: E402
 from mta_assets.defs.turnstile.schedules import mta_weekly_schedule  # noqa: E402
 from mta_assets.defs.turnstile.sensors import mta_file_arrival_sensor  # noqa: E402
+from mta_assets.defs.warehouse.assets import warehouse_assets  # noqa: E402
+from mta_assets.defs.warehouse.resources import build_warehouse_resources  # noqa: E402
 
 # Brings downstream weeks up to date (defs/automation.py); running by default, like the
 # sensors it stands beside, since it only ever acts on weeks whose upstream changed.
@@ -33,11 +35,11 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
 )
 
 defs = dg.Definitions(
-    assets=[turnstile_weeks, *ridership_assets, *official_assets],
+    assets=[turnstile_weeks, *ridership_assets, *official_assets, *warehouse_assets],
     jobs=[mta_turnstile_job],
     schedules=[mta_weekly_schedule],
     sensors=[mta_file_arrival_sensor, official_publication_sensor, automation_sensor, *alert_sensors],
-    resources={**build_resources(), **build_official_resources(), **monitoring_resources},
+    resources={**build_resources(), **build_official_resources(), **build_warehouse_resources(), **monitoring_resources},
     # Each step works through its weeks itself; one process per step would re-import
     # dagster for every step (about 4 s here) and buy nothing on 2 cores.
     executor=dg.in_process_executor,

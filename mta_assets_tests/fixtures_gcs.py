@@ -7,6 +7,7 @@ real GCS through Application Default Credentials: the code under test is unchang
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import socket
 import subprocess
 import sys
@@ -126,3 +127,7 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
             monkeypatch.delenv(name)
     monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
     monkeypatch.setenv("MTA_STAGING_DIR", str(tmp_path / "staging"))
+    # Offline: MTA's station-complex crosswalks from the shared real files, never from GitHub.
+    stations = Path(__file__).resolve().parents[2] / "shared" / "mta-ridership" / "stations"
+    if stations.is_dir():
+        monkeypatch.setenv("MTA_STATION_COMPLEXES_URL", str(stations))

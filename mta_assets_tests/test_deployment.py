@@ -43,7 +43,8 @@ BIN = Path(sys.executable).parent
 PRODUCTION_IMAGE = "registry.example.com/mta-assets:2024.01"
 PRODUCTION_NETWORK = "mta_network"
 # Set by the image itself, or read only by the test suite.
-NOT_FOR_RUN_CONTAINERS = {"MTA_STAGING_DIR", "MTA_SAMPLES_DIR", "MTA_TEST_POSTGRES_URL"}
+# MTA_STAGING_DIR and MTA_DBT_PROJECT_DIR are set by the image itself.
+NOT_FOR_RUN_CONTAINERS = {"MTA_STAGING_DIR", "MTA_DBT_PROJECT_DIR", "MTA_SAMPLES_DIR", "MTA_TEST_POSTGRES_URL"}
 
 
 def read_yaml(path: Path) -> dict:
@@ -245,7 +246,7 @@ def compose() -> dict:
 
 def test_compose_runs_postgres_code_server_webserver_and_daemon_with_healthchecks():
     services = compose()["services"]
-    assert set(services) == {"postgres", "user_code", "webserver", "daemon"}
+    assert set(services) == {"postgres", "user_code", "webserver", "daemon", "dashboard"}
     for name, service in services.items():
         assert service["healthcheck"]["test"][0] in {"CMD", "CMD-SHELL"}, name
         assert service["networks"] == ["mta_network"], name
@@ -258,6 +259,7 @@ def test_compose_runs_postgres_code_server_webserver_and_daemon_with_healthcheck
     assert services["webserver"]["entrypoint"][0] == "dagster-webserver"
     assert "/var/run/docker.sock:/var/run/docker.sock" in services["daemon"]["volumes"]
     assert compose()["networks"]["mta_network"]["name"] == "mta_network"
+    assert services["dashboard"]["entrypoint"] == ["python", "-m", "dashboard"]
 
 
 def test_compose_hands_the_daemon_every_variable_the_launcher_copies():

@@ -1,0 +1,2 @@
+-- MTA's daily subway ridership estimate.
+select * from {{ ref('stg_official_daily') }}

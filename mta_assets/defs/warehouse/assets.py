@@ -1,0 +1,162 @@
+"""The warehouse: the dbt project's models as weekly assets under ``warehouse/``, its tests as checks.
+
+One dbt invocation per run builds the run's weeks (``BackfillPolicy.single_run``): the
+weeks and their lake files are passed as dbt vars, the weekly tables replace exactly those
+weeks (delete+insert on ``week``), and the rest (dimensions, series, marts) is rebuilt from
+the tables. Runs are serialized on DuckDB's single writer by the pool ``mta_warehouse``;
+a reader holding the file makes the run wait, at most the lock deadline in total
+(``storage/duckdb_file.py``).
+"""
+
+import json
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliInvocation, DbtCliResource, dbt_assets
+
+from mta_assets.defs.automation import weekly_eager
+from mta_assets.defs.resources import Lake
+from mta_assets.defs.turnstile.partitions import weekly_partitions
+from mta_assets.defs.warehouse.lake_files import local_files, week_keys
+from mta_assets.defs.warehouse.metrics import week_metrics
+from mta_assets.defs.warehouse.project import prepared_project
+from mta_assets.defs.warehouse.resources import DuckDBWarehouse
+from mta_assets.storage.duckdb_file import WarehouseBusy, busy_error, lock_holder, open_for_writing, while_busy
+
+GROUP = "mta_warehouse"
+POOL = "mta_warehouse"
+PREFIX = "warehouse"
+SYSTEM_DAILY = dg.AssetKey([PREFIX, "system_daily"])
+# Lake assets a week may lack for good: MTA's official ridership starts in 2020.
+OPTIONAL_UPSTREAM = [dg.AssetKey("official_hourly"), dg.AssetKey("official_daily"), dg.AssetKey("station_complexes")]
+
+
+class WarehouseTranslator(DagsterDbtTranslator):
+    """Models under ``warehouse/`` (the dbt model ``ridership_daily`` is not the lake asset
+    ``ridership_daily``); sources are the lake assets named in their ``meta.dagster.asset_key``."""
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        key = super().get_asset_key(dbt_resource_props)
+        return key if dbt_resource_props["resource_type"] == "source" else dg.AssetKey([PREFIX, dbt_resource_props["name"]])
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        return GROUP
+
+    def get_automation_condition(self, dbt_resource_props: Mapping[str, Any]) -> dg.AutomationCondition | None:
+        return weekly_eager(OPTIONAL_UPSTREAM)
+
+
+TRANSLATOR = WarehouseTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
+
+
+@dbt_assets(
+    manifest=prepared_project().manifest_path,
+    project=prepared_project(),
+    name="warehouse_models",
+    dagster_dbt_translator=TRANSLATOR,
+    partitions_def=weekly_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    pool=POOL,
+)
+def warehouse_models(
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, lake: Lake, duckdb_warehouse: DuckDBWarehouse
+) -> Iterator[Any]:
+    """The warehouse's tables, views and marts for the run's weeks, built and tested by dbt."""
+    weeks = sorted(context.partition_keys)
+    database = duckdb_warehouse.path
+    # Beside the DuckDB file: a GCS lake's objects for this run, removed after it.
+    database.parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=f"{database.name}.fetch-", dir=database.parent))
+    try:
+        files = local_files(lake, week_keys(lake, weeks), folder)
+        dbt_vars = {"weeks": weeks, "lake_files": files, "warehouse": str(database)}
+        events, failure = _build(context, dbt, duckdb_warehouse, ["build", "--vars", json.dumps(dbt_vars)])
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    if failure is None and SYSTEM_DAILY in context.selected_asset_keys:
+        # Per week, so the asset's Plots tab shows the series across partitions.
+        for week, values in week_metrics(database, weeks).items():
+            context.add_asset_metadata(values, asset_key=SYSTEM_DAILY, partition_key=week)
+    # What dbt built and tested is recorded even when another node failed.
+    yield from _selected(context, events)
+    if failure is not None:
+        raise failure
+
+
+def _build(
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: DuckDBWarehouse, args: list[str]
+) -> tuple[list[Any], dg.Failure | None]:
+    """Run dbt once the file is free; again while another process holds it, within the deadline.
+
+    Returns dbt's events and, when a node failed for another reason, the failure to raise after them.
+    """
+    database = warehouse.path
+
+    def wait(error: WarehouseBusy, waited: float) -> None:
+        context.log.info(f"warehouse {database} held by {error.holder}: waiting ({waited:.1f} s of {warehouse.lock_deadline_s:g} s)")
+
+    def attempt() -> tuple[list[Any], dg.Failure | None]:
+        open_for_writing(database)
+        # The whole project every time, whatever the selection: a subset (say everything
+        # downstream of turnstile_csv) would leave out the models that read only MTA's
+        # official data, which the others join. Only the selected assets are recorded.
+        invocation = dbt.cli(
+            args, manifest=prepared_project().manifest_path, dagster_dbt_translator=TRANSLATOR, raise_on_error=False
+        )
+        events = list(invocation.stream())
+        if invocation.is_successful():
+            # Each invocation has a target folder of its own; a failed one's stays, to read.
+            shutil.rmtree(invocation.target_path, ignore_errors=True)
+            return events, None
+        error = invocation.get_error()
+        held = _lock_holder(invocation, error)
+        if held is not None:  # a reader took the file between the probe and dbt's connection
+            raise WarehouseBusy(str(database), held, "dbt could not open the file")
+        return events, dg.Failure(
+            description=f"dbt build of weeks {context.partition_keys[0]}..{context.partition_keys[-1]} on "
+            f"{database} failed: {error}",
+            metadata={"errors": dg.MetadataValue.json(_messages(invocation)[:20])},
+        )
+
+    try:
+        return while_busy(attempt, database, warehouse.lock_deadline_s, wait)
+    except Exception as error:
+        if busy_error(database, error) is not None:
+            raise dg.Failure(description=str(error), allow_retries=False) from error
+        raise
+
+
+def _selected(context: dg.AssetExecutionContext, events: list[Any]) -> Iterator[Any]:
+    """dbt's events as results of the selected assets and checks."""
+    for event in events:
+        if isinstance(event, dg.AssetMaterialization) and event.asset_key in context.selected_asset_keys:
+            yield dg.MaterializeResult(asset_key=event.asset_key, metadata=event.metadata)
+        elif isinstance(event, dg.AssetCheckEvaluation) and (
+            dg.AssetCheckKey(event.asset_key, event.check_name) in context.selected_asset_check_keys
+        ):
+            yield dg.AssetCheckResult(
+                asset_key=event.asset_key, check_name=event.check_name, passed=event.passed,
+                metadata=event.metadata, severity=event.severity,
+            )
+
+
+def _messages(invocation: DbtCliInvocation) -> list[str]:
+    """The failure messages of dbt's nodes (run_results.json), when dbt got that far."""
+    if not invocation.target_path.joinpath("run_results.json").exists():
+        return []
+    results = invocation.get_artifact("run_results.json").get("results", [])
+    return [result["message"] for result in results if result.get("status") in ("error", "fail") and result.get("message")]
+
+
+def _lock_holder(invocation: DbtCliInvocation, error: Exception | None) -> str | None:
+    """Who held the file, when dbt failed on DuckDB's lock (while connecting, or in a node)."""
+    log = invocation.target_path / "dbt.log"
+    texts = [str(error), *_messages(invocation), log.read_text(errors="replace")[-20_000:] if log.exists() else ""]
+    return next((holder for text in texts if (holder := lock_holder(text))), None)
+
+
+warehouse_assets = [warehouse_models]

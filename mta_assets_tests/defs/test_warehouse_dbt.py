@@ -1,0 +1,306 @@
+"""The warehouse through dbt (dagster-dbt) on the 7 real weeks and MTA's official ridership.
+
+The lake is built once per module from the real files (``warehouse_lake.py``); each test
+has its own DuckDB file. Real DuckDB, real dbt, a real second process holding the file.
+"""
+
+import csv
+import datetime as dt
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+from dagster_dbt import DbtCliResource
+
+from mta_assets.defs.resources import Lake
+from mta_assets.defs.warehouse.assets import SYSTEM_DAILY, warehouse_models
+from mta_assets.defs.warehouse.project import prepared_project
+from mta_assets.defs.warehouse.resources import DuckDBWarehouse
+from mta_assets.devtools.synthetic import consecutive_weeks
+from mta_assets_tests.warehouse_lake import build_official, build_turnstile_weeks, ridership_dir
+
+WEEKS = consecutive_weeks("2023-12-30", 7)
+UPSTREAM = ["turnstile_readings", "stations", "ridership_daily", "official_hourly", "official_daily", "station_complexes"]
+# The lake assets, as specs: these tests run the warehouse alone on a lake built beforehand.
+ASSETS = [warehouse_models, *(dg.AssetSpec(key) for key in UPSTREAM)]
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory) -> Lake:
+    root = tmp_path_factory.mktemp("warehouse-lake")
+    lake = Lake(url=str(root / "lake"))
+    build_turnstile_weeks(lake, WEEKS, root)
+    build_official(lake, root)
+    return lake
+
+
+def materialize(
+    lake: Lake, database: Path, first: str, last: str | None = None, deadline_s: float = 30.0, instance=None
+):
+    return dg.materialize(
+        ASSETS,
+        resources={
+            "lake": lake,
+            "duckdb_warehouse": DuckDBWarehouse(database=str(database), lock_deadline_s=deadline_s),
+            "dbt": DbtCliResource(project_dir=prepared_project()),
+        },
+        instance=instance or dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+        tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last or first},
+    )
+
+
+def failure_text(result) -> str:
+    return "\n".join(str(event.event_specific_data.error) for event in result.all_events if event.is_step_failure)
+
+
+def snapshot(database: Path) -> dict[str, tuple]:
+    """Each table's row count and an order-free sum of its rows' hashes: what 'changes nothing' compares."""
+    with duckdb.connect(str(database), read_only=True) as connection:
+        tables = [name for (name,) in connection.execute(
+            "select table_name from information_schema.tables where table_type = 'BASE TABLE' order by 1"
+        ).fetchall()]
+        return {
+            table: connection.execute(f"select count(*), sum(hash(t)::hugeint) from {table} t").fetchone()
+            for table in tables
+        }
+
+
+@pytest.fixture(scope="module")
+def built(lake, tmp_path_factory) -> tuple[Path, object]:
+    database = tmp_path_factory.mktemp("warehouse") / "warehouse.duckdb"
+    result = materialize(lake, database, WEEKS[0], WEEKS[-1])
+    assert result.success, failure_text(result)
+    return database, result
+
+
+def test_seven_real_weeks_build_with_every_dbt_test_green(built, lake):
+    database, result = built
+    checks = result.get_asset_check_evaluations()
+    assert len(checks) >= 35
+    assert [c.check_name for c in checks if not c.passed] == []
+    materialized = {(e.asset_key.to_user_string(), e.partition) for e in result.get_asset_materialization_events()}
+    assert {("warehouse/ridership_daily", week) for week in WEEKS} <= materialized
+
+    # Each week's numbers for the Plots tab, on system_daily's materialization of that week.
+    plotted = {
+        e.partition: e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == SYSTEM_DAILY
+    }
+    assert set(plotted) == set(WEEKS)
+    assert 0.45 < plotted["2024-01-13"]["turnstile_over_official"].value < 0.65
+    assert 1_000_000 < plotted["2024-01-13"]["mean_daily_entries"].value < 2_500_000
+    assert 0 <= plotted["2024-01-13"]["intervals_dropped_share"].value < 0.001
+
+    # The lake's own numbers, summed here without the warehouse: every row arrived.
+    root = Path(lake.url)
+    parts = [pq.read_table(path) for path in sorted((root / "turnstile" / "ridership").rglob("*.parquet"))]
+    entries_by_day: dict[dt.date, int] = {}
+    for table in parts:
+        for day, entries in zip(table["date"].to_pylist(), table["entries"].to_pylist()):
+            entries_by_day[day] = entries_by_day.get(day, 0) + entries
+    readings_rows = sum(pq.ParquetFile(p).metadata.num_rows for p in (root / "turnstile" / "readings").rglob("*.parquet"))
+    official = {}
+    with open(ridership_dir() / "daily" / "vxuj-8kew_MTA_Daily_Ridership_2020-03-01_to_2024-11-14.csv") as handle:
+        for row in csv.DictReader(handle):
+            official[dt.datetime.strptime(row["Date"], "%m/%d/%Y").date()] = int(row["Subways: Total Estimated Ridership"])
+
+    with duckdb.connect(str(database), read_only=True) as connection:
+        system = connection.execute(
+            "select date, entries_turnstile, entries_official, turnstile_over_official, turnstile_complete "
+            "from system_daily order by date"
+        ).fetchall()
+        assert connection.execute("select count(*) from readings").fetchone()[0] == readings_rows
+        assert connection.execute("select count(*) from stations where station is null").fetchone()[0] == 0
+    assert {day for day, *_ in system} == set(entries_by_day)
+    complete = [row for row in system if row[4]]
+    # The first Saturday lacks the week before it; the last Friday ends in a week not loaded.
+    assert [row[0] for row in system if not row[4]] == [dt.date(2023, 12, 30), dt.date(2024, 2, 16)]
+    for day, turnstile, entries_official, ratio, _ in complete:
+        assert turnstile == entries_by_day[day]
+        assert entries_official == official[day]
+        assert ratio == pytest.approx(entries_by_day[day] / official[day])
+        assert 0.45 < ratio < 0.65, day
+
+
+def test_readme_queries_and_the_complex_series(built):
+    database, _ = built
+    with duckdb.connect(str(database), read_only=True) as connection:
+        busiest = connection.execute(
+            "SELECT station, linename, sum(entries) AS entries FROM ridership_daily "
+            "WHERE date >= DATE '2024-01-01' AND date < DATE '2024-02-01' GROUP BY ALL ORDER BY entries DESC LIMIT 10"
+        ).fetchall()
+        mart = connection.execute(
+            "select station, linename, entries from busiest_stations_monthly "
+            "where month = date '2024-01-01' order by rank_in_month, station limit 10"
+        ).fetchall()
+        profile = connection.execute(
+            "select day, mean_entries from station_weekday_profile where station = '34 ST-HERALD SQ' "
+            "and station_id like 'R022 %BMT' order by iso_day"
+        ).fetchall()
+        complex_day = connection.execute(
+            "select count(*), count(entries_turnstile), median(turnstile_over_official) from ridership_complex_daily "
+            "where date = date '2024-02-01' and source = 'official'"
+        ).fetchone()
+        turnstile_only = connection.execute(
+            "select count(*) from ridership_complex_daily where source = 'turnstile' and entries_official is not null"
+        ).fetchone()[0]
+    assert len(busiest) == 10 and busiest[0][2] > 500_000
+    assert [(s, line) for s, line, _ in mart[:3]] == [(s, line) for s, line, _ in busiest[:3]]
+    assert [day for day, _ in profile] == ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+    weekdays, weekend = [m for _, m in profile[:5]], [m for _, m in profile[5:]]
+    assert min(weekdays) > max(weekend)
+    # 2024-02-01 has MTA's hourly data: the complexes with both sources, about half counted.
+    rows, with_turnstile, median_ratio = complex_day
+    assert rows > 400 and with_turnstile > 350
+    assert 0.45 < median_ratio < 0.7
+    assert turnstile_only == 0
+
+
+def test_loading_a_week_again_changes_nothing(built, lake):
+    database, _ = built
+    before = snapshot(database)
+    result = materialize(lake, database, "2024-01-13")
+    assert result.success, failure_text(result)
+    assert snapshot(database) == before
+
+
+HOLD = """
+import sys, time, duckdb
+connection = duckdb.connect(sys.argv[1])
+print("held", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def test_a_reader_holding_the_file_fails_the_load_within_its_deadline_and_the_next_run_loads(lake, tmp_path):
+    database = tmp_path / "warehouse.duckdb"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(database), "60"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        instance = dg.DagsterInstance.ephemeral()
+        started = time.monotonic()
+        result = materialize(lake, database, "2024-01-13", deadline_s=4, instance=instance)
+        elapsed = time.monotonic() - started
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not result.success
+    text = failure_text(result)
+    assert str(database) in text and f"PID {holder.pid}" in text and "deadline 4 s" in text
+    waits = [e.user_message for e in instance.all_logs(result.run_id) if "waiting" in e.user_message]
+    assert waits and f"PID {holder.pid}" in waits[0]
+    assert elapsed < 4 + 6, elapsed  # the deadline, plus the run's own start and end
+
+    result = materialize(lake, database, "2024-01-13", deadline_s=4)
+    assert result.success, failure_text(result)
+    with duckdb.connect(str(database), read_only=True) as connection:
+        weeks = connection.execute("select distinct week from fct_ridership_daily").fetchall()
+    assert weeks == [(dt.date(2024, 1, 13),)]
+
+
+def test_a_permanent_error_fails_at_once(lake, tmp_path):
+    database = tmp_path / "warehouse.duckdb"
+    database.mkdir()  # a folder where the file should be: no wait can fix that
+    started = time.monotonic()
+    result = materialize(lake, database, "2024-01-13", deadline_s=60)
+    assert not result.success
+    assert time.monotonic() - started < 15
+    assert str(database) in failure_text(result)
+
+
+RUN = """
+import sys
+from pathlib import Path
+from mta_assets.defs.resources import Lake
+from mta_assets_tests.defs.test_warehouse_dbt import failure_text, materialize
+result = materialize(Lake(url=sys.argv[1]), Path(sys.argv[2]), sys.argv[3], deadline_s=120)
+print(failure_text(result))
+sys.exit(0 if result.success else 1)
+"""
+
+
+def test_two_runs_loading_different_weeks_at_once_both_land(lake, tmp_path):
+    """Two run processes (as two Dagster runs would be) on one file, outside the pool: each waits its turn."""
+    database = tmp_path / "warehouse.duckdb"
+    runs = [
+        subprocess.Popen([sys.executable, "-c", RUN, lake.url, str(database), week], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, text=True)
+        for week in ("2024-01-06", "2024-01-20")
+    ]
+    outputs = [run.communicate(timeout=600)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], "\n=====\n".join(o[-3000:] for o in outputs)
+    with duckdb.connect(str(database), read_only=True) as connection:
+        weeks = connection.execute("select distinct week from fct_ridership_daily order by week").fetchall()
+    assert weeks == [(dt.date(2024, 1, 6),), (dt.date(2024, 1, 20),)]
+
+
+def test_a_corrupted_lake_object_fails_its_week_naming_it(lake, tmp_path):
+    week = "2024-01-20"
+    broken = Lake(url=str(tmp_path / "lake"))
+    source = Path(lake.url)
+    for dataset in ("readings", "stations", "ridership"):
+        key = lake.key_for(dataset, week, ".parquet")
+        (Path(broken.url) / key).parent.mkdir(parents=True, exist_ok=True)
+        (Path(broken.url) / key).write_bytes((source / key).read_bytes())
+    key = broken.key_for("ridership", week, ".parquet")
+    target = Path(broken.url) / key
+    target.write_bytes(target.read_bytes()[: target.stat().st_size // 2])
+    database = tmp_path / "warehouse.duckdb"
+
+    result = materialize(broken, database, week)
+    assert not result.success
+    assert f"{key} is not readable Parquet" in failure_text(result) or str(target) in failure_text(result)
+    assert not database.exists() or snapshot(database) == {}
+
+
+def test_bigquery_target_compiles_offline(tmp_path):
+    """dbt compile against BigQuery with a dummy project and token: no network is touched."""
+    env = {
+        "PATH": str(Path(sys.executable).parent),
+        "HOME": str(tmp_path),
+        "MTA_DBT_TARGET": "bigquery",
+        "MTA_BIGQUERY_METHOD": "oauth-secrets",
+        "MTA_BIGQUERY_TOKEN": "dummy",
+        "MTA_BIGQUERY_PROJECT": "dummy-project",
+        "MTA_LAKE_URL": "gs://mta-bucket/lake",
+    }
+    project = prepared_project().project_dir
+    target = tmp_path / "target"
+    command = [str(Path(sys.executable).parent / "dbt"), "compile", "--no-populate-cache", "--project-dir", str(project),
+               "--profiles-dir", str(project), "--target-path", str(target)]
+    subprocess.run(command, env=env, check=True, capture_output=True, timeout=180)
+    compiled = target / "compiled" / "mta" / "models" / "core"
+    assert "`dummy-project`.`mta`.`lake_ridership`" in (compiled / "fct_ridership_daily.sql").read_text()
+    assert "logical_and(" in (compiled / "system_daily.sql").read_text()
+    ddl = subprocess.run(command + ["--inline", "{{ create_lake_external_tables() }}"], env=env, check=True,
+                         capture_output=True, text=True, timeout=180).stdout
+    assert ("create or replace external table `dummy-project.mta.lake_ridership` options (format = 'PARQUET', "
+            "uris = ['gs://mta-bucket/lake/turnstile/ridership/*.parquet'])") in ddl
+
+
+def test_a_week_of_ridership_written_upstream_requests_that_week_of_the_warehouse():
+    """weekly_eager on every partition, not only the latest; the official data may be absent."""
+    from mta_assets.defs.turnstile.partitions import weekly_partitions
+
+    weekly = [dg.AssetSpec(key, partitions_def=weekly_partitions) for key in UPSTREAM[:4]]
+    defs = dg.Definitions(
+        assets=[warehouse_models, *weekly, *(dg.AssetSpec(key) for key in UPSTREAM[4:])],
+        resources={"lake": Lake(), "duckdb_warehouse": DuckDBWarehouse(), "dbt": DbtCliResource(project_dir=prepared_project())},
+    )
+    instance = dg.DagsterInstance.ephemeral()
+    first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    for key in ("turnstile_readings", "stations", "ridership_daily"):
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key, partition="2024-01-13"))
+
+    result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+    fact = dg.AssetKey(["warehouse", "fct_ridership_daily"])
+    readings = dg.AssetKey(["warehouse", "readings"])
+    assert result.get_requested_partitions(fact) == {"2024-01-13"}
+    assert result.get_requested_partitions(readings) == {"2024-01-13"}
