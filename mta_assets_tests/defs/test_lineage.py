@@ -12,22 +12,39 @@ from mta_assets.defs.resources import LakeIOManager, MTASource
 from mta_assets.defs.ridership.assets import ridership_assets
 from mta_assets.defs.turnstile.assets import turnstile_weeks
 from mta_assets.defs.turnstile.partitions import weekly_partitions
+from mta_assets.defs.warehouse.assets import warehouse_assets
+from mta_assets.defs.warehouse.project import prepared_project
+from mta_assets.defs.warehouse.resources import DuckDBWarehouse
 from mta_assets.devtools.synthetic import consecutive_weeks
 from mta_assets.mta.calendar import file_name_for_week
 from mta_assets_tests.lake_objects import week_stat
 from mta_assets_tests.samples import offline_station_key, rebuild_full_week
 
-ASSETS = [turnstile_weeks, *ridership_assets]
+ASSETS = [turnstile_weeks, *ridership_assets, *warehouse_assets]
 RIDERSHIP = dg.AssetKey("ridership_daily")
 
 
-def resources(mirror, lake) -> dict:
+def resources(mirror, lake, folder) -> dict:
+    from dagster_dbt import DbtCliResource
+
     return {
         "mta_source": MTASource(base_url=mirror.url, retries=0, read_timeout_s=30),
         "lake": lake,
         "lake_io_manager": LakeIOManager(lake=lake),
         "station_key": offline_station_key(),
+        "duckdb_warehouse": DuckDBWarehouse(database=str(folder / "warehouse.duckdb")),
+        "dbt": DbtCliResource(project_dir=prepared_project()),
     }
+
+
+def warehouse_weeks(folder) -> list[str]:
+    """The weeks whose ridership is in the warehouse."""
+    import duckdb
+
+    path = folder / "warehouse.duckdb"
+    with duckdb.connect(str(path), read_only=True) as connection:
+        rows = connection.execute("SELECT DISTINCT CAST(week AS VARCHAR) FROM fct_ridership_daily ORDER BY 1").fetchall()
+    return [week for (week,) in rows]
 
 
 def materialize(weeks: list[str], res: dict, instance: dg.DagsterInstance, assets=ASSETS, selection=None):
@@ -64,7 +81,7 @@ def ridership_entries(lake, week: str, tmp_path) -> dict:
 def test_a_users_own_assets_get_the_weeks_table_through_the_io_manager(tmp_path, mirror, mirror_root, any_lake):
     week = "2023-12-30"
     rebuild_full_week("240106.csv.gz", mirror_root)  # MTA's real file, served on loopback
-    res = resources(mirror, any_lake)
+    res = resources(mirror, any_lake, tmp_path)
     instance = dg.DagsterInstance.ephemeral()
     assert dg.materialize([turnstile_weeks], partition_key=week, resources=res, instance=instance).success
     rows = instance.get_latest_materialization_event(dg.AssetKey("turnstile_readings")).asset_materialization
@@ -105,7 +122,7 @@ def test_a_bad_week_costs_no_other_week_its_ridership_and_missing_reruns_only_it
     bad = weeks[1]
     good_file = (mirror_root / file_name_for_week(bad)).read_bytes()
     (mirror_root / file_name_for_week(bad)).write_text("<html><body>Service unavailable</body></html>\n")
-    res = resources(mirror, local_lake)
+    res = resources(mirror, local_lake, tmp_path)
     instance = dg.DagsterInstance.ephemeral()
     _, cursor = run_automation(res, instance)  # the sensor's first tick: nothing to do yet
 
@@ -122,6 +139,7 @@ def test_a_bad_week_costs_no_other_week_its_ridership_and_missing_reruns_only_it
         ridership = local_lake.stat(local_lake.key_for("ridership", week, ".parquet"))
         assert (ridership is None) is (week == bad), week
     assert week_stat(local_lake, "readings", bad) is None
+    assert warehouse_weeks(tmp_path) == [week for week in weeks if week != bad]
     status = instance.get_status_by_partition(dg.AssetKey("turnstile_readings"), weeks, weekly_partitions)
     assert {week for week, state in status.items() if state != dg.AssetPartitionStatus.MATERIALIZED} == {bad}
 
@@ -131,9 +149,10 @@ def test_a_bad_week_costs_no_other_week_its_ridership_and_missing_reruns_only_it
     (mirror_root / file_name_for_week(bad)).write_bytes(good_file)
     assert materialize([bad], res, instance, selection=[k for a in [turnstile_weeks] for k in a.keys]).success
     executed, _ = run_automation(res, instance, cursor)
-    assert sorted(executed) == sorted(
-        [(bad, "ridership_daily"), (bad, "stations"), (weeks[2], "ridership_daily")]
-    )
+    assert {(w, key) for w, key in executed if not key.startswith("warehouse/")} == {
+        (bad, "ridership_daily"), (bad, "stations"), (weeks[2], "ridership_daily")
+    }
+    assert warehouse_weeks(tmp_path) == weeks
     after = ridership_entries(local_lake, weeks[2], tmp_path / "after")
     assert set(after) - set(before) == {"2024-01-19"}  # its first interval now starts in the week before
     latest = instance.fetch_materializations(
@@ -152,9 +171,9 @@ def test_weeks_built_out_of_order_end_with_the_same_ridership_as_in_order(tmp_pa
 
     ordered = dg.DagsterInstance.ephemeral()
     for week in weeks:
-        assert dg.materialize(ASSETS, partition_key=week, resources=resources(mirror, in_order), instance=ordered).success
+        assert dg.materialize(ASSETS, partition_key=week, resources=resources(mirror, in_order, tmp_path / "a"), instance=ordered).success
 
-    res = resources(mirror, out_of_order)
+    res = resources(mirror, out_of_order, tmp_path / "b")
     instance = dg.DagsterInstance.ephemeral()
     _, cursor = run_automation(res, instance)  # the sensor's first tick: nothing to do yet
     executed = []
@@ -162,7 +181,7 @@ def test_weeks_built_out_of_order_end_with_the_same_ridership_as_in_order(tmp_pa
         assert dg.materialize(ASSETS, partition_key=week, resources=res, instance=instance).success
         done, cursor = run_automation(res, instance, cursor)
         executed += done
-    assert executed == [(weeks[1], "ridership_daily")]
+    assert [(w, key) for w, key in executed if not key.startswith("warehouse/")] == [(weeks[1], "ridership_daily")]
     for week in weeks:
         assert out_of_order.read_bytes(out_of_order.key_for("ridership", week, ".parquet")) == in_order.read_bytes(
             in_order.key_for("ridership", week, ".parquet")
@@ -170,7 +189,7 @@ def test_weeks_built_out_of_order_end_with_the_same_ridership_as_in_order(tmp_pa
 
 
 @pytest.mark.parametrize("how", ["schedule", "sensor"])
-def test_a_requested_week_gets_every_asset_of_the_lineage(how, mirror, synthetic_week, local_lake):
+def test_a_requested_week_gets_every_asset_of_the_lineage(how, tmp_path, mirror, synthetic_week, local_lake):
     """The job behind the schedule and the sensor selects everything downstream of the turnstile assets."""
     from mta_assets.definitions import defs
 
@@ -185,7 +204,8 @@ def test_a_requested_week_gets_every_asset_of_the_lineage(how, mirror, synthetic
     else:
         assert defs.resolve_sensor_def("mta_file_arrival_sensor").job_name == job.name
     result = job.execute_in_process(
-        partition_key=week, resources=resources(mirror, local_lake), instance=dg.DagsterInstance.ephemeral()
+        partition_key=week, resources=resources(mirror, local_lake, tmp_path), instance=dg.DagsterInstance.ephemeral()
     )
     assert result.success
     assert local_lake.stat(local_lake.key_for("ridership", week, ".parquet")) is not None
+    assert warehouse_weeks(tmp_path) == [week]  # the week's rows reached the warehouse in the same run

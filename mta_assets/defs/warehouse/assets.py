@@ -32,7 +32,7 @@ POOL = "mta_warehouse"
 PREFIX = "warehouse"
 SYSTEM_DAILY = dg.AssetKey([PREFIX, "system_daily"])
 # Lake assets a week may lack for good: MTA's official ridership starts in 2020.
-OPTIONAL_UPSTREAM = [dg.AssetKey("official_hourly"), dg.AssetKey("official_daily"), dg.AssetKey("station_complexes")]
+OPTIONAL_UPSTREAM = dg.AssetSelection.assets("official_hourly", "official_daily", "station_complexes")
 
 
 class WarehouseTranslator(DagsterDbtTranslator):
