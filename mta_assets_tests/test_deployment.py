@@ -345,6 +345,32 @@ def test_user_code_image_runs_the_code_server_unprivileged_without_secrets():
     assert ignored[0] == "*" and "!mta_assets/" in ignored
 
 
+def runtime_packages() -> list[str]:
+    """The packages the wheel (and so the image) holds, found as pyproject.toml tells setuptools to."""
+    import tomllib
+
+    from setuptools import find_packages
+
+    find = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    return find_packages(where=str(REPO), include=find["include"], exclude=find.get("exclude", ()))
+
+
+def test_dev_tools_stay_out_of_the_runtime_package_and_the_image():
+    packages = runtime_packages()
+    assert "mta_assets.defs.turnstile" in packages and "mta_assets.mta" in packages
+    assert (REPO / "mta_devtools" / "mirror.py").is_file()
+    assert [name for name in packages if not name.startswith("mta_assets")] == []
+    # The image copies the runtime package alone, and the build context holds nothing else.
+    sources = [arguments.split()[:-1] for arguments in dockerfile_instructions(REPO / "Dockerfile")["COPY"]]
+    assert sorted(source for group in sources for source in group) == ["README.md", "mta_assets", "pyproject.toml"]
+    allowed = [line for line in (REPO / ".dockerignore").read_text().splitlines() if line.startswith("!")]
+    assert allowed == ["!pyproject.toml", "!README.md", "!mta_assets/"]
+    # No console script or runtime module reaches for the dev tools.
+    assert "mta_devtools" not in (REPO / "pyproject.toml").read_text().split("[project.optional-dependencies]")[0]
+    importers = [str(path) for path in (REPO / "mta_assets").rglob("*.py") if "mta_devtools" in path.read_text()]
+    assert importers == []
+
+
 def test_dagster_image_serves_the_production_instance_and_workspace():
     instructions = dockerfile_instructions(DEPLOY / "Dockerfile.dagster")
     assert instructions["COPY"] == ["dagster.yaml workspace.yaml ./"]

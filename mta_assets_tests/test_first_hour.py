@@ -144,8 +144,8 @@ def test_make_run_on_a_fresh_clone(fresh_clone: Path) -> None:
 
 def test_readme_offline_commands_on_a_fresh_clone(fresh_clone: Path) -> None:
     text = readme_text()
-    synthetic = "./mta mta-synthetic --out data/mirror --weeks-from 2023-12-30 --count 2 --readings 5000"
-    mirror = "./mta mta-mirror data/mirror --port 8765 &"
+    synthetic = "./mta python -m mta_devtools.synthetic --out data/mirror --weeks-from 2023-12-30 --count 2 --readings 5000"
+    mirror = "./mta python -m mta_devtools.mirror data/mirror --port 8765 &"
     materialize = "MTA_SOURCE_URL=http://127.0.0.1:8765 ./mta materialize 2023-12-30...2024-01-06"
     for line in (synthetic, mirror, materialize):
         assert line in text, f"the README no longer shows: {line}"
@@ -165,7 +165,7 @@ def test_readme_offline_commands_on_a_fresh_clone(fresh_clone: Path) -> None:
     try:
         deadline = time.monotonic() + 30
         while not port_open(port):
-            assert time.monotonic() < deadline and server.poll() is None, "mta-mirror did not start"
+            assert time.monotonic() < deadline and server.poll() is None, "the mirror did not start"
             time.sleep(0.1)
         result = shell(materialize.replace("8765", str(port)), fresh_clone, env)
         # A mistyped week gets our message before Dagster is asked.

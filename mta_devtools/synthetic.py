@@ -394,7 +394,7 @@ def count_readings(content: bytes) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="mta-synthetic",
+        prog="python -m mta_devtools.synthetic",
         description="Write realistic synthetic turnstile_YYMMDD.txt weeks, in the layout MTA used for each week.",
     )
     parser.add_argument("--out", type=Path, required=True, help="folder to write into (created if missing)")
