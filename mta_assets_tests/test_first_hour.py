@@ -277,6 +277,9 @@ def test_make_dev_is_offline_and_stops_its_mirror(tmp_path: Path) -> None:
             pid for pid in _descendants(dev.pid) if b"dagster" in Path(f"/proc/{pid}/cmdline").read_bytes()
         ]
         assert dagster_dev, "dagster dev is not running"
+        # Started the dg way, the code location found from the checkout's pyproject.toml.
+        commands = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in _descendants(dev.pid)]
+        assert any(b"/dg\0dev\0--target-path\0" + str(REPO_ROOT).encode() in command for command in commands)
         environ = Path(f"/proc/{dagster_dev[0]}/environ").read_bytes().split(b"\0")
         assert f"MTA_SOURCE_URL={mirror_url}".encode() in environ
         assert f"DAGSTER_HOME={tmp_path / 'home'}".encode() in environ
