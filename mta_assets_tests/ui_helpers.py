@@ -80,24 +80,25 @@ def prepare_dagster_home(home: Path) -> Path:
     return home
 
 
-def run_dagster(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 300) -> str:
-    """Run a ``dagster`` CLI command to completion; its output, or an error that shows it."""
+def run_dg(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 300) -> str:
+    """Run a ``dg`` CLI command (the project's way to run the code location) to completion; its output, or an error that shows it."""
     completed = subprocess.run(
-        [sys.executable, "-m", "dagster", *args],
+        [str(Path(sys.executable).parent / "dg"), *args],
         env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout,
     )
     if completed.returncode != 0:
-        raise RuntimeError(f"dagster {' '.join(args)} exited {completed.returncode}:\n{completed.stdout[-6000:]}")
+        raise RuntimeError(f"dg {' '.join(args)} exited {completed.returncode}:\n{completed.stdout[-6000:]}")
     return completed.stdout
 
 
 class DagsterDev:
-    """``dagster dev`` (webserver and daemon) on a free loopback port."""
+    """``dg dev`` (webserver and daemon) of the project at ``project`` on a free loopback port."""
 
-    def __init__(self, module: str, env: dict[str, str], cwd: Path, log_path: Path) -> None:
+    def __init__(self, project: Path, env: dict[str, str], cwd: Path, log_path: Path) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self._args = [sys.executable, "-m", "dagster", "dev", "-m", module, "-h", "127.0.0.1", "-p", str(self.port)]
+        dg = str(Path(sys.executable).parent / "dg")
+        self._args = [dg, "dev", "--target-path", str(project), "-h", "127.0.0.1", "-p", str(self.port)]
         self._env, self._cwd, self.log_path = env, cwd, log_path
         self._process: subprocess.Popen | None = None
 
