@@ -237,6 +237,31 @@ def test_wrapper_checks_weeks_in_our_words(args: list[str], env: dict[str, str],
     assert checked.stderr.startswith("./mta: ") and message in checked.stderr, checked.stderr
 
 
+WRONG_SETTING_LINE = "./mta: MTA_MAX_FILE_BYTES=-1 is outside >= 1024; a normal week is about 33 MB"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["./mta", "run"], ["./mta", "materialize", "2023-12-30"], ["./mta", "dev"], ["make", "run", "READINGS=500"]],
+)
+def test_a_wrong_setting_is_one_line_before_anything_starts(command: list[str], tmp_path: Path) -> None:
+    if not (VENV / "bin" / "dagster").exists():
+        pytest.skip(f"the tests do not run from a venv with dagster ({VENV}); run them with make test")
+    env = newcomer_environment(
+        DAGSTER_HOME=str(tmp_path / "home"),
+        MTA_LAKE_URL=str(tmp_path / "lake"),
+        MTA_MIRROR_DIR=str(tmp_path / "mirror"),
+        MTA_MAX_FILE_BYTES="-1",
+    )
+    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
+    assert result.returncode == 2, result.stdout + result.stderr
+    ours = [line for line in result.stderr.splitlines() if not line.startswith("make")]
+    assert ours == [WRONG_SETTING_LINE], result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    # Refused before a mirror was started or a week generated.
+    assert "source:" not in result.stdout and not (tmp_path / "mirror").exists()
+
+
 def test_make_dev_is_offline_and_stops_its_mirror(tmp_path: Path) -> None:
     if not (VENV / "bin" / "dagster").exists():
         pytest.skip(f"the tests do not run from a venv with dagster ({VENV}); run them with make test")
