@@ -218,7 +218,7 @@ def test_command_line_prints_the_url_and_stops_on_sigterm(mirror_root, synthetic
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=Path(__file__).resolve().parents[2],  # the checkout: mta_devtools is not installed
     )
     try:
         assert process.stdout is not None
