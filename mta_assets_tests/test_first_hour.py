@@ -294,7 +294,7 @@ def test_make_dev_is_offline_and_stops_its_mirror(tmp_path: Path) -> None:
                 mirror_url = found.group(1) if found else None
             else:
                 time.sleep(0.2)
-        # The synthetic weeks are served on loopback, and dagster dev got them as its source.
+        # The synthetic weeks are served on loopback, and dg dev got them as its source.
         for name in ("turnstile_240106.txt", "turnstile_240113.txt"):
             with urllib.request.urlopen(f"{mirror_url}/{name}", timeout=10) as response:
                 assert response.status == 200

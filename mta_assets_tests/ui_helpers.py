@@ -1,4 +1,4 @@
-"""What the browser test needs around the UI: a live ``dagster dev`` and headless Chromium.
+"""What the browser test needs around the UI: a live ``dg dev`` and headless Chromium.
 
 Both are real processes on 127.0.0.1. ``DagsterDev`` runs in a session of its own so that
 stopping it reaches every process it started (webserver, daemon, code server).
@@ -127,7 +127,7 @@ class DagsterDev:
         last_error = "no answer yet"
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise RuntimeError(f"dagster dev exited {self._process.returncode}:\n{self.log_tail()}")
+                raise RuntimeError(f"dg dev exited {self._process.returncode}:\n{self.log_tail()}")
             try:
                 nodes = self.graphql(ASSET_GRAPH_QUERY)["assetNodes"]
                 if nodes:
@@ -136,7 +136,7 @@ class DagsterDev:
             except (requests.RequestException, KeyError, RuntimeError) as exc:
                 last_error = str(exc)
             time.sleep(0.5)
-        raise TimeoutError(f"dagster dev at {self.url} not ready after {timeout:.0f} s ({last_error}):\n{self.log_tail()}")
+        raise TimeoutError(f"dg dev at {self.url} not ready after {timeout:.0f} s ({last_error}):\n{self.log_tail()}")
 
     def graphql(self, query: str, variables: dict | None = None) -> dict:
         response = requests.post(f"{self.url}/graphql", json={"query": query, "variables": variables or {}}, timeout=10)
@@ -156,7 +156,7 @@ class DagsterDev:
         process, self._process = self._process, None
         if process is None:
             return
-        # dagster dev shuts its children down on SIGTERM; SIGKILL to the whole group then
+        # dg dev (dagster dev underneath) shuts its children down on SIGTERM; SIGKILL to the whole group then
         # catches any child that outlived it.
         _signal_group(process.pid, signal.SIGTERM)
         try:
