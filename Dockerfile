@@ -53,4 +53,7 @@ EXPOSE 4000
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
     CMD ["dagster", "api", "grpc-health-check", "-p", "4000"]
 
+# The module [tool.dg] in pyproject.toml names (dg dev and dg launch read it locally); dg is a
+# dev tool and not installed here, so the image serves that module with dagster's code server,
+# as the Helm chart does with the same arguments (deploy/k8s/values.yaml codeServerArgs).
 CMD ["dagster", "code-server", "start", "-h", "0.0.0.0", "-p", "4000", "-m", "mta_assets.definitions"]

@@ -4,7 +4,7 @@
 
 1. Prepares the weeks from 2023-12-30 on: each is rebuilt from the real sample
    (``../shared/mta-samples/full-weeks/``, with the samples' ``to_mta_format.py``)
-   when there is one, else written by ``mta_assets.devtools.synthetic`` with ``--readings``
+   when there is one, else written by ``mta_devtools.synthetic`` with ``--readings``
    readings. The samples hold the 7 consecutive weeks 2023-12-30 .. 2024-02-10; the
    52-week year continues with synthetic weeks of the same size.
 2. Serves them from a loopback mirror and stores into gcp-storage-emulator on loopback;
@@ -95,7 +95,7 @@ def child_env(code_root: Path = REPO_ROOT, **extra: str) -> dict[str, str]:
 
 def prepare_weeks(dest: Path, count: int, readings: int, real: bool) -> dict[str, str]:
     """Write ``count`` consecutive weeks into ``dest``; returns {week: where it came from}."""
-    from mta_assets.devtools.synthetic import consecutive_weeks, write_week
+    from mta_devtools.synthetic import consecutive_weeks, write_week
     from mta_assets.mta.calendar import file_name_for_week
 
     dest.mkdir(parents=True, exist_ok=True)
@@ -429,7 +429,7 @@ def markdown_table(report: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from mta_assets.devtools.synthetic import consecutive_weeks
+    from mta_devtools.synthetic import consecutive_weeks
 
     all_weeks = consecutive_weeks(FIRST_WEEK, max(args.weeks, args.year_weeks))
     weeks = all_weeks[: args.weeks]
@@ -441,7 +441,7 @@ def run(args: argparse.Namespace) -> dict:
 
         mirror_port, emulator_port = free_port(), free_port()
         mirror = Server(
-            [sys.executable, "-m", "mta_assets.devtools.mirror", str(workdir / "mirror"), "--port", str(mirror_port)],
+            [sys.executable, "-m", "mta_devtools.mirror", str(workdir / "mirror"), "--port", str(mirror_port)],
             f"http://127.0.0.1:{mirror_port}", workdir / "mirror.log",
         )
         servers.append(mirror)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mta_assets.devtools.mirror import MirrorServer
-from mta_assets.devtools.synthetic import write_week
+from mta_devtools.mirror import MirrorServer
+from mta_devtools.synthetic import write_week
 
 
 @pytest.fixture

@@ -3,9 +3,9 @@
 No Docker engine and no Kubernetes cluster run on these machines, so the images are never
 built and nothing is deployed here. What is checked instead: the three ``dagster.yaml``
 files load into real instances (every section validated by Dagster itself, the Kubernetes
-one with a real ``K8sRunLauncher``), both ``workspace.yaml`` files load the code location
-(the compose one through a code server started with the Dockerfile's own command and
-probed with its HEALTHCHECK command), the compose file wires the four services together,
+one with a real ``K8sRunLauncher``), ``dg`` finds the code location from ``[tool.dg]``
+alone, the compose ``workspace.yaml`` reaches it through a code server started with the
+Dockerfile's own command (probed with its HEALTHCHECK command), the compose file wires the four services together,
 the Dockerfiles pass hadolint and the points the deployment relies on, and the Kubernetes
 manifests, the run Job and the Helm values pass the Kubernetes schema and the chart's
 structure (see the Kubernetes section below).
@@ -175,7 +175,7 @@ def test_launcher_volumes_use_absolute_host_paths():
         assert host.startswith("/") and container.startswith("/"), volume
 
 
-# -- workspace.yaml -------------------------------------------------------------------
+# -- locating the code location: [tool.dg] locally, the image's code server in deployments --
 
 
 def dagster_cli(*args: str, env: dict[str, str], cwd: Path = REPO) -> subprocess.CompletedProcess:
@@ -189,17 +189,47 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "DAGSTER_HOME": str(home)}
 
 
-def test_local_workspace_loads_the_code_location_from_the_module(tmp_path):
-    location = read_yaml(REPO / "workspace.yaml")["load_from"][0]["python_module"]
-    assert location["module_name"] == "mta_assets.definitions"
-    assert location["location_name"] == "mta_assets"
+def dg_project() -> dict:
+    import tomllib
 
-    # From another folder, so the workspace file alone has to find the package.
-    listed = dagster_cli("job", "list", "-w", str(REPO / "workspace.yaml"), env=cli_env(tmp_path), cwd=tmp_path)
+    return tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["dg"]["project"]
+
+
+def test_dg_finds_the_code_location_from_pyproject_alone(tmp_path):
+    """One way to find the code location: [tool.dg], read by dg dev and dg launch (./mta dev, ./mta materialize)."""
+    import json
+    import tomllib
+
+    project = dg_project()
+    assert project["code_location_target_module"] == "mta_assets.definitions"
+    assert project["code_location_name"] == "mta_assets"
+    # No second way beside it: no [tool.dagster] table and no local workspace.yaml.
+    assert "dagster" not in tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]
+    assert not (REPO / "workspace.yaml").exists()
+    wrapper = (REPO / "mta").read_text()
+    assert '"$venv/bin/dg" dev --target-path "$root"' in wrapper
+    assert '"$venv/bin/dg" launch --target-path "$root"' in wrapper
+    assert "dagster dev" not in wrapper and " -m mta_assets.definitions" not in wrapper
+
+    # From another folder, so pyproject.toml alone has to lead dg to the package.
+    listed = subprocess.run(
+        [str(BIN / "dg"), "list", "defs", "--json", "--target-path", str(REPO)],
+        cwd=tmp_path, env=cli_env(tmp_path), capture_output=True, text=True, timeout=300,
+    )
     assert listed.returncode == 0, listed.stderr[-3000:]
-    assert "Job: mta_turnstile_job" in listed.stdout
-    # One step produces the three weekly assets, week by week.
-    assert "turnstile_weeks" in listed.stdout
+    defs = json.loads(listed.stdout)
+    assert [job["name"] for job in defs["jobs"]] == ["mta_turnstile_job"]
+    assert {"turnstile_csv", "turnstile_csv_gz", "turnstile_readings"} <= {asset["asset_key"] for asset in defs["assets"]}
+
+
+def test_the_images_serve_the_module_dg_names():
+    """The code server (Dockerfile CMD, and the Helm chart with the same arguments) serves [tool.dg]'s module."""
+    cmd = exec_form(dockerfile_instructions(REPO / "Dockerfile")["CMD"][-1])
+    assert cmd[cmd.index("-m") + 1] == dg_project()["code_location_target_module"]
+    (deployment,) = k8s_values()["dagster-user-deployments"]["deployments"]
+    assert deployment["codeServerArgs"] == ["-m", dg_project()["code_location_target_module"]]
+    grpc = read_yaml(DEPLOY / "workspace.yaml")["load_from"][0]["grpc_server"]
+    assert grpc["location_name"] == dg_project()["code_location_name"]
 
 
 def test_compose_workspace_reaches_the_code_server_the_dockerfile_starts(tmp_path):
@@ -345,6 +375,32 @@ def test_user_code_image_runs_the_code_server_unprivileged_without_secrets():
     # Keys and local settings never enter the build context.
     ignored = [line for line in (REPO / ".dockerignore").read_text().splitlines() if line and not line.startswith("#")]
     assert ignored[0] == "*" and "!mta_assets/" in ignored
+
+
+def runtime_packages() -> list[str]:
+    """The packages the wheel (and so the image) holds, found as pyproject.toml tells setuptools to."""
+    import tomllib
+
+    from setuptools import find_packages
+
+    find = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    return find_packages(where=str(REPO), include=find["include"], exclude=find.get("exclude", ()))
+
+
+def test_dev_tools_stay_out_of_the_runtime_package_and_the_image():
+    packages = runtime_packages()
+    assert "mta_assets.defs.turnstile" in packages and "mta_assets.mta" in packages
+    assert (REPO / "mta_devtools" / "mirror.py").is_file()
+    assert [name for name in packages if not name.startswith("mta_assets")] == []
+    # The image copies the runtime package alone, and the build context holds nothing else.
+    sources = [arguments.split()[:-1] for arguments in dockerfile_instructions(REPO / "Dockerfile")["COPY"]]
+    assert sorted(source for group in sources for source in group) == ["README.md", "mta_assets", "pyproject.toml"]
+    allowed = [line for line in (REPO / ".dockerignore").read_text().splitlines() if line.startswith("!")]
+    assert allowed == ["!pyproject.toml", "!README.md", "!mta_assets/"]
+    # No console script or runtime module reaches for the dev tools.
+    assert "mta_devtools" not in (REPO / "pyproject.toml").read_text().split("[project.optional-dependencies]")[0]
+    importers = [str(path) for path in (REPO / "mta_assets").rglob("*.py") if "mta_devtools" in path.read_text()]
+    assert importers == []
 
 
 def test_dagster_image_serves_the_production_instance_and_workspace():

@@ -147,8 +147,8 @@ def test_make_run_on_a_fresh_clone(fresh_clone: Path) -> None:
 
 def test_readme_offline_commands_on_a_fresh_clone(fresh_clone: Path) -> None:
     text = readme_text()
-    synthetic = "./mta mta-synthetic --out data/mirror --weeks-from 2023-12-30 --count 2 --readings 5000"
-    mirror = "./mta mta-mirror data/mirror --port 8765 &"
+    synthetic = "./mta python -m mta_devtools.synthetic --out data/mirror --weeks-from 2023-12-30 --count 2 --readings 5000"
+    mirror = "./mta python -m mta_devtools.mirror data/mirror --port 8765 &"
     materialize = "MTA_SOURCE_URL=http://127.0.0.1:8765 ./mta materialize 2023-12-30...2024-01-06"
     for line in (synthetic, mirror, materialize):
         assert line in text, f"the README no longer shows: {line}"
@@ -168,7 +168,7 @@ def test_readme_offline_commands_on_a_fresh_clone(fresh_clone: Path) -> None:
     try:
         deadline = time.monotonic() + 30
         while not port_open(port):
-            assert time.monotonic() < deadline and server.poll() is None, "mta-mirror did not start"
+            assert time.monotonic() < deadline and server.poll() is None, "the mirror did not start"
             time.sleep(0.1)
         result = shell(materialize.replace("8765", str(port)), fresh_clone, env)
         # A mistyped week gets our message before Dagster is asked.
@@ -240,6 +240,31 @@ def test_wrapper_checks_weeks_in_our_words(args: list[str], env: dict[str, str],
     assert checked.stderr.startswith("./mta: ") and message in checked.stderr, checked.stderr
 
 
+WRONG_SETTING_LINE = "./mta: MTA_MAX_FILE_BYTES=-1 is outside >= 1024; a normal week is about 33 MB"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["./mta", "run"], ["./mta", "materialize", "2023-12-30"], ["./mta", "dev"], ["make", "run", "READINGS=500"]],
+)
+def test_a_wrong_setting_is_one_line_before_anything_starts(command: list[str], tmp_path: Path) -> None:
+    if not (VENV / "bin" / "dagster").exists():
+        pytest.skip(f"the tests do not run from a venv with dagster ({VENV}); run them with make test")
+    env = newcomer_environment(
+        DAGSTER_HOME=str(tmp_path / "home"),
+        MTA_LAKE_URL=str(tmp_path / "lake"),
+        MTA_MIRROR_DIR=str(tmp_path / "mirror"),
+        MTA_MAX_FILE_BYTES="-1",
+    )
+    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
+    assert result.returncode == 2, result.stdout + result.stderr
+    ours = [line for line in result.stderr.splitlines() if not line.startswith("make")]
+    assert ours == [WRONG_SETTING_LINE], result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    # Refused before a mirror was started or a week generated.
+    assert "source:" not in result.stdout and not (tmp_path / "mirror").exists()
+
+
 def test_make_dev_is_offline_and_stops_its_mirror(tmp_path: Path) -> None:
     if not (VENV / "bin" / "dagster").exists():
         pytest.skip(f"the tests do not run from a venv with dagster ({VENV}); run them with make test")
@@ -272,7 +297,7 @@ def test_make_dev_is_offline_and_stops_its_mirror(tmp_path: Path) -> None:
                 mirror_url = found.group(1) if found else None
             else:
                 time.sleep(0.2)
-        # The synthetic weeks are served on loopback, and dagster dev got them as its source.
+        # The synthetic weeks are served on loopback, and dg dev got them as its source.
         for name in ("turnstile_240106.txt", "turnstile_240113.txt"):
             with urllib.request.urlopen(f"{mirror_url}/{name}", timeout=10) as response:
                 assert response.status == 200
@@ -280,6 +305,9 @@ def test_make_dev_is_offline_and_stops_its_mirror(tmp_path: Path) -> None:
             pid for pid in _descendants(dev.pid) if b"dagster" in Path(f"/proc/{pid}/cmdline").read_bytes()
         ]
         assert dagster_dev, "dagster dev is not running"
+        # Started the dg way, the code location found from the checkout's pyproject.toml.
+        commands = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in _descendants(dev.pid)]
+        assert any(b"/dg\0dev\0--target-path\0" + str(REPO_ROOT).encode() in command for command in commands)
         environ = Path(f"/proc/{dagster_dev[0]}/environ").read_bytes().split(b"\0")
         assert f"MTA_SOURCE_URL={mirror_url}".encode() in environ
         assert f"DAGSTER_HOME={tmp_path / 'home'}".encode() in environ

@@ -2,7 +2,7 @@
 and the week's ridership chart and top stations.
 
 One synthetic week is materialized (ridership and warehouse included) from a loopback
-mirror into the GCS emulator by the ``dagster`` CLI, then ``dagster dev`` serves that
+mirror into the GCS emulator by ``dg launch``, then ``dg dev`` serves that
 instance and headless Chromium reads the pages a user opens. Screenshots land in
 ``test-artifacts/ui/`` (or ``$MTA_TEST_ARTIFACTS/ui/``); Chromium comes from Debian
 (``.ci/chromium.sh``).
@@ -25,7 +25,7 @@ from mta_assets_tests.ui_helpers import (
     DagsterDev,
     find_chromium,
     prepare_dagster_home,
-    run_dagster,
+    run_dg,
     start_chromium,
 )
 
@@ -106,21 +106,18 @@ def one_week_instance(tmp_path, mirror, synthetic_week, gcs_bucket) -> tuple[Pat
         # turnstile_csv* builds ridership and the warehouse too (issue 14): keep both offline and in tmp_path.
         "MTA_WAREHOUSE": str(tmp_path / "warehouse.duckdb"),
         "MTA_STATION_KEY_URL": "http://127.0.0.1:9/Remote-Booth-Station.csv",
-        # The CLI runs outside the repository, so that no dagster.yaml or workspace.yaml
-        # there is picked up; the package is still importable.
+        # dg finds the project by --target-path and serves the checkout's package; the
+        # instance is the DAGSTER_HOME above, never the checkout's dagster.yaml.
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
     }
-    run_dagster(
-        ["asset", "materialize", "-m", "mta_assets.definitions", "--select", "turnstile_csv*", "--partition", WEEK],
-        env=env, cwd=home,
-    )
+    run_dg(["launch", "--target-path", str(REPO), "--assets", "turnstile_csv*", "--partition", WEEK], env=env, cwd=home)
     return home, env
 
 
 @pytest.fixture
 def dagster_dev(one_week_instance, tmp_path, artifacts) -> Iterator[DagsterDev]:
     _, env = one_week_instance
-    server = DagsterDev("mta_assets.definitions", env=env, cwd=tmp_path, log_path=tmp_path / "dagster-dev.log")
+    server = DagsterDev(REPO, env=env, cwd=tmp_path, log_path=tmp_path / "dagster-dev.log")
     try:
         with server:
             yield server

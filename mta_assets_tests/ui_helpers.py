@@ -1,4 +1,4 @@
-"""What the browser test needs around the UI: a live ``dagster dev`` and headless Chromium.
+"""What the browser test needs around the UI: a live ``dg dev`` and headless Chromium.
 
 Both are real processes on 127.0.0.1. ``DagsterDev`` runs in a session of its own so that
 stopping it reaches every process it started (webserver, daemon, code server).
@@ -80,24 +80,25 @@ def prepare_dagster_home(home: Path) -> Path:
     return home
 
 
-def run_dagster(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 300) -> str:
-    """Run a ``dagster`` CLI command to completion; its output, or an error that shows it."""
+def run_dg(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 300) -> str:
+    """Run a ``dg`` CLI command (the project's way to run the code location) to completion; its output, or an error that shows it."""
     completed = subprocess.run(
-        [sys.executable, "-m", "dagster", *args],
+        [str(Path(sys.executable).parent / "dg"), *args],
         env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout,
     )
     if completed.returncode != 0:
-        raise RuntimeError(f"dagster {' '.join(args)} exited {completed.returncode}:\n{completed.stdout[-6000:]}")
+        raise RuntimeError(f"dg {' '.join(args)} exited {completed.returncode}:\n{completed.stdout[-6000:]}")
     return completed.stdout
 
 
 class DagsterDev:
-    """``dagster dev`` (webserver and daemon) on a free loopback port."""
+    """``dg dev`` (webserver and daemon) of the project at ``project`` on a free loopback port."""
 
-    def __init__(self, module: str, env: dict[str, str], cwd: Path, log_path: Path) -> None:
+    def __init__(self, project: Path, env: dict[str, str], cwd: Path, log_path: Path) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self._args = [sys.executable, "-m", "dagster", "dev", "-m", module, "-h", "127.0.0.1", "-p", str(self.port)]
+        dg = str(Path(sys.executable).parent / "dg")
+        self._args = [dg, "dev", "--target-path", str(project), "-h", "127.0.0.1", "-p", str(self.port)]
         self._env, self._cwd, self.log_path = env, cwd, log_path
         self._process: subprocess.Popen | None = None
 
@@ -126,7 +127,7 @@ class DagsterDev:
         last_error = "no answer yet"
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise RuntimeError(f"dagster dev exited {self._process.returncode}:\n{self.log_tail()}")
+                raise RuntimeError(f"dg dev exited {self._process.returncode}:\n{self.log_tail()}")
             try:
                 nodes = self.graphql(ASSET_GRAPH_QUERY)["assetNodes"]
                 if nodes:
@@ -135,7 +136,7 @@ class DagsterDev:
             except (requests.RequestException, KeyError, RuntimeError) as exc:
                 last_error = str(exc)
             time.sleep(0.5)
-        raise TimeoutError(f"dagster dev at {self.url} not ready after {timeout:.0f} s ({last_error}):\n{self.log_tail()}")
+        raise TimeoutError(f"dg dev at {self.url} not ready after {timeout:.0f} s ({last_error}):\n{self.log_tail()}")
 
     def graphql(self, query: str, variables: dict | None = None) -> dict:
         response = requests.post(f"{self.url}/graphql", json={"query": query, "variables": variables or {}}, timeout=10)
@@ -155,7 +156,7 @@ class DagsterDev:
         process, self._process = self._process, None
         if process is None:
             return
-        # dagster dev shuts its children down on SIGTERM; SIGKILL to the whole group then
+        # dg dev (dagster dev underneath) shuts its children down on SIGTERM; SIGKILL to the whole group then
         # catches any child that outlived it.
         _signal_group(process.pid, signal.SIGTERM)
         try:

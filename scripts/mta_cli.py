@@ -3,6 +3,7 @@
 Run by ``./mta`` with the checkout's venv (never imported by the package):
 
     python scripts/mta_cli.py check-weeks ARGS...   exit 2 with our message for a bad week
+    python scripts/mta_cli.py check-settings        exit 2 with one line if the code location would not load
     python scripts/mta_cli.py summary [--since EPOCH_SECONDS] [--run-id ID]
     python scripts/mta_cli.py nth-week FIRST COUNT  the COUNT-th week from FIRST
     python scripts/mta_cli.py free-port             a free loopback port
@@ -85,6 +86,32 @@ def check_weeks(args: list[str], now: dt.datetime | None = None) -> list[str]:
         if option == "--partition-range" and len(keys) == 2 and not problems and keys[0] > keys[1]:
             problems.append(f"--partition-range {value}: the first week is after the last")
     return problems
+
+
+# -- settings --------------------------------------------------------------------
+
+LOAD_MODULE = "mta_assets.definitions"
+
+
+def check_settings() -> list[str]:
+    """Why the code location would not load with this environment, as one line (empty when it loads).
+
+    It loads the code location as Dagster does, so every setting checked at load time is
+    checked here, by the code that checks it. Settings are refused with a ValueError (our
+    SettingError, or pydantic's ValidationError) whose message names the variable and what
+    it may be: that message is the whole answer, on one line, not Dagster's traceback of
+    the load. Anything else is a bug, and its traceback is what helps: it is not caught.
+    """
+    import importlib
+    import warnings
+
+    warnings.filterwarnings("ignore")  # preview/beta notices say nothing about the settings
+    try:
+        importlib.import_module(LOAD_MODULE)
+    except ValueError as error:
+        message = " ".join(str(error).split()) or type(error).__name__
+        return [message]
+    return []
 
 
 # -- summary -------------------------------------------------------------------
@@ -245,6 +272,11 @@ def main(argv: list[str] | None = None) -> int:
     command, rest = argv[0], argv[1:]
     if command == "check-weeks":
         problems = check_weeks(rest)
+        for problem in problems:
+            print(f"./mta: {problem}", file=sys.stderr)
+        return 2 if problems else 0
+    if command == "check-settings":
+        problems = check_settings()
         for problem in problems:
             print(f"./mta: {problem}", file=sys.stderr)
         return 2 if problems else 0

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 DUPLICATE_KEY = ("ca", "unit", "scp", "reading_time", "desc")
 EXAMPLE_ROWS = 5
+UNNAMED_SHOWN = 10  # (unit, C/A) pairs a failed station check names in its message
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,42 @@ def validate_week(
 def blocking_failures(outcomes: Sequence[Outcome]) -> list[Outcome]:
     """The failed outcomes that stop the week from being committed."""
     return [outcome for outcome in outcomes if outcome.blocking and not outcome.passed]
+
+
+def every_unit_has_station(stations: pa.Table, key_source: str) -> Outcome:
+    """Every (unit, C/A) pair of a week's station dimension has a station name.
+
+    ``stations`` is ``mta.stations.station_dimension``'s table; ``key_source`` says where
+    the station key came from (a path or URL, or why there is none). A failure's message
+    itself names the first pairs, how many there are and the key, so the one line a run
+    prints is enough to act on; the metadata keeps the same for the UI.
+    """
+    import pyarrow.compute as pc
+
+    unnamed = stations.filter(pc.is_null(stations["station"]))
+    pairs = [f"{row['unit']}/{row['ca']}" for row in unnamed.slice(0, UNNAMED_SHOWN).to_pylist()]
+    units = sorted(set(unnamed["unit"].to_pylist()))
+    if unnamed.num_rows == 0:
+        message = f"all {stations.num_rows} (unit, C/A) pairs have a station (station key: {key_source})"
+    else:
+        more = f" and {unnamed.num_rows - len(pairs)} more" if unnamed.num_rows > len(pairs) else ""
+        message = (
+            f"{unnamed.num_rows} of {stations.num_rows} (unit, C/A) pairs ({len(units)} units) have no station: "
+            f"{', '.join(pairs)}{more}; station key: {key_source}"
+        )
+    return Outcome(
+        name="every_unit_has_station",
+        passed=unnamed.num_rows == 0,
+        blocking=True,
+        description=message,
+        metadata={
+            "pairs": stations.num_rows,
+            "pairs_without_station": unnamed.num_rows,
+            "units_without_station": len(units),
+            "examples": pairs,
+            "station_key": key_source,
+        },
+    )
 
 
 def _outcome(name: str, passed: bool, evidence: WeekEvidence, message: str, **metadata: Any) -> Outcome:

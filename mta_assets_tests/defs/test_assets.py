@@ -13,7 +13,7 @@ import pytest
 
 from mta_assets.defs.resources import Lake, LakeIOManager, MTASource
 from mta_assets.defs.turnstile.assets import turnstile_weeks
-from mta_assets.devtools.synthetic import week_bytes
+from mta_devtools.synthetic import week_bytes
 from mta_assets_tests.samples import offline_station_key, rebuild_full_week
 from mta_assets_tests.lake_objects import week_object_key, week_stat
 

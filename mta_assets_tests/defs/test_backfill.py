@@ -19,8 +19,8 @@ import pytest
 from mta_assets.defs.resources import Lake, LakeIOManager, MTASource
 from mta_assets.defs.turnstile.assets import TurnstileConfig, turnstile_weeks
 from mta_assets.defs.turnstile.checks import readings_check_specs
-from mta_assets.devtools.mirror import MirrorServer
-from mta_assets.devtools.synthetic import consecutive_weeks, count_readings
+from mta_devtools.mirror import MirrorServer
+from mta_devtools.synthetic import consecutive_weeks, count_readings
 from mta_assets.mta.calendar import file_name_for_week, latest_published_week
 from mta_assets_tests.samples import offline_station_key
 from mta_assets_tests.lake_objects import week_object_key

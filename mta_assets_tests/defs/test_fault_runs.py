@@ -17,7 +17,7 @@ import requests
 
 from mta_assets.defs.resources import build_resources
 from mta_assets.defs.turnstile.assets import turnstile_weeks
-from mta_assets.devtools.mirror import MirrorServer
+from mta_devtools.mirror import MirrorServer
 from mta_assets_tests.fixtures_gcs import free_port
 
 REPO = Path(__file__).resolve().parents[2]

@@ -19,7 +19,7 @@ from mta_assets.defs.resources import Lake, LakeIOManager, MTASource
 from mta_assets.defs.ridership.assets import ridership_assets
 from mta_assets.defs.ridership.checks import ridership_check_specs
 from mta_assets.defs.turnstile.assets import turnstile_weeks
-from mta_assets.devtools.synthetic import consecutive_weeks
+from mta_devtools.synthetic import consecutive_weeks
 from mta_assets.defs.turnstile.tables import write_parquet
 from mta_assets.mta.calendar import file_name_for_week
 from mta_assets.mta.parse import parse_week

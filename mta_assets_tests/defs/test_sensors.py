@@ -18,8 +18,8 @@ from mta_assets.defs.turnstile.sensors import (
     mta_file_arrival_sensor,
     probing_source,
 )
-from mta_assets.devtools.mirror import MirrorServer
-from mta_assets.devtools.synthetic import consecutive_weeks
+from mta_devtools.mirror import MirrorServer
+from mta_devtools.synthetic import consecutive_weeks
 from mta_assets.mta.calendar import file_name_for_week, latest_published_week
 
 NEW_YORK = ZoneInfo("America/New_York")

@@ -16,8 +16,8 @@ import pytest
 
 from mta_assets.defs.resources import Lake, LakeIOManager, MTASource
 from mta_assets.defs.turnstile.assets import turnstile_weeks
-from mta_assets.devtools.mirror import MirrorServer
-from mta_assets.devtools.synthetic import consecutive_weeks, week_bytes
+from mta_devtools.mirror import MirrorServer
+from mta_devtools.synthetic import consecutive_weeks, week_bytes
 from mta_assets.storage.locks import WeekLocked, lock_key, week_lock
 from mta_assets.storage.staging import RunStaging, staging_base
 from mta_assets_tests.defs.test_assets import OneFileServer

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from mta_assets.devtools.mirror import MirrorServer
+from mta_devtools.mirror import MirrorServer
 
 WEEK = "2023-12-30"
 NAME = "turnstile_240106.txt"
@@ -214,11 +214,11 @@ def test_missing_folder_is_reported(tmp_path):
 def test_command_line_prints_the_url_and_stops_on_sigterm(mirror_root, synthetic_week):
     path = synthetic_week(WEEK, readings=100)
     process = subprocess.Popen(
-        [sys.executable, "-m", "mta_assets.devtools.mirror", str(mirror_root), "--port", "0", "--quiet"],
+        [sys.executable, "-m", "mta_devtools.mirror", str(mirror_root), "--port", "0", "--quiet"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=Path(__file__).resolve().parents[2],  # the checkout: mta_devtools is not installed
     )
     try:
         assert process.stdout is not None

@@ -7,7 +7,7 @@ import datetime as dt
 
 import pytest
 
-from mta_assets.devtools.synthetic import (
+from mta_devtools.synthetic import (
     DESCS,
     count_readings,
     main,

@@ -22,7 +22,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
 from mta_assets.defs.resources import Lake, MTASource
-from mta_assets.devtools.mirror import MirrorServer
+from mta_devtools.mirror import MirrorServer
 from mta_assets.settings import SettingError, redact, validate_environment, without_userinfo
 from mta_assets.storage.deadline import clear_stop, request_stop
 from mta_assets.storage.http import DownloadInterrupted, NotPublished, SourceError, SourceUnavailable

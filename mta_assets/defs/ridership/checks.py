@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from mta_assets.defs.turnstile.partitions import weekly_partitions
+from mta_assets.mta.validate import every_unit_has_station
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -97,21 +98,17 @@ def check_usable(daily_rows: pa.Table, max_share: float) -> dg.AssetCheckResult:
 
 
 def check_named(stations: pa.Table, key_note: str) -> dg.AssetCheckResult:
-    import pyarrow.compute as pc
-
-    unnamed = stations.filter(pc.is_null(stations["station"]))
-    pairs = [f"{row['unit']}/{row['ca']}" for row in unnamed.slice(0, 20).to_pylist()]
-    return _result(
-        NAMED,
-        unnamed.num_rows == 0,
-        {
-            "pairs": stations.num_rows,
-            "pairs_without_station": unnamed.num_rows,
-            "examples": dg.MetadataValue.json(pairs),
-            "station_key": key_note,
-        },
+    outcome = every_unit_has_station(stations, key_note)
+    metadata = {**outcome.metadata, "examples": dg.MetadataValue.json(outcome.metadata["examples"])}
+    return dg.AssetCheckResult(
+        check_name=NAMED, asset_key=RIDERSHIP, passed=outcome.passed, metadata=metadata, description=outcome.description
     )
 
 
 def blocking_failures(results: Sequence[dg.AssetCheckResult]) -> list[str]:
-    return [r.check_name for r in results if r.check_name in BLOCKING and not r.passed]
+    """The failed blocking checks, each with its message when it has one, for the week's failure line."""
+    return [
+        f"{r.check_name}: {r.description}" if r.description else r.check_name
+        for r in results
+        if r.check_name in BLOCKING and not r.passed
+    ]

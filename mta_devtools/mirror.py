@@ -16,8 +16,8 @@ so new connections are refused (``ECONNREFUSED``) exactly as when a server is
 off; ``up()`` binds the same port again (``SO_REUSEADDR``, a few retries) and
 raises ``OSError`` if another process took the port meanwhile.
 
-Command line: ``python -m mta_assets.devtools.mirror DIR [--host 127.0.0.1] [--port 8765]``
-(also ``mta-mirror``), stops on Ctrl-C or SIGTERM.
+Command line: ``./mta python -m mta_devtools.mirror DIR [--host 127.0.0.1] [--port 8765]``,
+stops on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -447,7 +447,7 @@ def _is_loopback(host: str) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="mta-mirror",
+        prog="python -m mta_devtools.mirror",
         description="Serve a folder of turnstile_YYMMDD.txt files over HTTP, standing in for web.mta.info.",
     )
     parser.add_argument("folder", type=Path, help="folder holding turnstile_YYMMDD.txt files")

@@ -13,8 +13,9 @@ layout MTA published for that week:
   and its last line holding the rest; lines space-padded to 500 characters.
 
 Content imitates the real files: real station / line / division names and
-booth codes (with further booths made up in the same style when a week needs
-more turnstiles), SCPs like ``02-00-00``, readings every 4 hours from the
+booths, every one of them in MTA's Remote-Booth-Station key (``booths.py``: a
+week never names a booth the key lacks, so its stations are known in either
+layout), SCPs like ``02-00-00``, readings every 4 hours from the
 turnstile's hour offset (00, 01, 02 or 03:00) on Saturday through Friday, a
 few scheduled readings missing, cumulative counters that grow with the hour
 of day and the weekday (some near 2.1e9 in 11-column weeks, a few that run
@@ -52,68 +53,19 @@ from mta_assets.mta.calendar import (
     week_start,
 )
 from mta_assets.mta.formats import ELEVEN_COLUMN_HEADER, WIDE_MAX_GROUPS
+from mta_devtools.booths import BOOTHS
 
 FULL_WEEK_READINGS = 250_000
 ELEVEN_COLUMN_LINE_WIDTH = 130
 WIDE_LINE_WIDTH = 500
 SLOTS_PER_WEEK = 42  # every 4 hours for 7 days
 
-# A sample of real booths (C/A, UNIT, STATION, LINENAME, DIVISION) as MTA's 2024 files name them.
-BOOTHS: tuple[tuple[str, str, str, str, str], ...] = (
-    ("A002", "R051", "59 ST", "NQR456W", "BMT"),
-    ("A058", "R001", "WHITEHALL S-FRY", "R1W", "BMT"),
-    ("A061", "R142", "DELANCEY/ESSEX", "FJMZ", "BMT"),
-    ("B012", "R196", "PROSPECT PARK", "BQS", "BMT"),
-    ("B021", "R228", "AVENUE J", "BQ", "BMT"),
-    ("B029", "R172", "BRIGHTON BEACH", "BQ", "BMT"),
-    ("C003", "R089", "JAY ST-METROTEC", "R", "BMT"),
-    ("D003", "R391", "FT HAMILTON PKY", "N", "BMT"),
-    ("D005", "R398", "NEW UTRECHT AV", "ND", "BMT"),
-    ("E004", "R234", "50 ST", "D", "BMT"),
-    ("H012", "R268", "LORIMER ST", "LG", "BMT"),
-    ("H013", "R249", "GRAHAM AV", "L", "BMT"),
-    ("H032", "R295", "WILSON AV", "L", "BMT"),
-    ("H033", "R313", "BUSHWICK AV", "L", "BMT"),
-    ("H037", "R349", "SUTTER AV", "L", "BMT"),
-    ("J030", "R005", "85 ST-FOREST PK", "J", "BMT"),
-    ("K022", "R402", "SENECA AVE", "M", "BMT"),
-    ("K025", "R404", "FRESH POND RD", "M", "BMT"),
-    ("N025", "R102", "125 ST", "ACBD", "IND"),
-    ("N034", "R334", "CATHEDRAL PKWY", "BC", "IND"),
-    ("N039", "R251", "96 ST", "BC", "IND"),
-    ("N080", "R138", "W 4 ST-WASH SQ", "ABCDEFM", "IND"),
-    ("N110", "R283", "LAFAYETTE AV", "C", "IND"),
-    ("N184", "R416", "BEACH 90 ST", "AS", "IND"),
-    ("N316", "R267", "46 ST", "MR", "IND"),
-    ("N327", "R254", "GRAND-NEWTOWN", "MR", "IND"),
-    ("N400A", "R359", "COURT SQ", "EMG", "IND"),
-    ("N419", "R287", "CLASSON AV", "G", "IND"),
-    ("PTH02", "R544", "HARRISON", "1", "PTH"),
-    ("R110", "R027", "WALL ST", "23", "IRT"),
-    ("R190", "R038", "215 ST", "1", "IRT"),
-    ("R235", "R045", "GRD CNTRL-42 ST", "4567S", "IRT"),
-    ("R259", "R307", "138/GRAND CONC", "45", "IRT"),
-    ("R293", "R133", "MOSHOLU PKWY", "4", "IRT"),
-    ("R310", "R053", "3 AV-149 ST", "25", "IRT"),
-    ("R317", "R408", "SIMPSON ST", "25", "IRT"),
-    ("R319", "R409", "FREEMAN ST", "25", "IRT"),
-    ("R329", "R362", "ALLERTON AV", "25", "IRT"),
-    ("R336", "R145", "WAKEFIELD/241", "2", "IRT"),
-    ("R421", "R427", "MIDDLETOWN RD", "6", "IRT"),
-    ("R509", "R121", "QUEENSBORO PLZ", "7NQW", "IRT"),
-    ("R516", "R291", "33 ST-RAWSON ST", "7", "IRT"),
-    ("R518", "R261", "40 ST LOWERY ST", "7", "IRT"),
-    ("R523", "R147", "61 ST WOODSIDE", "7", "IRT"),
-    ("R532", "R328", "METS-WILLETS PT", "7", "IRT"),
-    ("R621", "R060", "EASTN PKWY-MUSM", "23", "IRT"),
-    ("R645", "R110", "FLATBUSH AV-B.C", "25", "IRT"),
-    ("S101", "R070", "ST. GEORGE", "1", "SRT"),
-    ("TRAM2", "R469", "RIT-ROOSEVELT", "R", "RIT"),
-)
 
-# SCPs in the order they are most common in real files; a booth with n turnstiles uses the first n.
+# SCPs in the order they are most common in real files; a booth with n turnstiles uses the
+# first n. Real booths use the first 72 (00-xx-xx to 02-xx-xx); the rest, in the same style,
+# hold the further turnstiles of a week larger than the real booths hold.
 SCP_CODES: tuple[str, ...] = tuple(
-    sorted(f"{a:02d}-{b:02d}-{c:02d}" for a in (0, 1, 2) for b in (0, 3, 5, 6) for c in range(6))
+    sorted(f"{a:02d}-{b:02d}-{c:02d}" for a in range(10) for b in (0, 3, 5, 6) for c in range(6))
 )
 
 DESCS = ("REGULAR", "RECOVR AUD", "DOOR OPEN", "DOOR CLOSE", "LOGON")
@@ -155,30 +107,31 @@ def _week_index(week: str) -> int:
 
 @functools.lru_cache(maxsize=8)
 def _turnstiles(count: int, seed: int) -> _Turnstiles:
-    """``count`` turnstiles in file order, ~6.7 per booth as in real weeks; booths beyond ``BOOTHS`` are made up."""
+    """``count`` turnstiles in file order, ~6.7 per booth as in real weeks, at booths of MTA's key only.
+
+    A week larger than ``BOOTHS`` hold at that size gives each booth further turnstiles
+    (further SCPs) in turn rather than invent a booth: an invented (UNIT, C/A) pair has
+    no station in MTA's key and fails the ``every_unit_has_station`` check.
+    """
     rng = np.random.default_rng([seed, 0x7475726E])
-    booths: list[tuple[str, str, str, str, str]] = []
     sizes: list[int] = []
-    made_up_per_letter: dict[str, int] = {}
-    templates = [booth for booth in BOOTHS if booth[0][0].isalpha() and booth[0][1:].isdigit()]
     remaining = count
-    while remaining > 0:
-        size = min(remaining, 1 + int(rng.poisson(5.7)), len(SCP_CODES))
-        if len(booths) < len(BOOTHS):
-            booth = BOOTHS[len(booths)]
-        else:
-            template = templates[int(rng.integers(len(templates)))]
-            letter = template[0][0]
-            number = made_up_per_letter.get(letter, 700)
-            made_up_per_letter[letter] = number + 1
-            booth = (f"{letter}{number:03d}", *template[1:])
-        booths.append(booth)
+    while remaining > 0 and len(sizes) < len(BOOTHS):
+        size = min(remaining, 1 + int(rng.poisson(5.7)))
         sizes.append(size)
         remaining -= size
-    order = sorted(range(len(booths)), key=lambda i: (booths[i][0], booths[i][1]))
+    if remaining:
+        more, first = divmod(remaining, len(sizes))
+        sizes = [size + more + (i < first) for i, size in enumerate(sizes)]
+    if max(sizes) > len(SCP_CODES):
+        raise ValueError(
+            f"{count} turnstiles need {max(sizes)} SCPs at a booth, more than the {len(SCP_CODES)} codes "
+            f"made here; write fewer readings a week"
+        )
+    order = sorted(range(len(sizes)), key=lambda i: (BOOTHS[i][0], BOOTHS[i][1]))
     columns: list[list[str]] = [[], [], [], [], [], []]
     for i in order:
-        ca, unit, station, linename, division = booths[i]
+        ca, unit, station, linename, division = BOOTHS[i]
         for scp in SCP_CODES[: sizes[i]]:
             for column, value in zip(columns, (ca, unit, scp, station, linename, division)):
                 column.append(value)
@@ -394,7 +347,7 @@ def count_readings(content: bytes) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="mta-synthetic",
+        prog="python -m mta_devtools.synthetic",
         description="Write realistic synthetic turnstile_YYMMDD.txt weeks, in the layout MTA used for each week.",
     )
     parser.add_argument("--out", type=Path, required=True, help="folder to write into (created if missing)")
