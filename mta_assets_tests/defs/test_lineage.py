@@ -15,7 +15,7 @@ from mta_assets.defs.turnstile.partitions import weekly_partitions
 from mta_assets.defs.warehouse.assets import warehouse_assets
 from mta_assets.defs.warehouse.project import prepared_project
 from mta_assets.defs.warehouse.resources import DuckDBWarehouse
-from mta_assets.devtools.synthetic import consecutive_weeks
+from mta_devtools.synthetic import consecutive_weeks
 from mta_assets.mta.calendar import file_name_for_week
 from mta_assets_tests.lake_objects import week_stat
 from mta_assets_tests.samples import offline_station_key, rebuild_full_week

@@ -21,7 +21,7 @@ from mta_assets.defs.resources import Lake
 from mta_assets.defs.warehouse.assets import SYSTEM_DAILY, warehouse_models
 from mta_assets.defs.warehouse.project import prepared_project
 from mta_assets.defs.warehouse.resources import DuckDBWarehouse
-from mta_assets.devtools.synthetic import consecutive_weeks
+from mta_devtools.synthetic import consecutive_weeks
 from mta_assets_tests.warehouse_lake import build_official, build_turnstile_weeks, ridership_dir
 
 WEEKS = consecutive_weeks("2023-12-30", 7)
