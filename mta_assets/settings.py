@@ -299,8 +299,8 @@ def validate_environment(environ: Mapping[str, str] | None = None) -> None:
 # -- secrets --------------------------------------------------------------------------------------
 
 # Variables whose whole value is a secret, and URL variables that may carry a password.
-SECRET_VARIABLES = ("MTA_ALERT_WEBHOOK_URL", "MTA_ALERT_SMTP_PASSWORD", "MTA_GCP_CREDENTIALS")
-URL_VARIABLES = ("MTA_SOURCE_URL", "MTA_LAKE_URL", "MTA_ALERT_WEBHOOK_URL", "MTA_ALERT_SMTP_HOST")
+SECRET_VARIABLES = ("MTA_ALERT_URLS", "MTA_ALERT_WEBHOOK_URL", "MTA_ALERT_SMTP_PASSWORD", "MTA_GCP_CREDENTIALS")
+URL_VARIABLES = ("MTA_SOURCE_URL", "MTA_LAKE_URL", "MTA_ALERT_URLS", "MTA_ALERT_WEBHOOK_URL")
 
 # scheme://USERINFO@ and its percent-encoded form scheme%3A%2F%2FUSERINFO%40 (a URL inside a URL).
 _USERINFO = re.compile(r"(?P<scheme>\b[a-z][a-z0-9+.-]*://)(?P<userinfo>[^/?#@\s\"'<>]+)@", re.IGNORECASE)
