@@ -29,6 +29,8 @@ DEFAULTS: dict[str, float] = {
     "MTA_SOURCE_CONNECT_TIMEOUT_S": 10.0,
     "MTA_SOURCE_STALL_TIMEOUT_S": 15.0,
     "MTA_SOURCE_DEADLINE_S": 75.0,
+    # A week's download across the step's 2 retries: 240 s + one stall timeout + run overhead < 5 minutes.
+    "MTA_SOURCE_WEEK_DEADLINE_S": 240.0,
     "MTA_PROBE_DEADLINE_S": 15.0,
     "MTA_MIN_BYTES_PER_S": 65536,
     "MTA_MAX_FILE_BYTES": 200_000_000,
