@@ -100,7 +100,7 @@ class AlertDestinations(dg.ConfigurableResource):
 
     urls: str | None = Field(default=None, repr=False, description=f"Apprise URLs ({URLS_VAR}). Secret.")
     webhook_url: str | None = Field(
-        default=None, repr=False, description=f"A Slack-compatible webhook, posted {{'text': ...}} ({WEBHOOK_VAR}). Secret."
+        default=None, repr=False, description=f"Slack-compatible webhook, gets {{'text': ...}} ({WEBHOOK_VAR}). Secret."
     )
     smtp_password: str | None = Field(
         default=None, repr=False, description=f"Password for mailto:// destinations ({PASSWORD_VAR}). Secret."
@@ -156,7 +156,7 @@ class AlertDestinations(dg.ConfigurableResource):
         if not urls:
             if not self._reported_unconfigured:
                 self._reported_unconfigured = True
-                log.info(f"No alert destination configured (set {URLS_VAR}); alert not sent: %s", self.redact(alert.subject))
+                log.info(f"No alert destination configured ({URLS_VAR}); alert not sent: %s", self.redact(alert.subject))
             return DeliveryReport(configured=False)
         asset = apprise.AppriseAsset(default_service_retry=self.attempts - 1, default_service_wait=self.backoff_seconds)
         notifier = apprise.Apprise(asset=asset)

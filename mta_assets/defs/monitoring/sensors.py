@@ -40,7 +40,9 @@ def week_deadline(week: str, hours: float) -> dt.datetime:
     return midnight + dt.timedelta(hours=hours)  # same-zone arithmetic is wall-clock: DST keeps 12:00 at 12:00
 
 
-def expected_week(now: dt.datetime, hours: float, last_week: str | None = None) -> tuple[str | None, dt.datetime | None]:
+def expected_week(
+    now: dt.datetime, hours: float, last_week: str | None = None
+) -> tuple[str | None, dt.datetime | None]:
     """The newest week whose deadline passed at ``now`` (never after ``last_week``), with that deadline."""
     week = calendar.latest_published_week(now)
     if week is not None and last_week is not None:
@@ -61,7 +63,8 @@ def week_is_materialized(instance: dg.DagsterInstance, week: str) -> bool:
 
 def late_week_alert(week: str, deadline: dt.datetime, hours: float, ui_url: str, last_week: str | None) -> Alert:
     lines = [
-        f"Week: {week} (file {calendar.file_name_for_week(week)}, published {calendar.publication_date(week):%a %Y-%m-%d})",
+        f"Week: {week} (file {calendar.file_name_for_week(week)}, "
+        f"published {calendar.publication_date(week):%a %Y-%m-%d})",
         f"Deadline: {deadline:%a %Y-%m-%d %H:%M %Z} ({hours:g} h after publication, {LATE_HOURS_ENV_VAR})",
         f"Sensor: {LATE_WEEK_SENSOR_NAME}",
         f"Asset: {ui_url.rstrip('/')}/assets/{READINGS_KEY.to_user_string()}",
@@ -162,8 +165,10 @@ def run_failure_alert(context: dg.RunFailureSensorContext, ui_url: str) -> Alert
     run, instance, repository = context.dagster_run, context.instance, context.repository_def
     hidden_job = run.job_name.startswith("__")  # Dagster's asset jobs: UI and CLI materializations
     assets = _run_assets(instance, run) if hidden_job else set()
-    if repository is not None and not (assets & set(repository.assets_defs_by_key) if hidden_job else run.job_name in repository.job_names):
-        return None
+    if repository is not None:  # None in unit contexts: every run counts
+        ours = assets & set(repository.assets_defs_by_key) if hidden_job else run.job_name in repository.job_names
+        if not ours:
+            return None
     names = sorted(key.to_user_string() for key in assets)
     job = f"materialization of {', '.join(names)}" if hidden_job else run.job_name
     weeks = weeks_of_run(dict(run.tags))
