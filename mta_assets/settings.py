@@ -29,6 +29,8 @@ DEFAULTS: dict[str, float] = {
     "MTA_SOURCE_CONNECT_TIMEOUT_S": 10.0,
     "MTA_SOURCE_STALL_TIMEOUT_S": 15.0,
     "MTA_SOURCE_DEADLINE_S": 75.0,
+    # A week's download across the step's 2 retries: 240 s + one stall timeout + run overhead < 5 minutes.
+    "MTA_SOURCE_WEEK_DEADLINE_S": 240.0,
     "MTA_PROBE_DEADLINE_S": 15.0,
     "MTA_MIN_BYTES_PER_S": 65536,
     "MTA_MAX_FILE_BYTES": 200_000_000,
@@ -299,8 +301,8 @@ def validate_environment(environ: Mapping[str, str] | None = None) -> None:
 # -- secrets --------------------------------------------------------------------------------------
 
 # Variables whose whole value is a secret, and URL variables that may carry a password.
-SECRET_VARIABLES = ("MTA_ALERT_WEBHOOK_URL", "MTA_ALERT_SMTP_PASSWORD", "MTA_GCP_CREDENTIALS")
-URL_VARIABLES = ("MTA_SOURCE_URL", "MTA_LAKE_URL", "MTA_ALERT_WEBHOOK_URL", "MTA_ALERT_SMTP_HOST")
+SECRET_VARIABLES = ("MTA_ALERT_URLS", "MTA_ALERT_WEBHOOK_URL", "MTA_ALERT_SMTP_PASSWORD", "MTA_GCP_CREDENTIALS")
+URL_VARIABLES = ("MTA_SOURCE_URL", "MTA_LAKE_URL", "MTA_ALERT_URLS", "MTA_ALERT_WEBHOOK_URL")
 
 # scheme://USERINFO@ and its percent-encoded form scheme%3A%2F%2FUSERINFO%40 (a URL inside a URL).
 _USERINFO = re.compile(r"(?P<scheme>\b[a-z][a-z0-9+.-]*://)(?P<userinfo>[^/?#@\s\"'<>]+)@", re.IGNORECASE)

@@ -6,6 +6,7 @@ Loaded from conftest with ``pytest_plugins``; the alerting and monitoring tests 
 import asyncio
 import json
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -101,24 +102,29 @@ def smtp_receiver() -> Iterator[SmtpReceiver]:
         thread.join(5)
 
 
+def mailto_url(smtp: SmtpReceiver) -> str:
+    """E-mail to two recipients through the loopback server, as an Apprise URL without its password."""
+    query = urllib.parse.urlencode(
+        {"user": SMTP_USER, "from": "dagster@example.test", "to": "oncall@example.test,data@example.test",
+         "smtp": "127.0.0.1", "format": "text"}
+    )
+    return f"mailto://127.0.0.1:{smtp.port}?{query}"
+
+
 def destinations(webhook: WebhookReceiver | None = None, smtp: SmtpReceiver | None = None, **extra):
     env = {"MTA_UI_URL": "http://dagster.test:3000", "MTA_ALERT_BACKOFF_SECONDS": "0.01"}
     if webhook:
         env["MTA_ALERT_WEBHOOK_URL"] = webhook.url
     if smtp:
-        env.update(
-            {
-                "MTA_ALERT_SMTP_HOST": "127.0.0.1",
-                "MTA_ALERT_SMTP_PORT": str(smtp.port),
-                "MTA_ALERT_SMTP_USER": SMTP_USER,
-                "MTA_ALERT_SMTP_PASSWORD": SMTP_PASSWORD,
-                "MTA_ALERT_SMTP_FROM": "dagster@example.test",
-                "MTA_ALERT_SMTP_TO": "oncall@example.test, data@example.test",
-                "MTA_ALERT_SMTP_STARTTLS": "false",
-            }
-        )
+        env.update({"MTA_ALERT_URLS": mailto_url(smtp), "MTA_ALERT_SMTP_PASSWORD": SMTP_PASSWORD})
     env.update(extra)
     return env
+
+
+ALERT_VARIABLES = [
+    "MTA_ALERT_URLS", "MTA_ALERT_WEBHOOK_URL", "MTA_ALERT_SMTP_PASSWORD", "MTA_UI_URL", "MTA_ALERT_TIMEOUT_SECONDS",
+    "MTA_ALERT_ATTEMPTS", "MTA_ALERT_BACKOFF_SECONDS", "MTA_ALERT_DEADLINE_S", "MTA_LATE_WEEK_HOURS",
+]
 
 
 @pytest.fixture
@@ -126,11 +132,7 @@ def alert_env(monkeypatch):
     """Put settings in the real environment, as dg.EnvVar resolves them from there."""
 
     def apply(env: dict[str, str]) -> AlertDestinations:
-        for name in [
-            "MTA_ALERT_WEBHOOK_URL", "MTA_ALERT_SMTP_HOST", "MTA_ALERT_SMTP_PORT", "MTA_ALERT_SMTP_USER",
-            "MTA_ALERT_SMTP_PASSWORD", "MTA_ALERT_SMTP_FROM", "MTA_ALERT_SMTP_TO", "MTA_ALERT_SMTP_STARTTLS",
-            "MTA_UI_URL", "MTA_ALERT_TIMEOUT_SECONDS", "MTA_ALERT_ATTEMPTS", "MTA_ALERT_BACKOFF_SECONDS",
-        ]:
+        for name in ALERT_VARIABLES:
             monkeypatch.delenv(name, raising=False)
         for name, value in env.items():
             monkeypatch.setenv(name, value)

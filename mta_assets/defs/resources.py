@@ -163,6 +163,11 @@ class MTASource(dg.ConfigurableResource):
         default=DEFAULTS["MTA_SOURCE_DEADLINE_S"],
         description="Total seconds for one download, transport retries included (env MTA_SOURCE_DEADLINE_S).",
     )
+    week_deadline_s: float = Field(
+        default=DEFAULTS["MTA_SOURCE_WEEK_DEADLINE_S"],
+        description="Total seconds for a week's download across the step's retries in one run "
+        "(env MTA_SOURCE_WEEK_DEADLINE_S); each attempt also stops at deadline_s.",
+    )
     probe_deadline_s: float = Field(
         default=DEFAULTS["MTA_PROBE_DEADLINE_S"], description="Total seconds for one HEAD probe (env MTA_PROBE_DEADLINE_S)."
     )
@@ -195,8 +200,8 @@ class MTASource(dg.ConfigurableResource):
     def probe(self, week: str) -> RemoteFile | None:
         return self.client.probe(week)
 
-    def download(self, week: str, dest_dir: Path) -> DownloadedFile:
-        return self.client.download(week, dest_dir)
+    def download(self, week: str, dest_dir: Path, deadline_s: float | None = None) -> DownloadedFile:
+        return self.client.download(week, dest_dir, deadline_s)
 
 
 class LakeIOManager(dg.ConfigurableIOManager):
@@ -326,6 +331,7 @@ def build_resources() -> dict[str, object]:
         connect_timeout_s=deadline("MTA_SOURCE_CONNECT_TIMEOUT_S"),
         read_timeout_s=deadline("MTA_SOURCE_STALL_TIMEOUT_S"),
         deadline_s=deadline("MTA_SOURCE_DEADLINE_S"),
+        week_deadline_s=deadline("MTA_SOURCE_WEEK_DEADLINE_S"),
         probe_deadline_s=deadline("MTA_PROBE_DEADLINE_S"),
         min_bytes_per_s=deadline("MTA_MIN_BYTES_PER_S"),
         max_file_bytes=_env_int("MTA_MAX_FILE_BYTES", int(deadline("MTA_MAX_FILE_BYTES"))),

@@ -9,7 +9,6 @@ receive Dagster's interrupt themselves.
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 from collections.abc import Iterator
@@ -108,43 +107,3 @@ class Deadline:
                     f"({rate:,.0f} B/s, below the minimum of {self.min_bytes_per_s:,.0f} B/s)"
                 )
             self._window_start, self._window_bytes = now, 0
-
-
-def deadline_retry(deadline: Deadline, **retry_kwargs):
-    """urllib3's ``Retry`` (all of its policy: counts, backoff, Retry-After) bounded by ``deadline``."""
-    retry = _deadline_retry_class()(**retry_kwargs)
-    retry.deadline = deadline
-    return retry
-
-
-@functools.cache
-def _deadline_retry_class():
-    # urllib3 is imported on first use, not when the code location loads.
-    from urllib3.util.retry import Retry
-
-    class DeadlineRetry(Retry):
-        """Gives up when the operation's deadline has passed or a stop is requested, and never sleeps past it."""
-
-        deadline: Deadline | None = None
-
-        def new(self, **kw):
-            fresh = super().new(**kw)
-            fresh.deadline = self.deadline
-            return fresh
-
-        def is_exhausted(self) -> bool:
-            out_of_time = self.deadline is not None and (self.deadline.expired() or stop_requested())
-            return out_of_time or super().is_exhausted()
-
-        def get_backoff_time(self) -> float:
-            wait = super().get_backoff_time()
-            return min(wait, self.deadline.remaining()) if self.deadline is not None else wait
-
-        def sleep_for_retry(self, response) -> bool:
-            wait = self.get_retry_after(response)
-            if wait is None:
-                return False
-            time.sleep(min(wait, self.deadline.remaining()) if self.deadline is not None else wait)
-            return True
-
-    return DeadlineRetry

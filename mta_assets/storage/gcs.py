@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mta_assets.storage.deadline import Deadline, TransferAborted
+from mta_assets.storage.errors import is_transient
 from mta_assets.storage.lake import ChunkCallback, LakeError, LakeStore, StoredObject
 
 _CLIENTS: dict[tuple, object] = {}
@@ -385,7 +386,7 @@ class GcsStore(LakeStore):
                 f"{action} {where}: GCS at {host} answered HTTP {status or type(exc).__name__} "
                 f"until the retry deadline of {self.retry_deadline_s:g} s ({cause})"
             )
-        if gave_up or _is_network_error(exc) or "Connection" in type(exc).__name__:
+        if gave_up or is_transient(exc):
             return LakeError(
                 f"{action} {where}: cannot reach GCS at {host} within the retry deadline of "
                 f"{self.retry_deadline_s:g} s ({cause})"

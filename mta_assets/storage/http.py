@@ -1,15 +1,19 @@
 """The MTA source: where each week's turnstile file is published, and a careful downloader (``MTAClient``).
 
-One requests session per operation, with urllib3's ``Retry`` owning the transport retries
-(connection errors, 429, 5xx) inside the operation's deadline. Every download has a total
-deadline, a stall timeout (no byte for N seconds) and a minimum throughput, checked
-between reads, so a stalled or trickling server ends the attempt in bounded time; a
-file larger than the size limit is refused. Redirects are followed up to a limit and the
-final URL is recorded. Credentials in the source URL are sent as Basic auth and never
-shown: every URL that leaves this module has no userinfo, every message is redacted.
+HTTP goes through ``RetryingSession`` (``retrying_session``), shared with the SODA client:
+urllib3's ``Retry``, used as it is, decides which failures and statuses (connection
+errors, 429, 5xx) are retried and how long to wait (backoff, ``Retry-After``); the session
+runs the attempts itself so the operation's total deadline is checked between them and
+every attempt's timeouts are cut to what is left of it. A download also has a stall
+timeout (no byte for N seconds) and a minimum throughput, checked between reads, so a
+stalled or trickling server ends the attempt in bounded time; a file larger than the
+size limit is refused. Redirects are followed up to a limit and the final URL is
+recorded. Credentials in the source URL are sent as Basic auth and never shown: every
+URL that leaves this module has no userinfo, every message is redacted.
 
 Errors carry ``permanent``: True when retrying cannot help (404, not published, not a
-turnstile file, too large, refused credentials, a bad setting), False for outages.
+turnstile file, too large, refused credentials, a bad setting), False for outages
+(``storage/errors.py`` decides it for every other exception).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -29,17 +34,110 @@ from mta_assets.storage.deadline import (
     Deadline,
     Interrupted,
     TransferAborted,
-    deadline_retry,
     is_interrupt,
     request_stop,
     stop_requested,
 )
 
 DEFAULT_SOURCE_URL = "http://web.mta.info/developers/data/nyct/turnstile"
-_RETRY_STATUSES = (429, 500, 502, 503, 504)
+RETRY_STATUSES = (429, 500, 502, 503, 504)
+USER_AGENT = "mta_assets/0.1 (Dagster turnstile pipeline)"
 # Encodings we decode (urllib3 does it); MTA serves plain text, a mirror might compress.
 _DECODED_ENCODINGS = ("gzip", "x-gzip", "deflate")
 _HEAD_BYTES = 4096
+
+
+@dataclasses.dataclass
+class RetryingSession:
+    """A requests session whose requests urllib3's ``Retry`` retries within a total deadline.
+
+    Build it with ``retrying_session``; use it as a context manager. ``request`` returns
+    the last response (a 429/5xx one when retries or time ran out; ``retries_made`` tells
+    how many were made) or raises the last ``requests`` exception.
+    """
+
+    session: Any  # requests.Session
+    retry: Any  # urllib3.util.Retry, as configured: the policy
+    connect_timeout_s: float
+    read_timeout_s: float
+
+    def __enter__(self) -> RetryingSession:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.session.close()
+
+    def request(self, method: str, url: str, deadline: Deadline, **kwargs):
+        import requests
+        from urllib3.exceptions import HTTPError, MaxRetryError
+
+        retry = self.retry
+        while True:
+            remaining = max(deadline.remaining(), 0.05)
+            timeout = (min(self.connect_timeout_s, remaining), min(self.read_timeout_s, remaining))
+            try:
+                response = self.session.request(method, url, timeout=timeout, **kwargs)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                try:
+                    retry = retry.increment(method, url, error=_urllib3_error(exc))
+                except (MaxRetryError, HTTPError):
+                    raise exc from None
+                wait, last = retry.get_backoff_time(), exc
+            else:
+                response.retries_made = len(retry.history)
+                if not retry.is_retry(method, response.status_code, "Retry-After" in response.headers):
+                    return response
+                try:
+                    retry = retry.increment(method, url, response=response.raw)
+                except MaxRetryError:
+                    return response
+                after = retry.get_retry_after(response.raw) if retry.respect_retry_after_header else None
+                wait, last = (after if after is not None else retry.get_backoff_time()), response
+            if stop_requested() or wait >= deadline.remaining():
+                # Out of time for another attempt: the last answer or error is the outcome.
+                if isinstance(last, Exception):
+                    raise last
+                return last
+            if not isinstance(last, Exception):
+                last.close()
+            time.sleep(wait)
+
+
+def retrying_session(
+    *,
+    retries: int,
+    backoff_factor_s: float,
+    connect_timeout_s: float,
+    read_timeout_s: float,
+    methods: frozenset[str] = frozenset({"GET", "HEAD"}),
+    max_redirects: int = 5,
+    auth: tuple[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> RetryingSession:
+    """One session for one operation: retries of connection errors, read errors and 429/5xx, with backoff."""
+    import requests
+    from urllib3.util.retry import Retry
+
+    session = requests.Session()
+    session.max_redirects = max_redirects
+    session.headers["User-Agent"] = USER_AGENT
+    session.headers.update(headers or {})
+    # requests drops the Authorization header when a redirect leaves the host.
+    session.auth = auth
+    retry = Retry(
+        total=retries, connect=retries, read=retries, status=retries, other=0, redirect=False,
+        backoff_factor=backoff_factor_s, status_forcelist=RETRY_STATUSES, allowed_methods=methods,
+        respect_retry_after_header=True, raise_on_status=False,
+    )
+    return RetryingSession(session, retry, connect_timeout_s, read_timeout_s)
+
+
+def _urllib3_error(exc: Exception) -> Exception:
+    """The urllib3 error inside a requests exception, which ``Retry`` classifies (connect, read, other)."""
+    from urllib3.exceptions import MaxRetryError
+
+    reason = exc.args[0] if exc.args and isinstance(exc.args[0], Exception) else exc
+    return reason.reason if isinstance(reason, MaxRetryError) and reason.reason is not None else reason
 
 
 class SourceError(RuntimeError):
@@ -148,27 +246,26 @@ class MTAClient:
 
     # -- plumbing ---------------------------------------------------------------------------------
 
-    def _session(self, deadline: Deadline):
-        session = retrying_session(
-            deadline, retries=self.retries, backoff_factor_s=self.backoff_factor_s, max_redirects=self.max_redirects
+    def _session(self) -> RetryingSession:
+        return retrying_session(
+            retries=self.retries,
+            backoff_factor_s=self.backoff_factor_s,
+            connect_timeout_s=self.connect_timeout_s,
+            read_timeout_s=self.read_timeout_s,
+            max_redirects=self.max_redirects,
+            # Credentials in the URL become a header; the URLs we request, log and store carry none.
+            auth=userinfo_auth(self.base_url),
+            # MTA's files are plain text; asking for identity keeps Content-Length about the bytes we store.
+            headers={"Accept-Encoding": "identity"},
         )
-        # MTA's files are plain text; asking for identity keeps Content-Length about the bytes we store.
-        session.headers["Accept-Encoding"] = "identity"
-        # Credentials in the URL become a header; the URLs we request, log and store carry none.
-        # requests drops this header when a redirect leaves the host.
-        session.auth = userinfo_auth(self.base_url)
-        return session
 
-    def _request(self, session, week: str, url: str, method: str, deadline: Deadline, **kwargs):
+    def _request(self, session: RetryingSession, week: str, url: str, method: str, deadline: Deadline, **kwargs):
         import requests
 
         if deadline.expired():
             raise SourceUnavailable(f"week {week}: {url}: deadline of {deadline.seconds:g} s exceeded before the request")
         try:
-            response = session.request(
-                method, url, timeout=(min(self.connect_timeout_s, max(deadline.remaining(), 0.5)), self.read_timeout_s),
-                **kwargs,
-            )
+            response = session.request(method, url, deadline, **kwargs)
         except requests.TooManyRedirects as exc:
             last = without_userinfo(getattr(exc.response, "url", "") or url) if exc.response is not None else url
             raise SourceError(
@@ -178,11 +275,10 @@ class MTAClient:
             if stop_requested():
                 raise DownloadInterrupted(f"week {week}: {method} {url} stopped on request") from None
             raise SourceUnavailable(f"week {week}: cannot fetch {url}: {self._cause(exc, deadline)}") from None
-        if response.status_code in _RETRY_STATUSES:
-            retried = len(getattr(getattr(response.raw, "retries", None), "history", ()) or ())
+        if response.status_code in RETRY_STATUSES:
             response.close()
             raise SourceUnavailable(
-                f"week {week}: {url} answered HTTP {response.status_code} after {retried} retries "
+                f"week {week}: {url} answered HTTP {response.status_code} after {response.retries_made} retries "
                 f"in {deadline.elapsed():.0f} s"
             )
         return response
@@ -220,7 +316,7 @@ class MTAClient:
     def probe(self, week: str) -> RemoteFile | None:
         """HEAD the week's file: None when it is not published, else its size and validators."""
         deadline = Deadline(self.probe_deadline_s)
-        with self._session(deadline) as session:
+        with self._session() as session:
             for name in calendar.candidate_file_names(week):
                 url = self.url_for(week, name)
                 response = self._request(session, week, url, "HEAD", deadline, allow_redirects=True)
@@ -240,8 +336,10 @@ class MTAClient:
 
     # -- downloading --------------------------------------------------------------------------------
 
-    def download(self, week: str, dest_dir: Path) -> DownloadedFile:
+    def download(self, week: str, dest_dir: Path, deadline_s: float | None = None) -> DownloadedFile:
         """Stream the week's file to ``dest_dir`` and check it is whole and a turnstile file.
+
+        ``deadline_s`` (default ``self.deadline_s``) bounds every request, retry and read of it.
 
         Nothing new is left in ``dest_dir`` when this raises. A file this method already
         staged whole in ``dest_dir`` is reused when the source says it is unchanged (304),
@@ -250,22 +348,22 @@ class MTAClient:
         otherwise turn an interrupted step into a retry under its RetryPolicy.
         """
         try:
-            return self._download(week, dest_dir)
+            return self._download(week, dest_dir, deadline_s or self.deadline_s)
         except BaseException as exc:
             if not is_interrupt(exc):
                 raise
             request_stop()  # the other weeks' transfers in worker threads stop too
             raise DownloadInterrupted(f"week {week}: download from {self.display_base_url} stopped: the run was interrupted") from None
 
-    def _download(self, week: str, dest_dir: Path) -> DownloadedFile:
+    def _download(self, week: str, dest_dir: Path, deadline_s: float) -> DownloadedFile:
         names = self._names_or_fail(week)
         try:
             dest_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise SourceError(f"week {week}: cannot create the staging folder {dest_dir}: {exc.strerror or exc}") from None
-        deadline = Deadline(self.deadline_s, self.min_bytes_per_s, self.read_timeout_s)
+        deadline = Deadline(deadline_s, self.min_bytes_per_s, self.read_timeout_s)
         tried: list[str] = []
-        with self._session(deadline) as session:
+        with self._session() as session:
             for name in names:
                 url = self.url_for(week, name)
                 staged = _Staged.load(dest_dir, name)
@@ -434,34 +532,6 @@ class MTAClient:
         # The whole head, not its first line: blank lines before the first row are skipped
         # by the layout detection exactly as the parser skips them.
         detect_layout(text)
-
-
-def retrying_session(deadline: Deadline, *, retries: int, backoff_factor_s: float, max_redirects: int):
-    """A requests session whose transport retries (connection errors, 429 with its Retry-After, 5xx)
-    are urllib3's ``Retry``, bounded by ``deadline``: the one retry owner for every HTTP source
-    (MTA's site here, data.ny.gov in ``soda.py``)."""
-    import requests
-    from requests.adapters import HTTPAdapter
-
-    retry = deadline_retry(
-        deadline,
-        total=retries,
-        connect=retries,
-        read=retries,
-        status=retries,
-        backoff_factor=backoff_factor_s,
-        status_forcelist=_RETRY_STATUSES,
-        allowed_methods=frozenset({"GET", "HEAD"}),
-        respect_retry_after_header=True,
-        raise_on_status=False,
-    )
-    session = requests.Session()
-    adapter = HTTPAdapter(max_retries=retry)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    session.max_redirects = max_redirects
-    session.headers["User-Agent"] = "mta_assets/0.1 (Dagster turnstile pipeline)"
-    return session
 
 
 class _LocalWriteError(Exception):

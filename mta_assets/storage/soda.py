@@ -90,10 +90,15 @@ class SodaClient:
     # -- plumbing ------------------------------------------------------------------------------
 
     def _session(self, deadline: Deadline):
-        session = retrying_session(deadline, retries=self.retries, backoff_factor_s=self.backoff_factor_s, max_redirects=5)
-        if self.app_token:
-            session.headers["X-App-Token"] = self.app_token
-        return session
+        # The same session as MTA's source: urllib3's Retry for 429 (Retry-After) and 5xx, each
+        # attempt's timeouts cut to what is left of ``deadline`` (given per request).
+        return retrying_session(
+            retries=self.retries,
+            backoff_factor_s=self.backoff_factor_s,
+            connect_timeout_s=self.connect_timeout_s,
+            read_timeout_s=self.read_timeout_s,
+            headers={"X-App-Token": self.app_token} if self.app_token else None,
+        )
 
     def _get(self, session, what: str, url: str, params: dict[str, str], deadline: Deadline) -> bytes:
         """One page's body, read in chunks under the deadline; errors name ``what``, the URL and the cause."""
@@ -103,11 +108,10 @@ class SodaClient:
         if deadline.expired():
             raise SodaUnavailable(f"{what}: {shown}: deadline of {deadline.seconds:g} s exceeded")
         try:
-            timeout = (min(self.connect_timeout_s, max(deadline.remaining(), 0.5)), self.read_timeout_s)
-            with session.get(url, params=params, timeout=timeout, stream=True) as response:
+            with session.request("GET", url, deadline, params=params, stream=True) as response:
                 status = response.status_code
                 if status == 429 or status >= 500:
-                    retried = len(getattr(getattr(response.raw, "retries", None), "history", ()) or ())
+                    retried = getattr(response, "retries_made", 0)
                     raise SodaUnavailable(
                         f"{what}: {shown} answered HTTP {status} after {retried} retries in {deadline.elapsed():.0f} s"
                     )

@@ -170,3 +170,31 @@ def test_sigterm_stops_a_download_without_a_retry_and_leaves_the_lake_as_it_was(
     assert [method for method, _path in mirror.requests if method == "GET"] == ["GET"]
     assert not any(path.is_file() for path in (tmp_path / "lake").rglob("*"))
     assert not any(path.is_file() for path in (tmp_path / "staging").rglob("*"))
+
+
+def test_a_stalled_source_costs_a_week_its_deadline_once_across_step_retries(
+    mirror: MirrorServer, synthetic_week, tmp_path, monkeypatch
+):
+    """The week's download deadline counts from its first attempt: the step's retries share it."""
+    synthetic_week(WEEK, readings=1_000)
+    mirror.inject(NAME, *["hang:30"] * 50)
+    for name, value in {
+        "MTA_SOURCE_URL": mirror.url, "MTA_LAKE_URL": str(tmp_path / "lake"), "MTA_STAGING_DIR": str(tmp_path / "staging"),
+        "MTA_SOURCE_STALL_TIMEOUT_S": "0.5", "MTA_SOURCE_DEADLINE_S": "1", "MTA_SOURCE_WEEK_DEADLINE_S": "2",
+    }.items():
+        monkeypatch.setenv(name, value)
+    started = time.monotonic()
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = dg.materialize(
+            [turnstile_weeks], partition_key=WEEK, resources=build_resources(), instance=instance, raise_on_error=False
+        )
+    elapsed = time.monotonic() - started
+    assert not result.success
+    failures = [event for event in result.all_events if event.is_step_failure]
+    message = failures[-1].step_failure_data.error.message
+    # Attempts of 1 s each until the 2 s of the week are spent; the step's next retry, after
+    # Dagster's delay (up to 40 s), gives up at once instead of downloading again.
+    assert f"week {WEEK}: gave up on {mirror.url}/{NAME}: the week's download deadline of 2 s" in message
+    assert elapsed < 2 + 0.5 + 20 + 40 + 15, f"{elapsed:.0f} s"
+    gets = [path for method, path in mirror.requests if method == "GET"]
+    assert 2 <= len(gets) <= 10

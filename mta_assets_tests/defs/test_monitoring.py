@@ -10,18 +10,20 @@ import pytest
 from mta_assets.defs.monitoring import sensors as monitoring_sensors
 from mta_assets.defs.monitoring.sensors import (
     ALERTS_RESOURCE_KEY,
+    DEFAULT_LATE_HOURS,
     LATE_WEEK_SENSOR_NAME,
-    LateWeekDeadline,
     alert_sensors,
     evaluate_late_week_tick,
     expected_week,
-    late_week_report,
-    late_week_status,
+    late_hours_from_env,
     monitoring_resources,
     mta_late_week_sensor,
     mta_run_failure_alert_sensor,
+    week_deadline,
+    week_is_materialized,
     weeks_of_run,
 )
+from mta_assets.settings import SettingError
 from mta_assets.defs.turnstile.partitions import build_weekly_partitions, weekly_partitions
 from mta_assets.mta import calendar as partitions
 from mta_assets.settings import last_week_from_env
@@ -35,7 +37,8 @@ from mta_assets_tests.fixtures_alerts import (
 
 NEW_YORK = ZoneInfo("America/New_York")
 WEEK = "2024-01-06"  # file turnstile_240113.txt, published Saturday 2024-01-13
-DEFAULT_DEADLINE = LateWeekDeadline.parse("sunday 12:00")
+HOURS = DEFAULT_LATE_HOURS  # Sunday 12:00 New York after the publication Saturday
+WEBHOOK = "json://127.0.0.1"
 
 
 def new_york(*args) -> dt.datetime:
@@ -132,15 +135,15 @@ def test_failed_run_alerts_exactly_once_with_week_step_error_and_link(instance, 
         f"Error: ValueError: turnstile_240113.txt has no readings for week {WEEK}",
         f"Run: http://dagster.test:3000/runs/{run_id}",
     ]
-    assert len(smtp.messages) == 1
-    assert smtp.messages[0]["Subject"] == text.splitlines()[0]
-    assert f"http://dagster.test:3000/runs/{run_id}" in smtp.messages[0].get_content()
+    assert len(smtp.messages) == 2  # one per recipient
+    assert {m["Subject"] for m in smtp.messages} == {text.splitlines()[0]}
+    assert all(f"http://dagster.test:3000/runs/{run_id}" in m.get_content() for m in smtp.messages)
     assert [r.run_status for r in second.dagster_run_reactions] == [dg.DagsterRunStatus.FAILURE]
     assert third.dagster_run_reactions == []
 
     assert secrets_in_event_log(instance) == []
     logged = sensor_log()
-    assert "Alert delivered by webhook" in logged
+    assert f"Alert delivered to {WEBHOOK}" in logged
     assert WEBHOOK_TOKEN not in logged and SMTP_PASSWORD not in logged
 
 
@@ -180,7 +183,7 @@ def test_hanging_receiver_does_not_stop_the_tick_and_the_run_is_not_alerted_twic
     instance, alert_env, sensor_log
 ):
     with webhook_receiver(hang=True) as hook:
-        resource = alert_env(destinations(hook, MTA_ALERT_TIMEOUT_SECONDS="0.3"))
+        resource = alert_env(destinations(hook, MTA_ALERT_TIMEOUT_SECONDS="0.3", MTA_ALERT_ATTEMPTS="1"))
         first = sensor_tick(mta_run_failure_alert_sensor, instance, resource)
         dg.materialize([readings_that_explode], instance=instance, partition_key=WEEK, raise_on_error=False)
         second = sensor_tick(mta_run_failure_alert_sensor, instance, resource, first.cursor)
@@ -188,8 +191,7 @@ def test_hanging_receiver_does_not_stop_the_tick_and_the_run_is_not_alerted_twic
     assert len(hook.requests) == 1
     assert len(second.dagster_run_reactions) == 1 and third.dagster_run_reactions == []
     logged = sensor_log()
-    assert "Alert webhook not delivered (not retried): ReadTimeout" in logged
-    assert "failed: webhook" in logged
+    assert f"Alert to {WEBHOOK} not delivered after 1 attempt(s)" in logged
     assert WEBHOOK_TOKEN not in logged
 
 
@@ -201,7 +203,7 @@ def test_failing_receiver_is_retried_and_logged(instance, alert_env, sensor_log)
         second = sensor_tick(mta_run_failure_alert_sensor, instance, resource, first.cursor)
         sensor_tick(mta_run_failure_alert_sensor, instance, resource, second.cursor)
     assert len(hook.requests) == 2
-    assert "Alert webhook not delivered after 2 attempt(s): webhook answered HTTP 500" in sensor_log()
+    assert f"Alert to {WEBHOOK} not delivered after 2 attempt(s): Failed to send JSON POST notification: Internal server error., error=500." in sensor_log()
 
 
 def test_no_destination_logs_once_per_tick_and_sends_nothing(instance, alert_env, sensor_log):
@@ -262,72 +264,40 @@ def test_weeks_of_run_reads_single_and_range_tags():
 # -- late weeks: pure logic -------------------------------------------------------
 
 
-def test_deadline_formats():
-    assert DEFAULT_DEADLINE.for_week(WEEK) == new_york(2024, 1, 14, 12, 0)
-    assert LateWeekDeadline.parse("Saturday 18:30").for_week(WEEK) == new_york(2024, 1, 13, 18, 30)
-    assert LateWeekDeadline.parse("36h").for_week(WEEK) == new_york(2024, 1, 14, 12, 0)
-    assert LateWeekDeadline.parse("+48 hours").for_week(WEEK) == new_york(2024, 1, 15, 0, 0)
-    assert LateWeekDeadline.from_env({}) == DEFAULT_DEADLINE
-    assert LateWeekDeadline.from_env({"MTA_LATE_WEEK_DEADLINE": "monday 09:00"}).for_week(WEEK) == new_york(
-        2024, 1, 15, 9, 0
-    )
-    for bad in ["someday 12:00", "sunday 25:00", "noon", "12"]:
-        with pytest.raises(ValueError, match="MTA_LATE_WEEK_DEADLINE"):
-            LateWeekDeadline.parse(bad)
+def test_week_deadline_is_hours_of_new_york_wall_time_after_publication(monkeypatch):
+    assert week_deadline(WEEK, HOURS) == new_york(2024, 1, 14, 12, 0)
+    assert week_deadline(WEEK, 18.5) == new_york(2024, 1, 13, 18, 30)
+    assert week_deadline(WEEK, 48) == new_york(2024, 1, 15, 0, 0)
+    # 2024-03-09 is the publication Saturday; clocks go forward on Sunday 2024-03-10: still 12:00.
+    assert week_deadline("2024-03-02", HOURS) == new_york(2024, 3, 10, 12, 0)
+    assert week_deadline("2024-03-02", HOURS).utcoffset() == dt.timedelta(hours=-4)
+    monkeypatch.delenv("MTA_LATE_WEEK_HOURS", raising=False)
+    assert late_hours_from_env() == 36.0
+    monkeypatch.setenv("MTA_LATE_WEEK_HOURS", "57")
+    assert late_hours_from_env() == 57.0
+    monkeypatch.setenv("MTA_LATE_WEEK_HOURS", "sunday 12:00")
+    with pytest.raises(SettingError, match=r"MTA_LATE_WEEK_HOURS='sunday 12:00' is not a number"):
+        late_hours_from_env()
 
 
-def test_late_week_status_before_and_after_the_deadline():
-    before = new_york(2024, 1, 14, 11, 59)
-    after = new_york(2024, 1, 14, 12, 1)
+def test_expected_week_before_and_after_the_deadline():
+    before, after = new_york(2024, 1, 14, 11, 59), new_york(2024, 1, 14, 12, 1)
     # Before this week's deadline the previous week is the one that must exist.
-    assert late_week_status(before, None, DEFAULT_DEADLINE) == (True, "2023-12-30", new_york(2024, 1, 7, 12))
-    assert late_week_status(before, before, DEFAULT_DEADLINE) == (False, "2023-12-30", new_york(2024, 1, 7, 12))
-    assert late_week_status(after, None, DEFAULT_DEADLINE) == (True, WEEK, new_york(2024, 1, 14, 12))
-    assert late_week_status(after, after, DEFAULT_DEADLINE) == (False, WEEK, new_york(2024, 1, 14, 12))
+    assert expected_week(before, HOURS) == ("2023-12-30", new_york(2024, 1, 7, 12))
+    assert expected_week(after, HOURS) == (WEEK, new_york(2024, 1, 14, 12))
     # Saturday morning of the next publication: still week WEEK that is due.
-    assert expected_week(new_york(2024, 1, 20, 8, 0), DEFAULT_DEADLINE) == (WEEK, new_york(2024, 1, 14, 12))
-    assert late_week_status(dt.datetime(2010, 5, 2, tzinfo=dt.timezone.utc), None, DEFAULT_DEADLINE) == (
-        False,
-        None,
-        None,
-    )
+    assert expected_week(new_york(2024, 1, 20, 8, 0), HOURS) == (WEEK, new_york(2024, 1, 14, 12))
+    assert expected_week(dt.datetime(2010, 5, 2, tzinfo=dt.timezone.utc), HOURS) == (None, None)
 
 
-def test_deadline_across_daylight_saving_change():
-    # 2024-03-09 is the publication Saturday; clocks go forward on Sunday 2024-03-10.
-    week = "2024-03-02"
-    assert DEFAULT_DEADLINE.for_week(week) == new_york(2024, 3, 10, 12, 0)
-    assert DEFAULT_DEADLINE.for_week(week).utcoffset() == dt.timedelta(hours=-4)
-    assert LateWeekDeadline.parse("36h").for_week(week) == new_york(2024, 3, 10, 13, 0)
-
-
-# -- late weeks: the report, on a real instance ----------------------------------
-
-
-def test_late_week_report_is_partition_aware(instance):
-    before = new_york(2024, 1, 14, 11, 59)
-    after = new_york(2024, 1, 14, 12, 1)
+def test_only_the_due_weeks_own_materialization_counts(instance):
     materialize_readings(instance, "2023-12-30")
-
-    assert late_week_report(instance, before, DEFAULT_DEADLINE).is_late is False
-    late = late_week_report(instance, after, DEFAULT_DEADLINE)
-    assert late.is_late is True
-    assert late.week == WEEK
-    assert late.deadline_time == new_york(2024, 1, 14, 12, 0)
-    assert late.materialized_at is None
-    assert late.description == (
-        f"Week {WEEK} (turnstile_240113.txt) is not materialized; it was due Sun 2024-01-14 12:00 EST."
-    )
-
     # Backfilling older weeks is newer activity on the asset but not the week that is due.
     for older in ["2023-12-16", "2023-12-23"]:
         materialize_readings(instance, older)
-    assert late_week_report(instance, after, DEFAULT_DEADLINE).is_late is True
-    assert late_week_report(instance, before, DEFAULT_DEADLINE).is_late is False
-
+    assert week_is_materialized(instance, "2023-12-30") and not week_is_materialized(instance, WEEK)
     materialize_readings(instance, WEEK)
-    on_time = late_week_report(instance, after, DEFAULT_DEADLINE)
-    assert on_time.is_late is False and on_time.description == f"Week {WEEK} is materialized."
+    assert week_is_materialized(instance, WEEK)
 
 
 def test_no_run_judges_lateness():
@@ -388,7 +358,7 @@ def test_last_week_setting_read_from_the_environment(monkeypatch):
 def late_tick(instance, resource, now, cursor=None, last_week=None):
     context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={ALERTS_RESOURCE_KEY: resource})
     with context:
-        return evaluate_late_week_tick(context, context.resources.mta_alerts, now, DEFAULT_DEADLINE, last_week)
+        return evaluate_late_week_tick(context, context.resources.mta_alerts, now, HOURS, last_week)
 
 
 def test_late_week_alerts_once_per_week(instance, alert_env, sensor_log):
@@ -416,13 +386,13 @@ def test_late_week_alerts_once_per_week(instance, alert_env, sensor_log):
     assert texts[0].splitlines() == [
         f"[mta_assets] Week {WEEK} is late: turnstile_readings not materialized",
         f"Week: {WEEK} (file turnstile_240113.txt, published Sat 2024-01-13)",
-        "Deadline: Sun 2024-01-14 12:00 EST (rule: sunday 12:00 (America/New_York))",
+        "Deadline: Sun 2024-01-14 12:00 EST (36 h after publication, MTA_LATE_WEEK_HOURS)",
         f"Sensor: {LATE_WEEK_SENSOR_NAME}",
         "Asset: http://dagster.test:3000/assets/turnstile_readings",
         "If the source has stopped publishing, set MTA_LAST_WEEK to its last week.",
     ]
     assert texts[1].startswith("[mta_assets] Week 2024-01-13 is late")
-    assert [m["Subject"] for m in smtp.messages] == [t.splitlines()[0] for t in texts]
+    assert [m["Subject"] for m in smtp.messages] == [t.splitlines()[0] for t in texts for _ in range(2)]
     assert json.loads(next_week.cursor)["alerted_week"] == "2024-01-13"
     logged = sensor_log()
     assert WEBHOOK_TOKEN not in logged and SMTP_PASSWORD not in logged
@@ -435,8 +405,8 @@ def test_without_a_declared_last_week_every_week_after_the_archive_is_late(insta
         resource = alert_env(destinations(hook))
         first = late_tick(instance, resource, LONG_AFTER)
         week_later = late_tick(instance, resource, LONG_AFTER + dt.timedelta(days=7), first.cursor)
-    assert first.skip_reason.skip_message == "Week 2026-11-21 is late; alerted via webhook."
-    assert week_later.skip_reason.skip_message == "Week 2026-11-28 is late; alerted via webhook."
+    assert first.skip_reason.skip_message == "Week 2026-11-21 is late; alerted via json://127.0.0.1."
+    assert week_later.skip_reason.skip_message == "Week 2026-11-28 is late; alerted via json://127.0.0.1."
     assert len(hook.requests) == 2
 
 
@@ -451,7 +421,7 @@ def test_with_a_declared_last_week_nothing_after_it_is_late(instance, alert_env)
         materialize_readings(instance, LAST_WEEK)
         done = late_tick(instance, resource, LONG_AFTER + dt.timedelta(days=90), still_missing.cursor, LAST_WEEK)
 
-    assert missing.skip_reason.skip_message == f"Week {LAST_WEEK} is late; alerted via webhook."
+    assert missing.skip_reason.skip_message == f"Week {LAST_WEEK} is late; alerted via json://127.0.0.1."
     assert still_missing.skip_reason.skip_message == f"Week {LAST_WEEK} is late; already alerted."
     assert done.skip_reason.skip_message == (
         f"Week {LAST_WEEK} is materialized. It is the declared last week (MTA_LAST_WEEK); "
@@ -462,15 +432,15 @@ def test_with_a_declared_last_week_nothing_after_it_is_late(instance, alert_env)
     assert lines[0] == f"[mta_assets] Week {LAST_WEEK} is late: turnstile_readings not materialized"
     assert not any("MTA_LAST_WEEK" in line for line in lines)  # it is declared already
     # Before the last week is due, the clock decides as without a declaration.
-    assert expected_week(new_york(2024, 1, 14, 12, 1), DEFAULT_DEADLINE, LAST_WEEK)[0] == WEEK
-    assert expected_week(LONG_AFTER, DEFAULT_DEADLINE, LAST_WEEK) == (LAST_WEEK, new_york(2024, 2, 18, 12))
+    assert expected_week(new_york(2024, 1, 14, 12, 1), HOURS, LAST_WEEK)[0] == WEEK
+    assert expected_week(LONG_AFTER, HOURS, LAST_WEEK) == (LAST_WEEK, new_york(2024, 2, 18, 12))
 
 
 def test_late_week_alert_is_retried_next_tick_when_no_destination_took_it(instance, alert_env):
     after = new_york(2024, 1, 14, 12, 1)
     with webhook_receiver(status=500) as broken:
         failed = late_tick(instance, alert_env(destinations(broken, MTA_ALERT_ATTEMPTS="1")), after)
-    assert failed.skip_reason.skip_message == f"Week {WEEK} is late; alert delivery failed (webhook), will retry."
+    assert failed.skip_reason.skip_message == f"Week {WEEK} is late; alert delivery failed (json://127.0.0.1), will retry."
     with webhook_receiver() as hook:
         retried = late_tick(instance, alert_env(destinations(hook)), after, failed.cursor)
     assert len(hook.requests) == 1

@@ -1,13 +1,17 @@
 import hashlib
 import shutil
+import time
 
 import pytest
 
 from mta_assets.defs.resources import MTASource
+from mta_assets.storage.deadline import Deadline
+from mta_assets.storage.errors import is_transient
 from mta_assets.storage.http import (
     NotPublished,
     SourceError,
     SourceUnavailable,
+    retrying_session,
 )
 from mta_assets_tests.samples import rebuild_full_week
 
@@ -102,3 +106,47 @@ def test_probe_reports_validators_and_404(mirror, mirror_root, synthetic_week):
     assert remote.size == (mirror_root / NAME).stat().st_size
     assert remote.validator == remote.etag
     assert source_for(mirror).probe("2024-01-06") is None
+
+
+def test_retrying_session_retries_5xx_then_answers_and_counts_the_retries(mirror, synthetic_week):
+    synthetic_week(WEEK)
+    mirror.inject(NAME, "503", "429")
+    with retrying_session(retries=3, backoff_factor_s=0.0, connect_timeout_s=1.0, read_timeout_s=1.0) as session:
+        response = session.request("HEAD", f"{mirror.url}/{NAME}", Deadline(5))
+    assert (response.status_code, response.retries_made) == (200, 2)
+    assert [method for method, _ in mirror.requests] == ["HEAD"] * 3
+
+
+def test_a_backoff_longer_than_the_deadline_is_not_slept(mirror, synthetic_week, tmp_path):
+    # urllib3's Retry would wait 2, 4, 8 ... s between the 503s; the 3 s deadline ends it first.
+    synthetic_week(WEEK)
+    mirror.inject(NAME, *["503"] * 10)
+    started = time.monotonic()
+    with pytest.raises(SourceUnavailable, match=rf"{NAME} answered HTTP 503 after \d retries in \d s"):
+        source_for(mirror, retries=10, backoff_factor_s=1.0, deadline_s=3.0).download(WEEK, tmp_path / "out")
+    assert time.monotonic() - started < 3.0 + 1.0
+    assert 2 <= len([r for r in mirror.requests if r[0] == "GET"]) <= 3
+
+
+def test_transient_or_permanent_is_decided_by_the_exception_type():
+    import smtplib
+
+    import requests
+    from google.api_core import exceptions as google_errors
+
+    from mta_assets.storage.lake import LakeError
+    from mta_assets.storage.locks import WeekLocked
+
+    transient = [
+        SourceUnavailable("week x: 503"), LakeError("gs://b/k: 503"), WeekLocked("week x: held"),
+        requests.ConnectTimeout(), requests.ReadTimeout(), ConnectionResetError(), TimeoutError(),
+        google_errors.ServiceUnavailable("down"), google_errors.TooManyRequests("slow down"),
+        smtplib.SMTPServerDisconnected(),
+    ]
+    permanent = [
+        NotPublished("week x: 404"), SourceError("week x: not a turnstile file"), LakeError("gs://b: no bucket", True),
+        google_errors.NotFound("no bucket"), google_errors.Forbidden("no"), ValueError("bug"), KeyError("bug"),
+        FileNotFoundError("/x"), smtplib.SMTPAuthenticationError(535, b"no"),
+    ]
+    assert [is_transient(exc) for exc in transient] == [True] * len(transient)
+    assert [is_transient(exc) for exc in permanent] == [False] * len(permanent)

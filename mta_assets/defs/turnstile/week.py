@@ -26,12 +26,14 @@ from typing import Any
 from mta_assets.mta.calendar import candidate_file_names, expected_layout
 from mta_assets.mta.validate import Outcome, ValidationSettings, WeekEvidence, blocking_failures, validate_week
 from mta_assets.storage.commit import commit_week, week_key
+from mta_assets.storage.errors import is_transient
 from mta_assets.storage.staging import RunStaging
 
 RAW, GZ, READINGS = "turnstile_csv", "turnstile_csv_gz", "turnstile_readings"
 CONTENT_TYPES = {".txt": "text/plain", ".csv.gz": "application/gzip", ".parquet": "application/vnd.apache.parquet"}
 _COPY_BLOCK = 1024 * 1024
 DATASETS = {RAW: "raw", GZ: "csv_gz", READINGS: "readings"}  # the lake's dataset of each asset
+_DOWNLOAD_STARTED = "download.started"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,7 +149,7 @@ def process_week(week: str, ctx: WeekContext) -> WeekResult:
     except WeekFailed:
         raise
     except Exception as exc:
-        permanent = bool(getattr(exc, "permanent", not _looks_transient(exc)))
+        permanent = not is_transient(exc)
         keep_download = not permanent
         raise WeekFailed(week, str(exc) or type(exc).__name__, permanent) from exc
     finally:
@@ -167,13 +169,8 @@ def _keep_only_download(folder: Path) -> None:
     # A transient failure (a lake outage) will be retried: the whole download stays so the
     # retry does not fetch 33 MB again; everything else the week staged goes now.
     for path in folder.iterdir() if folder.exists() else ():
-        if path.name not in ("source.txt", "source.json"):
+        if path.name not in ("source.txt", "source.json", _DOWNLOAD_STARTED):
             path.unlink(missing_ok=True) if path.is_file() else shutil.rmtree(path, ignore_errors=True)
-
-
-def _looks_transient(exc: Exception) -> bool:
-    name = type(exc).__name__
-    return isinstance(exc, ConnectionError | TimeoutError) or "Unavailable" in name or "Timeout" in name
 
 
 def _stage_source(week: str, ctx: WeekContext, folder: Path) -> _Staged:
@@ -186,7 +183,7 @@ def _stage_source(week: str, ctx: WeekContext, folder: Path) -> _Staged:
             ctx.log(f"week {week}: reusing the download staged whole by an earlier attempt")
             return _Staged(raw_path, saved["file_name"], saved["length_stated"], saved["metadata"])
     if ctx.plan.downloads:
-        download = ctx.source.download(week, folder / "download")
+        download = _download(week, ctx, folder)
         download.path.replace(raw_path)
         shutil.rmtree(folder / "download", ignore_errors=True)
         file_name = getattr(download, "file_name", None) or download.url.rsplit("/", 1)[-1]
@@ -201,6 +198,31 @@ def _stage_source(week: str, ctx: WeekContext, folder: Path) -> _Staged:
         )
     )
     return staged
+
+
+def _download(week: str, ctx: WeekContext, folder: Path):
+    """The week's download within its total deadline, which the step's retries in this run share.
+
+    Each attempt stops at the source's ``deadline_s``; the week's ``week_deadline_s`` counts
+    from the first attempt (recorded in the week's staging folder, kept across retries), so
+    a stalled source costs a week at most that long, however many retries Dagster makes.
+    """
+    record = folder / _DOWNLOAD_STARTED
+    try:
+        started = float(record.read_text())
+    except (OSError, ValueError):
+        started = time.time()
+        record.write_text(repr(started))
+    budget = ctx.source.week_deadline_s
+    remaining = budget - (time.time() - started)
+    if remaining < 1:
+        raise WeekFailed(
+            week,
+            f"week {week}: gave up on {ctx.source.url_for(week)}: the week's download deadline of {budget:g} s "
+            "(MTA_SOURCE_WEEK_DEADLINE_S) ran out over the step's retries",
+            permanent=True,
+        )
+    return ctx.source.download(week, folder / "download", deadline_s=min(ctx.source.deadline_s, remaining))
 
 
 def _from_lake(week: str, ctx: WeekContext, folder: Path, raw_path: Path) -> _Staged:
