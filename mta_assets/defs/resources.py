@@ -326,7 +326,7 @@ def build_resources() -> dict[str, object]:
         max_file_bytes=_bound(settings, "max_file_bytes"),
     )
     key_source = StationKeySource(
-        path=_bound(settings, "station_key_path") if settings.station_key_path else None,
+        path=_bound(settings, "station_key_path"),
         url=_bound(settings, "station_key_url"),
     )
     return {
