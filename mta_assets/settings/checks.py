@@ -28,9 +28,6 @@ class SettingError(SystemExit, ValueError):
 
     permanent = True  # retrying with the same setting cannot help
 
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
-
 
 def without_userinfo(url: str) -> str:
     """The URL as it may be stored and shown: ``http://user:pw@host/x`` -> ``http://host/x``."""
