@@ -1,16 +1,15 @@
 """The shared resources (the lake, the MTA source, the lake IO manager, MTA's station key), configured from the environment.
 
-They are thin: their settings, descriptions and defaults live here, the work in plain
-classes under ``storage/`` (``LakeClient``, ``MTAClient``) built from those settings. The
-ridership assets' warehouse is in ``ridership/resources.py`` (README "Environment
-variables" lists every setting).
+They are thin: their descriptions live here, the work in plain classes under
+``storage/`` (``LakeClient``, ``MTAClient``) built from those fields; every variable's
+type, bounds, default and meaning is in the settings model (``mta_assets.settings``,
+table in ``docs/settings.md``).
 
-Every setting is checked here, when the code location loads (``validate_environment``):
-a wrong value stops the load with one line naming the variable and its allowed values.
+Every setting is checked here, when the code location loads (``settings.load``): a wrong
+value stops the load with one line per bad variable naming it and its allowed values.
 A string or integer setting given in the environment is passed as ``dg.EnvVar`` so the
-UI shows the variable's name, never its value; numbers with a fraction (deadlines) are
-read through ``mta_assets.settings``. Unset settings fall back to the defaults, which run
-everything on this machine (a local lake folder, MTA's own site).
+UI shows the variable's name, never its value (credentials among them); numbers with a
+fraction (deadlines) and unset settings take the checked model's values.
 """
 
 import collections.abc
@@ -26,9 +25,9 @@ from pydantic import Field, PrivateAttr
 
 from mta_assets.defs.io_manager import WeekFiles, WeekValues, as_type, store_week, where
 from mta_assets.mta.stations import DEFAULT_STATION_KEY_URL, StationKey, load_station_key, parse_station_key
-from mta_assets.settings import DEFAULTS, deadline, env_text, ridership_settings, validate_environment
-from mta_assets.storage.http import DEFAULT_SOURCE_URL, DownloadedFile, MTAClient, RemoteFile
-from mta_assets.storage.lake import DEFAULT_LAKE_URL, MIB, ChunkCallback, StoredObject
+from mta_assets.settings import DEFAULT_LAKE_URL, DEFAULT_SOURCE_URL, DEFAULTS, MtaSettings, env_name, load
+from mta_assets.storage.http import DownloadedFile, MTAClient, RemoteFile
+from mta_assets.storage.lake import MIB, ChunkCallback, StoredObject
 from mta_assets.storage.lake_client import LakeClient
 
 # The station key fetched from MTA's site, once per URL and process.
@@ -149,8 +148,11 @@ class MTASource(dg.ConfigurableResource):
 
     base_url: str = Field(
         default=DEFAULT_SOURCE_URL,
-        repr=False,
-        description="Folder URL of the turnstile files (env MTA_SOURCE_URL); user:password@ is sent as Basic auth.",
+        description="Folder URL of the turnstile files (env MTA_SOURCE_URL); no user or password in it.",
+    )
+    user: str | None = Field(default=None, description="User for the source's Basic auth (env MTA_SOURCE_USER).")
+    password: str | None = Field(
+        default=None, repr=False, description="Password for the source's Basic auth (env MTA_SOURCE_PASSWORD). Secret."
     )
     connect_timeout_s: float = Field(
         default=DEFAULTS["MTA_SOURCE_CONNECT_TIMEOUT_S"], description="Seconds to wait for a connection."
@@ -307,39 +309,40 @@ def _link(value: str) -> dg.MetadataValue:
     return dg.MetadataValue.url(value) if "://" in value else dg.MetadataValue.path(value)
 
 
-def _env(name: str, default):
-    return dg.EnvVar(name) if env_text(name) else default
-
-
-def _env_int(name: str, default: int):
-    return dg.EnvVar.int(name) if env_text(name) else default
+def _bound(settings: MtaSettings, field: str) -> object:
+    """A setting given in the environment as ``dg.EnvVar`` (the UI shows its name), else its default."""
+    if field not in settings.model_fields_set:
+        return getattr(settings, field)
+    kind = type(getattr(settings, field))
+    return dg.EnvVar.int(env_name(field)) if kind is int else dg.EnvVar(env_name(field))
 
 
 def build_resources() -> dict[str, object]:
-    validate_environment()
+    settings = load()
     lake = Lake(
-        url=_env("MTA_LAKE_URL", DEFAULT_LAKE_URL),
-        gcp_project=_env("MTA_GCP_PROJECT", None),
-        gcp_credentials=_env("MTA_GCP_CREDENTIALS", None),
-        chunk_size_bytes=_env_int("MTA_UPLOAD_CHUNK_BYTES", 8 * MIB),
-        retry_deadline_s=deadline("MTA_LAKE_DEADLINE_S"),
-        request_timeout_s=deadline("MTA_LAKE_TIMEOUT_S"),
-        min_bytes_per_s=deadline("MTA_MIN_BYTES_PER_S"),
+        url=_bound(settings, "lake_url"),
+        gcp_project=_bound(settings, "gcp_project"),
+        gcp_credentials=_bound(settings, "gcp_credentials"),
+        chunk_size_bytes=_bound(settings, "upload_chunk_bytes"),
+        retry_deadline_s=settings.lake_deadline_s,
+        request_timeout_s=settings.lake_timeout_s,
+        min_bytes_per_s=settings.min_bytes_per_s,
     )
     source = MTASource(
-        base_url=_env("MTA_SOURCE_URL", DEFAULT_SOURCE_URL),
-        connect_timeout_s=deadline("MTA_SOURCE_CONNECT_TIMEOUT_S"),
-        read_timeout_s=deadline("MTA_SOURCE_STALL_TIMEOUT_S"),
-        deadline_s=deadline("MTA_SOURCE_DEADLINE_S"),
-        week_deadline_s=deadline("MTA_SOURCE_WEEK_DEADLINE_S"),
-        probe_deadline_s=deadline("MTA_PROBE_DEADLINE_S"),
-        min_bytes_per_s=deadline("MTA_MIN_BYTES_PER_S"),
-        max_file_bytes=_env_int("MTA_MAX_FILE_BYTES", int(deadline("MTA_MAX_FILE_BYTES"))),
+        base_url=_bound(settings, "source_url"),
+        user=_bound(settings, "source_user"),
+        password=_bound(settings, "source_password"),
+        connect_timeout_s=settings.source_connect_timeout_s,
+        read_timeout_s=settings.source_stall_timeout_s,
+        deadline_s=settings.source_deadline_s,
+        week_deadline_s=settings.source_week_deadline_s,
+        probe_deadline_s=settings.probe_deadline_s,
+        min_bytes_per_s=settings.min_bytes_per_s,
+        max_file_bytes=_bound(settings, "max_file_bytes"),
     )
-    settings = ridership_settings()
     key_source = StationKeySource(
-        path=dg.EnvVar("MTA_STATION_KEY_PATH") if settings["MTA_STATION_KEY_PATH"] else None,
-        url=dg.EnvVar("MTA_STATION_KEY_URL") if settings["MTA_STATION_KEY_URL"] else DEFAULT_STATION_KEY_URL,
+        path=_bound(settings, "station_key_path"),
+        url=_bound(settings, "station_key_url"),
     )
     return {
         "mta_source": source,

@@ -8,7 +8,8 @@ every attempt's timeouts are cut to what is left of it. A download also has a st
 timeout (no byte for N seconds) and a minimum throughput, checked between reads, so a
 stalled or trickling server ends the attempt in bounded time; a file larger than the
 size limit is refused. Redirects are followed up to a limit and the final URL is
-recorded. Credentials in the source URL are sent as Basic auth and never shown: every
+recorded. The user and password are settings of their own, sent as Basic auth and never shown; a
+source URL carrying them is refused (``check_source_url``), every
 URL that leaves this module has no userinfo, every message is redacted.
 
 Errors carry ``permanent``: True when retrying cannot help (404, not published, not a
@@ -29,7 +30,7 @@ from typing import Any
 
 from mta_assets.mta import calendar
 from mta_assets.mta.formats import Layout, UnknownLayout, detect_layout
-from mta_assets.settings import redact, userinfo_auth, without_userinfo
+from mta_assets.settings import DEFAULT_SOURCE_URL, check_source_url, redact, without_userinfo
 from mta_assets.storage.deadline import (
     Deadline,
     Interrupted,
@@ -39,7 +40,6 @@ from mta_assets.storage.deadline import (
     stop_requested,
 )
 
-DEFAULT_SOURCE_URL = "http://web.mta.info/developers/data/nyct/turnstile"
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 USER_AGENT = "mta_assets/0.1 (Dagster turnstile pipeline)"
 # Encodings we decode (urllib3 does it); MTA serves plain text, a mirror might compress.
@@ -221,7 +221,7 @@ class MTAClient:
     defaults, descriptions and environment variables.
     """
 
-    base_url: str = dataclasses.field(repr=False)  # user:password@ is sent as Basic auth
+    base_url: str  # no user:password@ in it: those are user and password
     connect_timeout_s: float
     read_timeout_s: float  # the stall timeout: seconds without a byte
     deadline_s: float
@@ -232,6 +232,11 @@ class MTAClient:
     retries: int
     backoff_factor_s: float
     chunk_bytes: int
+    user: str | None = None
+    password: str | None = dataclasses.field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        check_source_url(self.base_url)  # refuses a URL with a password in it, without printing it
 
     # -- URLs ------------------------------------------------------------------------------------
 
@@ -253,8 +258,8 @@ class MTAClient:
             connect_timeout_s=self.connect_timeout_s,
             read_timeout_s=self.read_timeout_s,
             max_redirects=self.max_redirects,
-            # Credentials in the URL become a header; the URLs we request, log and store carry none.
-            auth=userinfo_auth(self.base_url),
+            # The user and password settings become a header; requests drops it when a redirect leaves the host.
+            auth=(self.user or "", self.password or "") if self.user or self.password else None,
             # MTA's files are plain text; asking for identity keeps Content-Length about the bytes we store.
             headers={"Accept-Encoding": "identity"},
         )
@@ -402,7 +407,7 @@ class MTAClient:
             raise NotPublished(f"week {week}: {where} is not published (HTTP 404)")
         if status in (401, 403):
             raise SourceError(
-                f"week {week}: {where} refused access (HTTP {status}); check the user and password in MTA_SOURCE_URL"
+                f"week {week}: {where} refused access (HTTP {status}); check MTA_SOURCE_USER and MTA_SOURCE_PASSWORD"
             )
         if status != 200:
             raise SourceError(f"week {week}: {where} answered HTTP {status}")

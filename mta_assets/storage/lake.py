@@ -27,11 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from mta_assets.mta.calendar import file_name_for_week
-from mta_assets.settings import GCS_CHUNK_MULTIPLE, redact
+from mta_assets.settings import DEFAULT_LAKE_URL, GCS_CHUNK_MULTIPLE, redact
 from mta_assets.storage.deadline import Deadline
 
 MIB = 1024 * 1024
-DEFAULT_LAKE_URL = "data/lake"
 __all__ = [
     "DEFAULT_LAKE_URL", "GCS_CHUNK_MULTIPLE", "MIB", "LakeError", "LakeStore", "StoredObject",
     "file_checksums", "object_key",

@@ -48,15 +48,21 @@ def test_no_form_of_a_source_password_reaches_dagster_home(mirror: MirrorServer,
     authority = mirror.url.removeprefix("http://")
     env = {
         "MTA_LAKE_URL": str(tmp_path / "lake"),
-        "MTA_SOURCE_URL": f"http://mta:{urllib.parse.quote(PASSWORD, safe='')}@{authority}/developers/turnstile",
+        "MTA_SOURCE_URL": f"{mirror.url}/developers/turnstile",
+        "MTA_SOURCE_USER": "mta",
+        "MTA_SOURCE_PASSWORD": PASSWORD,
     }
     good = materialize_with_cli(home, env, WEEK)
     assert good.returncode == 0, good.stderr[-3000:]
-    wrong = materialize_with_cli(
-        home, {**env, "MTA_SOURCE_URL": f"http://mta:Wrong%7CPa55word@{authority}/developers/turnstile"}, WEEK
-    )
+    wrong = materialize_with_cli(home, {**env, "MTA_SOURCE_PASSWORD": "Wrong%7CPa55word"}, WEEK)
     assert wrong.returncode != 0
-    assert "refused access (HTTP 401)" in wrong.stderr + wrong.stdout
+    assert "refused access (HTTP 401); check MTA_SOURCE_USER and MTA_SOURCE_PASSWORD" in wrong.stderr + wrong.stdout
+    # The old way, the password inside the URL, is refused before anything runs, naming the settings to use.
+    in_url = materialize_with_cli(
+        home, {**env, "MTA_SOURCE_URL": f"http://mta:{urllib.parse.quote(PASSWORD, safe='')}@{authority}/developers/turnstile"}, WEEK
+    )
+    assert in_url.returncode != 0
+    assert "set MTA_SOURCE_USER and MTA_SOURCE_PASSWORD instead" in in_url.stderr
 
     leaks = []
     for path in [*home.rglob("*"), *(tmp_path / "lake").rglob("*")]:
@@ -64,7 +70,7 @@ def test_no_form_of_a_source_password_reaches_dagster_home(mirror: MirrorServer,
             data = path.read_bytes()
             leaks += [(str(path), form) for form in [*secret_forms(PASSWORD), "Wrong%7CPa55word", "Wrong|Pa55word"]
                       if form.encode() in data]
-    output = good.stdout + good.stderr + wrong.stdout + wrong.stderr
+    output = good.stdout + good.stderr + wrong.stdout + wrong.stderr + in_url.stdout + in_url.stderr
     leaks += [("CLI output", form) for form in secret_forms(PASSWORD) if form in output]
     graphql = webserver_answers(home, {**os.environ, "DAGSTER_HOME": str(home), **env})
     leaks += [("GraphQL", form) for form in [*secret_forms(PASSWORD), "Wrong%7CPa55word"] if form in graphql]
@@ -72,7 +78,7 @@ def test_no_form_of_a_source_password_reaches_dagster_home(mirror: MirrorServer,
     assert f"{mirror.url}/developers/turnstile/{NAME}" in output, "the URL is shown, without its userinfo"
     # The answers are about these runs: their events, the url metadata, the resource's variable name.
     assert f"{mirror.url}/developers/turnstile/{NAME}" in graphql
-    assert "refused access (HTTP 401)" in graphql and "MTA_SOURCE_URL" in graphql
+    assert "refused access (HTTP 401)" in graphql and "MTA_SOURCE_URL" in graphql and "MTA_SOURCE_PASSWORD" in graphql
 
 
 RUNS_QUERY = "{ runsOrError { ... on Runs { results { runId status tags { key value } runConfigYaml } } } }"

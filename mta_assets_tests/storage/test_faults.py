@@ -154,7 +154,7 @@ def test_credentials_are_not_sent_to_another_host_on_redirect(mirror, synthetic_
         other_host.require_auth("mta", PASSWORD)  # would accept them, if they were sent
         mirror.inject(NAME, f"redirect:{other_host.url}/{NAME}")
         with pytest.raises(SourceError, match=rf"{mirror.url}/{NAME} \(redirected to {other_host.url}/{NAME}\) refused access \(HTTP 401\)"):
-            fast_source(mirror, base_url=secret_url(mirror)).download(WEEK, tmp_path / "out")
+            fast_source(mirror, user="mta", password=PASSWORD).download(WEEK, tmp_path / "out")
 
 
 def test_a_redirect_loop_ends_at_the_limit_once(mirror, synthetic_week, tmp_path):
@@ -219,27 +219,31 @@ def test_a_retry_does_not_download_again_what_is_staged_whole(mirror, synthetic_
 # -- credentials in the source URL -------------------------------------------------------------
 
 
-def secret_url(mirror: MirrorServer, password: str = PASSWORD) -> str:
-    return mirror.url.replace("http://", f"http://mta:{urllib.parse.quote(password, safe='')}@")
-
-
-def test_userinfo_is_sent_as_basic_auth_and_never_shown(mirror, synthetic_week, tmp_path):
+def test_credentials_are_sent_as_basic_auth_and_never_shown(mirror, synthetic_week, tmp_path):
     synthetic_week(WEEK)
     mirror.require_auth("mta", PASSWORD)
-    source = fast_source(mirror, base_url=secret_url(mirror))
+    source = fast_source(mirror, user="mta", password=PASSWORD)
     download = source.download(WEEK, tmp_path / "out")
     shown = json.dumps({k: str(v) for k, v in download.metadata().items()}) + download.url + download.requested_url
     assert download.url == f"{mirror.url}/{NAME}"
     assert "pa55" not in shown and "mta:" not in shown
     assert source.probe(WEEK).url == f"{mirror.url}/{NAME}"
-    assert PASSWORD not in repr(source) and urllib.parse.quote(PASSWORD, safe="") not in repr(source)
+    assert PASSWORD not in repr(source) and PASSWORD not in repr(source.client)
+
+
+def test_a_source_url_with_a_password_is_refused_without_showing_it(mirror, tmp_path):
+    url = mirror.url.replace("http://", f"http://mta:{urllib.parse.quote(PASSWORD, safe='')}@")
+    with pytest.raises(SettingError, match=r"set MTA_SOURCE_USER and MTA_SOURCE_PASSWORD instead") as error:
+        fast_source(mirror, base_url=url).download(WEEK, tmp_path / "out")
+    assert "pa55" not in str(error.value) and "S3cr" not in str(error.value)
+    assert gets(mirror) == []
 
 
 def test_a_refused_password_is_permanent_and_not_echoed(mirror, synthetic_week, tmp_path):
     synthetic_week(WEEK)
     mirror.require_auth("mta", PASSWORD)
-    with pytest.raises(SourceError, match=rf"week {WEEK}: {mirror.url}/{NAME} refused access \(HTTP 401\)") as error:
-        fast_source(mirror, base_url=secret_url(mirror, "wrong-Passw0rd")).download(WEEK, tmp_path / "out")
+    with pytest.raises(SourceError, match=rf"week {WEEK}: {mirror.url}/{NAME} refused access \(HTTP 401\); check MTA_SOURCE_USER") as error:
+        fast_source(mirror, user="mta", password="wrong-Passw0rd").download(WEEK, tmp_path / "out")
     assert error.value.permanent
     assert "wrong-Passw0rd" not in str(error.value)
     assert len(gets(mirror)) == 1
@@ -395,7 +399,7 @@ def test_a_refused_token_is_named_as_such_and_permanent(monkeypatch, tmp_path):
         ("MTA_LAKE_URL", "s3://bucket/x", r"MTA_LAKE_URL=.*only gs://BUCKET\[/PREFIX\] or a local folder"),
         ("MTA_UPLOAD_CHUNK_BYTES", "1000000", r"MTA_UPLOAD_CHUNK_BYTES=1000000: chunk size is not a positive multiple of 256 KiB"),
         ("MTA_UPLOAD_CHUNK_BYTES", "8M", r"MTA_UPLOAD_CHUNK_BYTES='8M' is not a whole number"),
-        ("MTA_SOURCE_URL", "web.mta.info/turnstile", r"MTA_SOURCE_URL='web.mta.info/turnstile' is not a source folder URL: use http\(s\)://HOST"),
+        ("MTA_SOURCE_URL", "web.mta.info/turnstile", r"MTA_SOURCE_URL='web.mta.info/turnstile' is not an http\(s\) URL: use http\(s\)://HOST"),
         ("MTA_SOURCE_DEADLINE_S", "soon", r"MTA_SOURCE_DEADLINE_S='soon' is not a number \(allowed: >= 0.1\)"),
         ("MTA_LAKE_TIMEOUT_S", "0", r"MTA_LAKE_TIMEOUT_S=0 is outside >= 0.1"),
         ("MTA_ALERT_WEBHOOK_URL", "hooks.slack.com/x", r"MTA_ALERT_WEBHOOK_URL is not an http\(s\) URL \(value not shown"),

@@ -19,16 +19,14 @@ from __future__ import annotations
 
 import dagster as dg
 
+from mta_assets import settings
 from mta_assets.defs.turnstile.jobs import mta_turnstile_job
 from mta_assets.mta.calendar import TIMEZONE
-from mta_assets.settings import int_from_env
 
-DEFAULT_SCHEDULE_HOUR = 9
-DEFAULT_SCHEDULE_MINUTE = 0
-
-
-SCHEDULE_HOUR = int_from_env("MTA_SCHEDULE_HOUR", DEFAULT_SCHEDULE_HOUR, 0, 23)
-SCHEDULE_MINUTE = int_from_env("MTA_SCHEDULE_MINUTE", DEFAULT_SCHEDULE_MINUTE, 0, 59)
+# MTA_SCHEDULE_HOUR / MTA_SCHEDULE_MINUTE, checked (0..23, 0..59) by the settings model.
+_SETTINGS = settings.load()
+SCHEDULE_HOUR = _SETTINGS.schedule_hour
+SCHEDULE_MINUTE = _SETTINGS.schedule_minute
 
 mta_weekly_schedule = dg.build_schedule_from_partitioned_job(
     mta_turnstile_job,

@@ -39,14 +39,13 @@ import time
 
 import dagster as dg
 
+from mta_assets import settings
 from mta_assets.defs.resources import MTASource
 from mta_assets.defs.turnstile.jobs import mta_turnstile_job
 from mta_assets.defs.turnstile.partitions import LAST_WEEK
 from mta_assets.mta.calendar import FIRST_WEEK, latest_published_week, shift_week, weeks_between
-from mta_assets.settings import int_from_env
 from mta_assets.storage.http import RemoteFile, SourceUnavailable
 
-DEFAULT_INTERVAL_S = 15 * 60
 MAX_CATCH_UP_WEEKS = 12
 RECHECK_WEEKS = 3
 CURSOR_WEEKS = 10
@@ -61,7 +60,8 @@ VALIDATOR_TAG = "mta/source_validator"
 URL_TAG = "mta/source_url"
 
 
-SENSOR_INTERVAL_S = int_from_env("MTA_SENSOR_INTERVAL_S", DEFAULT_INTERVAL_S, 30, why="MTA publishes once a week")
+# MTA_SENSOR_INTERVAL_S, at least 30 s (the settings model).
+SENSOR_INTERVAL_S = settings.load().sensor_interval_s
 
 
 def parse_cursor(cursor: str | None) -> tuple[str | None, dict[str, str]]:
