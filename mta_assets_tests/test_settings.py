@@ -28,7 +28,7 @@ def test_every_variable_the_code_reads_is_in_the_model_and_the_docs():
     for source in [*(REPO / "mta_assets").rglob("*.py"), *(REPO / "scripts").rglob("*.py")]:
         for name in re.findall(r"[\"'](MTA_[A-Z0-9_]+)[\"']", source.read_text()):
             read.setdefault(name, set()).add(str(source.relative_to(REPO)))
-    assert "MTA_LAKE_URL" in read and "MTA_LATE_WEEK_DEADLINE" in read
+    assert "MTA_LAKE_URL" in read and "MTA_LATE_WEEK_HOURS" in read
     not_in_model = {name: sorted(where) for name, where in read.items() if name not in VARIABLES}
     assert not_in_model == {}, "add these to MtaSettings (mta_assets/settings/model.py)"
     table = DOCS.read_text()
@@ -45,16 +45,16 @@ def test_a_bad_value_is_one_line_naming_the_variable_and_its_allowed_values(monk
 
 def test_each_bad_variable_gets_its_own_line(monkeypatch):
     monkeypatch.setenv("MTA_SCHEDULE_HOUR", "24")
-    monkeypatch.setenv("MTA_ALERT_SMTP_STARTTLS", "maybe")
+    monkeypatch.setenv("MTA_OPEN_DATA_PAGE_SIZE", "0")
     monkeypatch.setenv("MTA_SOURCE_DEADLINE_S", "nan")
     monkeypatch.setenv("MTA_LAST_WEEK", "2024-02-11")
     monkeypatch.setenv("MTA_WEEKS_PER_RUN", "")  # empty is unset
     with pytest.raises(SettingError) as error:
         load()
     assert sorted(str(error.value).splitlines()) == [
-        "MTA_ALERT_SMTP_STARTTLS='maybe' must be true or false (1/0, yes/no, on/off)",
         "MTA_LAST_WEEK=2024-02-11 is a Sunday; weeks are keyed by the Saturday they begin "
         "(the week holding 2024-02-11 is 2024-02-10)",
+        "MTA_OPEN_DATA_PAGE_SIZE=0 is outside 1..50000",
         "MTA_SCHEDULE_HOUR=24 is outside 0..23",
         "MTA_SOURCE_DEADLINE_S=nan is outside >= 0.1",
     ]
@@ -62,10 +62,10 @@ def test_each_bad_variable_gets_its_own_line(monkeypatch):
 
 def test_settings_of_the_environment_are_typed(monkeypatch):
     monkeypatch.setenv("MTA_SOURCE_DEADLINE_S", "12.5")
-    monkeypatch.setenv("MTA_ALERT_SMTP_STARTTLS", "off")
+    monkeypatch.setenv("MTA_LATE_WEEK_HOURS", "12")
     monkeypatch.setenv("MTA_LAST_WEEK", "2024-02-10")
     settings = load()
-    assert (settings.source_deadline_s, settings.alert_smtp_starttls, settings.last_week) == (12.5, False, "2024-02-10")
+    assert (settings.source_deadline_s, settings.late_week_hours, settings.last_week) == (12.5, 12.0, "2024-02-10")
     assert (settings.max_file_bytes, settings.weeks_per_run) == (200_000_000, 0)
 
 
