@@ -37,6 +37,8 @@ COMMAND_TIMEOUT_S = 300
 # The README's sample of `make run` output sits between these markers; the make-run test
 # writes it (MTA_UPDATE_README=1) or compares it, so it cannot go stale.
 SAMPLE_START, SAMPLE_END = "<!-- make-run:start -->", "<!-- make-run:end -->"
+# Read when the module is collected: the autouse fixture hides MTA_* settings from the tests.
+UPDATE_README = os.environ.get("MTA_UPDATE_README") == "1"
 REFRESH = "MTA_UPDATE_README=1 ./mta python -m pytest mta_assets_tests/test_first_hour.py -k make_run -p no:cacheprovider"
 
 
@@ -58,7 +60,7 @@ def check_readme_sample(sample: str) -> None:
     found = re.search(rf"{re.escape(SAMPLE_START)}\n(.*?){re.escape(SAMPLE_END)}", text, re.S)
     assert found, f"README.md lost its markers {SAMPLE_START} ... {SAMPLE_END}"
     shown = found.group(1).rstrip("\n")
-    if os.environ.get("MTA_UPDATE_README") == "1":
+    if UPDATE_README:
         README.write_text(text[: found.start(1)] + sample + "\n" + text[found.end(1) :])
         return
     diff = "\n".join(unified_diff(shown.splitlines(), sample.splitlines(), "README.md", "make run", lineterm=""))
