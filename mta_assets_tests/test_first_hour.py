@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from difflib import unified_diff
 from pathlib import Path
 
 import dagster as dg
@@ -33,6 +34,37 @@ READINGS = 5000  # a small synthetic week: 5,000 readings, no exact duplicates
 RUN_LINE = re.compile(r"^Run ([0-9a-f]{8}) (\w+): weeks? (\S+)$", re.M)
 CHECKS_LINE = re.compile(r"^  checks: (\d+) passed, (\d+) failed$", re.M)
 COMMAND_TIMEOUT_S = 300
+# The README's sample of `make run` output sits between these markers; the make-run test
+# writes it (MTA_UPDATE_README=1) or compares it, so it cannot go stale.
+SAMPLE_START, SAMPLE_END = "<!-- make-run:start -->", "<!-- make-run:end -->"
+# Read when the module is collected: the autouse fixture hides MTA_* settings from the tests.
+UPDATE_README = os.environ.get("MTA_UPDATE_README") == "1"
+REFRESH = "MTA_UPDATE_README=1 ./mta python -m pytest mta_assets_tests/test_first_hour.py -k make_run -p no:cacheprovider"
+
+
+def readme_sample(stdout: str, clone: Path) -> str:
+    """What `make run` printed from its source line on, as the README shows it: paths, ports and run ids normalised."""
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("source: "))
+    text = "\n".join(lines[start:]).rstrip()
+    text = text.replace(str(clone), "…")
+    text = re.sub(r"127\.0\.0\.1:(?!3000\b)\d+", "127.0.0.1:<port>", text)  # the mirror's free port, not the UI's
+    text = re.sub(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "<run-id>", text)
+    text = re.sub(r"^Run [0-9a-f]{8} ", "Run <run-id> ", text, flags=re.M)
+    return f"```text\n{text}\n```"
+
+
+def check_readme_sample(sample: str) -> None:
+    """The README's block between the markers is ``sample``; MTA_UPDATE_README=1 writes it there instead."""
+    text = README.read_text()
+    found = re.search(rf"{re.escape(SAMPLE_START)}\n(.*?){re.escape(SAMPLE_END)}", text, re.S)
+    assert found, f"README.md lost its markers {SAMPLE_START} ... {SAMPLE_END}"
+    shown = found.group(1).rstrip("\n")
+    if UPDATE_README:
+        README.write_text(text[: found.start(1)] + sample + "\n" + text[found.end(1) :])
+        return
+    diff = "\n".join(unified_diff(shown.splitlines(), sample.splitlines(), "README.md", "make run", lineterm=""))
+    assert shown == sample, f"the README's make run sample is stale:\n{diff}\nrefresh it with: {REFRESH}"
 
 
 def newcomer_environment(**extra: str) -> dict[str, str]:
@@ -143,6 +175,8 @@ def test_make_run_on_a_fresh_clone(fresh_clone: Path) -> None:
     assert "stops with this command" in result.stdout
     port = int(re.search(r"source: http://127\.0\.0\.1:(\d+)", result.stdout).group(1))
     assert not port_open(port)
+    # What the README shows is this run's output.
+    check_readme_sample(readme_sample(result.stdout, fresh_clone))
 
 
 def test_readme_offline_commands_on_a_fresh_clone(fresh_clone: Path) -> None:
