@@ -9,6 +9,10 @@ success (dagster-io/dagster#17836), and a check result cannot name a partition
   soon as the week is done, in single weeks and ranges alike;
 - when every week succeeded, the step yields one ``MaterializeResult`` per asset and each
   week's own metadata is attached to its partition (``add_asset_metadata``);
+- when some week was skipped (MTA's official data not published yet: not an error), the good
+  weeks are logged as ``AssetMaterialization`` events and the step ends without outputs, so
+  the skipped weeks stay missing (Dagster then skips this step's downstream steps in the run;
+  automation brings them up to date);
 - when some week failed, the good weeks are logged as ``AssetMaterialization`` events on
   their partitions and the step then fails naming each failed week and its cause. The
   failed weeks stay missing, so *Materialize -> missing* re-runs exactly them, and the
@@ -33,6 +37,7 @@ class WeekReport:
         self.weeks = list(weeks)
         self.done: dict[str, Mapping[dg.AssetKey, Mapping[str, Any]]] = {}
         self.failures: dict[str, str] = {}
+        self.skips: dict[str, str] = {}
         self.retryable: set[str] = set()
         self.started = time.perf_counter()
 
@@ -65,6 +70,11 @@ class WeekReport:
             self.retryable.add(week)
         self.context.log.error(f"{self.failures[week]} ({self.progress()})")
 
+    def skipped(self, week: str, reason: str) -> None:
+        """A week with nothing to do yet (not an error, no alert): it stays missing."""
+        self.skips[week] = reason
+        self.context.log.info(f"week {week} skipped: {reason}")
+
     def progress(self) -> str:
         finished, total = len(self.done) + len(self.failures), len(self.weeks)
         elapsed = time.perf_counter() - self.started
@@ -76,10 +86,13 @@ class WeekReport:
         keys = list(keys)
         if totals:
             self.context.log.info(f"range totals: {dict(totals)}")
-        if self.failures:
+        if self.failures or self.skips:
             for week, assets in self.done.items():
                 for key in keys:
                     self.context.log_event(dg.AssetMaterialization(asset_key=key, partition=week, metadata=assets[key]))
+        if self.skips and not self.failures:
+            return  # no outputs: the skipped weeks stay missing (the outputs are skippable)
+        if self.failures:
             failed = sorted(self.failures)
             raise dg.Failure(
                 description=f"{len(failed)} of {len(self.weeks)} week(s) failed: "

@@ -139,3 +139,20 @@ def test_the_week_check_states_turnstile_over_official_when_both_sources_exist(t
     assert check.metadata["turnstile_over_official"].value == round(expected, 4)
     (materialization,) = [m for m in again.asset_materializations_for_node("official_hourly_week") if m.asset_key == HOURLY]
     assert materialization.metadata["turnstile_over_official"].value == round(expected, 4)
+
+
+def test_a_range_commits_its_published_weeks_and_leaves_the_unpublished_one_missing(tmp_path, soda_mirror):
+    later = (PUBLISHED_THROUGH + dt.timedelta(days=1)).date()
+    unpublished = (later - dt.timedelta(days=(later.weekday() - 5) % 7)).isoformat()
+    weeks = [(dt.date.fromisoformat(unpublished) - dt.timedelta(weeks=n)).isoformat() for n in (2, 1, 0)]
+    res = _resources(tmp_path, soda_mirror)
+    instance = dg.DagsterInstance.ephemeral()
+    result = _materialize(
+        [official_hourly_week], resources=res, instance=instance,
+        tags={"dagster/asset_partition_range_start": weeks[0], "dagster/asset_partition_range_end": weeks[-1]},
+    )
+    assert result.success  # one run for the range; the unpublished week is no error
+    status = instance.get_status_by_partition(HOURLY, weeks, official_hourly_week.partitions_def)
+    assert {week for week, state in status.items() if state == dg.AssetPartitionStatus.MATERIALIZED} == set(weeks[:2])
+    for week in weeks:
+        assert (week_key(res["lake"].client, "official", "hourly", week) is None) is (week == unpublished), week

@@ -58,36 +58,57 @@ def _turnstile_by_day(lake: Lake, week: str, folder: Path) -> dict | None:
     ],
     check_specs=hourly_check_specs(official_partitions),
     partitions_def=official_partitions,
-    # Subsettable only so that a week not published yet may end without outputs or check
-    # results; whatever is selected, both objects are committed together.
+    # Subsettable so that a week not published yet may end without outputs or check results;
+    # whatever is selected, both objects are committed together.
     can_subset=True,
+    backfill_policy=dg.BackfillPolicy.single_run(),
 )
 def official_hourly_week(context: dg.AssetExecutionContext, config: OfficialHourlyConfig, lake: Lake, open_data: OpenDataSource):
-    """The week's official hourly ridership, raw and validated, committed together when valid."""
+    """Each selected week's official hourly ridership, raw and validated, committed together when valid."""
+    weeks = list(context.partition_keys)
+    report = WeekReport(context, weeks)
+    for week in weeks:
+        try:
+            metadata, results = _week(context, config, lake, open_data, week)
+        except NotPublished as exc:
+            report.skipped(week, f"{exc}; nothing to do until data.ny.gov publishes it")
+            continue
+        except SodaError as exc:
+            report.failed(week, str(exc), retryable=not exc.permanent)
+            continue
+        except _Blocked as blocked:
+            report.checks(week, blocked.results, frozenset(BLOCKING))
+            report.failed(week, str(blocked))
+            continue
+        report.checks(week, results, frozenset(BLOCKING))
+        report.committed(week, metadata)
+    yield from report.finish([key for key in (RAW, HOURLY) if key in context.selected_asset_keys])
+
+
+class _Blocked(Exception):
+    """A week whose blocking checks failed: nothing of it was committed."""
+
+    def __init__(self, message: str, results: list):
+        super().__init__(message)
+        self.results = results
+
+
+def _week(context, config: OfficialHourlyConfig, lake: Lake, open_data: OpenDataSource, week: str):
+    """One week: downloaded, checked, and committed as a unit when it passes. Returns (metadata, check results)."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    week = context.partition_key
-    report = WeekReport(context, [week])
     with tempfile.TemporaryDirectory(prefix=f"official-{week}-") as folder:
         work = Path(folder)
-        try:
-            download = open_data.client().hourly_week(week, work)
-        except NotPublished as exc:
-            context.log.info(f"{exc}; nothing to do until data.ny.gov publishes it")
-            return
-        except SodaError as exc:
-            raise dg.Failure(description=str(exc), allow_retries=not exc.permanent) from None
+        download = open_data.client().hourly_week(week, work)
         try:
             table = official.parse_hourly(download.path)
         except (ValueError, OSError) as exc:
-            raise dg.Failure(description=f"week {week}: {', '.join(download.urls)}: rows do not parse: {exc}", allow_retries=False) from None
+            raise SodaError(f"week {week}: {', '.join(download.urls)}: rows do not parse: {exc}") from None
         results = blocking_results(table, week)
         failed = [result for result in results if not result.passed]
         if failed:
-            report.checks(week, results, frozenset(BLOCKING))
-            report.failed(week, f"week {week} not committed: " + "; ".join(str(result.description) for result in failed))
-            yield from report.finish([key for key in (RAW, HOURLY) if key in context.selected_asset_keys])
+            raise _Blocked(f"week {week} not committed: " + "; ".join(str(result.description) for result in failed), results)
         table = official.conform(table)
         rows, total = table.num_rows, official.total_ridership(table)
         earlier = weeks_before(week, config.earlier_weeks)
@@ -116,9 +137,8 @@ def official_hourly_week(context: dg.AssetExecutionContext, config: OfficialHour
     if ratio is not None:
         hourly_metadata["turnstile_over_official"] = round(ratio, 4)  # a number: the Plots tab draws it across weeks
     metadata[HOURLY] = with_links(hourly_metadata)
-    report.checks(week, results, frozenset(BLOCKING))
-    report.committed(week, metadata)
-    yield from report.finish([key for key in (RAW, HOURLY) if key in context.selected_asset_keys])
+    return metadata, results
+
 
 
 official_assets = [official_hourly_week, official_daily, station_complexes]
