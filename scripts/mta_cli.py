@@ -182,7 +182,13 @@ def summarize(instance, run) -> str:
         entry = week_entry(materialization.partition)
         name = materialization.asset_key.to_user_string()
         metadata = {key: _value(value) for key, value in materialization.metadata.items()}
-        entry["objects"][name] = object_uri(metadata, materialization.partition)
+        if name.startswith("warehouse/"):
+            # dbt's models live in the warehouse file, not the lake: counted, not listed.
+            entry["models"] = entry.get("models", 0) + 1
+            if "turnstile_over_official" in metadata:
+                entry["ratio"] = metadata["turnstile_over_official"]
+        else:
+            entry["objects"][name] = object_uri(metadata, materialization.partition)
         if name == READINGS:
             entry["metadata"] = metadata
 
@@ -222,6 +228,15 @@ def summarize(instance, run) -> str:
                 lines.append(f"  {name:<20} {entry['objects'][name]}")
         for name in sorted(set(entry["objects"]) - set(ASSETS)):
             lines.append(f"  {name:<20} {entry['objects'][name]}")
+        if entry.get("models"):
+            where = os.environ.get("MTA_WAREHOUSE") or "data/warehouse.duckdb"
+            lines.append(f"  {'warehouse':<20} {entry['models']} dbt models in {where}")
+        if entry.get("ratio") is not None:
+            # The figure a reader of ridership_daily must know (docs/data.md "Official ridership").
+            lines.append(
+                f"  turnstile entries / MTA's daily estimate: {float(entry['ratio']):.2f} "
+                "(real weeks of 2024: about 0.57, docs/data.md)"
+            )
 
     if run_level:
         lines.append("run-level check results (no partition)")
