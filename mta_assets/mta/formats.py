@@ -2,7 +2,7 @@
 
 ``Reading`` is the single source of truth for ``turnstile_readings``: the Arrow/Parquet
 schema (``arrow_schema``), the column schema shown in the UI (built from ``column_specs``
-in ``defs/turnstile/tables.py``) and the README's table of columns (``columns_markdown``)
+in ``defs/turnstile/tables.py``) and docs/data.md's table of columns (``columns_markdown``)
 are all derived from its fields.
 
 No Dagster here, and pyarrow only inside functions: the code location imports this module
@@ -163,7 +163,7 @@ def arrow_schema() -> pa.Schema:
 
 
 def columns_markdown() -> str:
-    """A markdown table of the columns (for the README), derived from ``Reading``."""
+    """A markdown table of the columns (for docs/data.md), derived from ``Reading``."""
     schema = arrow_schema()
     lines = ["| column | type | nullable | description |", "|---|---|---|---|"]
     for name, _, nullable, description in column_specs():

@@ -2,7 +2,7 @@
 
 The files hold cumulative registers per turnstile (C/A, UNIT, SCP) that reset, run
 backwards and jump. Ridership is the difference between consecutive readings of one
-turnstile, kept, capped or dropped by the rules below (README "Ridership" has them as a
+turnstile, kept, capped or dropped by the rules below (docs/data.md "Ridership" has them as a
 table, with the anchors each one comes from):
 
 * one reading per turnstile and timestamp: REGULAR before RECOVR AUD before any other
@@ -38,7 +38,7 @@ STATUSES = ["used", "capped", "dropped"]
 
 @dataclasses.dataclass(frozen=True)
 class Rules:
-    """The thresholds of the ridership rules; the defaults are the README's."""
+    """The thresholds of the ridership rules; the defaults are docs/data.md's."""
 
     max_gap: dt.timedelta = MAX_GAP
     reset_at: int = RESET_AT

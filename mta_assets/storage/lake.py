@@ -4,7 +4,7 @@ A lake is a GCS bucket (``gs://BUCKET[/PREFIX]``, ``storage/gcs.py``) or a local
 with the same layout (``storage/local.py``); ``storage/lake_client.py`` picks one from the
 lake's URL, and nothing else asks which one it is. Every write is atomic and verified, so
 a reader never sees a partial object and a failed write never replaces the last good
-one; every operation has a deadline (README "Retries and deadlines") and every failure is
+one; every operation has a deadline (docs/operations.md "Retries and deadlines") and every failure is
 a ``LakeError`` that names the bucket or folder, the object and the cause, with
 ``permanent`` telling whether a retry can help.
 

@@ -81,7 +81,7 @@ _specs = [
           [READINGS], "stations", weekly_eager()),
     _spec(RIDERSHIP, "Entries and exits per station and day, from each turnstile's counter differences.",
           [dg.AssetDep(READINGS, partition_mapping=PREVIOUS_AND_CURRENT_WEEK), STATIONS], "ridership",
-          # A missing previous week only costs the week its first intervals (README "Ridership").
+          # A missing previous week only costs the week its first intervals (docs/data.md "Ridership").
           weekly_eager(ignore_missing=dg.AssetSelection.assets(READINGS))),
 ]
 

@@ -31,7 +31,7 @@ from mta_assets.storage.deadline import stop_transfers_on_interrupt
 from mta_assets.storage.staging import RunStaging
 
 GROUP = "mta_turnstile"
-DEFAULT_GZIP_LEVEL = 6  # README "Compression level": 19% smaller than 1, a quarter of 9's time
+DEFAULT_GZIP_LEVEL = 6  # docs/benchmark.md "Compression level": 19% smaller than 1, a quarter of 9's time
 READINGS_KEY = dg.AssetKey(READINGS)
 CANCEL_GRACE_S = 6.0  # Dagster's Terminate should end the run within 10 s
 
@@ -81,7 +81,7 @@ def _spec(name: str, description: str, kinds: set[str], dataset: str, extension:
 
 
 _specs = [
-    # Its durable copy is the gzip object (README "How the data flows"), which is what the IO manager loads.
+    # Its durable copy is the gzip object (docs/architecture.md "How a turnstile week flows"), which is what the IO manager loads.
     _spec(RAW, "The week's turnstile file as MTA published it, kept byte for byte in the lake's gzip object.",
           {"http", "csv"}, "csv_gz", ".csv.gz"),
     _spec(GZ, "The week's file gzip-compressed in the data lake, uploaded in chunks and verified.",

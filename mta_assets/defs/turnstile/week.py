@@ -41,7 +41,7 @@ class WeekPlan:
     """What a run does for each week: which assets it materializes and what it stores."""
 
     assets: frozenset[str]
-    store_raw_text: bool = False  # the raw .txt beside the gzip object (README "Where the raw file lives")
+    store_raw_text: bool = False  # the raw .txt beside the gzip object (docs/architecture.md "How a turnstile week flows")
     gzip_level: int = 6
 
     @property
@@ -250,7 +250,7 @@ def gzip_file(source: Path, target: Path, level: int) -> float:
     """Deterministic gzip (no file name, mtime 0), so equal input gives equal objects.
 
     zlib-ng, not the stdlib's zlib: the same gzip format and about the same size at a
-    level, in a third of the time (README "Compression level"), and compression is the
+    level, in a third of the time (docs/benchmark.md "Compression level"), and compression is the
     largest share of a week's CPU time.
     """
     from zlib_ng import gzip_ng
