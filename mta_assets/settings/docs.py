@@ -17,6 +17,7 @@ line naming the variable and what it may be (`./mta python -m mta_assets.setting
 runs the same check alone). Credentials are settings of their own and never part of a URL:
 a URL with `user:password@` is refused, naming the variables to use instead. Secrets are
 bound to resources as `dg.EnvVar`, so the Dagster UI shows their names, never their values.
+How they are checked and where each is used: [operations](operations.md#settings).
 
 | Variable | Allowed | Default | Description |
 |---|---|---|---|

@@ -1,3 +1,3 @@
 {{ config(**weekly_incremental()) }}
--- The validated readings, loaded a week at a time (README "Warehouse").
+-- The validated readings, loaded a week at a time (docs/data.md "The warehouse").
 select * from {{ ref('stg_readings') }}

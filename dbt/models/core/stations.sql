@@ -1,5 +1,5 @@
 {{ config(materialized='view') }}
--- One row per (unit, C/A): its latest name and the weeks it was seen (the README's relation).
+-- One row per (unit, C/A): its latest name and the weeks it was seen (the relation docs/data.md's queries use).
 select unit, ca,
        {{ latest('station', 'week') }} as station, {{ latest('linename', 'week') }} as linename,
        {{ latest('division', 'week') }} as division, {{ latest('station_in_file', 'week') }} as station_in_file,

@@ -1,7 +1,7 @@
 {{ config(materialized='view') }}
 -- Each day with turnstile rows, and whether it is complete: its week is loaded, a Friday's
 -- last intervals are in the next week's file, a Saturday's first intervals start from the
--- previous week's readings (README "Ridership": the midpoint rule, the week boundary).
+-- previous week's readings (docs/data.md "Ridership": the midpoint rule, the week boundary).
 with weeks as (select distinct week from {{ ref('fct_ridership_daily') }}),
 days as (select distinct date, {{ week_of('date') }} as week from {{ ref('fct_ridership_daily') }})
 select d.date, d.week,
