@@ -393,12 +393,15 @@ def test_dev_tools_stay_out_of_the_runtime_package_and_the_image():
     packages = runtime_packages()
     assert "mta_assets.defs.turnstile" in packages and "mta_assets.mta" in packages
     assert (REPO / "mta_devtools" / "mirror.py").is_file()
-    assert [name for name in packages if not name.startswith("mta_assets")] == []
-    # The image copies the runtime package alone, and the build context holds nothing else.
+    # The runtime: the package and the dashboard (a service of the Docker profile).
+    assert [name for name in packages if not name.startswith(("mta_assets", "dashboard"))] == []
+    # The image copies the runtime, the dbt project and nothing else; so does the build context.
     sources = [arguments.split()[:-1] for arguments in dockerfile_instructions(REPO / "Dockerfile")["COPY"]]
-    assert sorted(source for group in sources for source in group) == ["README.md", "mta_assets", "pyproject.toml"]
+    assert sorted(source for group in sources for source in group) == [
+        "README.md", "dashboard", "dbt", "mta_assets", "pyproject.toml"
+    ]
     allowed = [line for line in (REPO / ".dockerignore").read_text().splitlines() if line.startswith("!")]
-    assert allowed == ["!pyproject.toml", "!README.md", "!mta_assets/"]
+    assert allowed == ["!pyproject.toml", "!README.md", "!mta_assets/", "!dashboard/", "!dbt/"]
     # No console script or runtime module reaches for the dev tools.
     assert "mta_devtools" not in (REPO / "pyproject.toml").read_text().split("[project.optional-dependencies]")[0]
     importers = [str(path) for path in (REPO / "mta_assets").rglob("*.py") if "mta_devtools" in path.read_text()]

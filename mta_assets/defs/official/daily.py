@@ -19,6 +19,9 @@ KEY_PARTS = ("official", "daily", "daily_ridership.parquet")
     group_name="mta_official",
     kinds={"parquet"},
     owners=["team:data-engineering"],
+    # Unpartitioned, and built in the same run as a range of weeks (`./mta materialize A...B`):
+    # the CLI runs a range in one run only when every selected asset says so.
+    backfill_policy=dg.BackfillPolicy.single_run(),
     check_specs=[dg.AssetCheckSpec("one_row_per_day", asset=DAILY, blocking=True,
                                    description="Every date once, no day missing between the first and the last, ridership >= 0.")],
 )

@@ -35,6 +35,9 @@ def lake_pairs(lake: Lake, folder: Path) -> dict[str, set[tuple[str, str]]]:
     kinds={"parquet"},
     owners=["team:data-engineering"],
     deps=[dg.AssetKey("stations")],
+    # Unpartitioned, and built in the same run as a range of weeks (`./mta materialize A...B`):
+    # the CLI runs a range in one run only when every selected asset says so.
+    backfill_policy=dg.BackfillPolicy.single_run(),
     check_specs=[dg.AssetCheckSpec("every_unit_has_complex", asset=STATION_COMPLEXES,
                                    description="Every (unit, C/A) of the lake's weeks maps to an MTA station complex.")],
 )

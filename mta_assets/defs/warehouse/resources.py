@@ -27,11 +27,20 @@ class DuckDBWarehouse(dg.ConfigurableResource):
         return Path(self.database).expanduser().resolve()
 
 
+def dbt_executable() -> str:
+    """The dbt installed beside this interpreter (a venv's bin/), whether or not that is on PATH."""
+    import shutil
+    import sys
+
+    beside = Path(sys.executable).with_name("dbt")
+    return str(beside) if beside.is_file() else (shutil.which("dbt") or "dbt")
+
+
 def build_warehouse_resources() -> dict[str, object]:
     """The warehouse and dbt, from the environment; a wrong deadline stops the load naming the variable."""
     deadline = float_from_env("MTA_WAREHOUSE_LOCK_DEADLINE_S", DEFAULT_LOCK_DEADLINE_S, 0.1)
     database = dg.EnvVar("MTA_WAREHOUSE") if os.environ.get("MTA_WAREHOUSE", "").strip() else DEFAULT_WAREHOUSE
     return {
         "duckdb_warehouse": DuckDBWarehouse(database=database, lock_deadline_s=deadline),
-        "dbt": DbtCliResource(project_dir=prepared_project()),
+        "dbt": DbtCliResource(project_dir=prepared_project(), dbt_executable=dbt_executable()),
     }
