@@ -286,6 +286,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     command, rest = argv[0], argv[1:]
     if command == "check-weeks":
+        # The settings first, once: the weeks are judged against MTA_LAST_WEEK, and a wrong
+        # setting is its own one line, not a week's problem (repeated for each end of a range).
+        from mta_assets.settings import SettingError, load
+
+        try:
+            load()
+        except SettingError as error:
+            for line in str(error).splitlines():
+                print(f"./mta: {line}", file=sys.stderr)
+            return 2
         problems = check_weeks(rest)
         for problem in problems:
             print(f"./mta: {problem}", file=sys.stderr)

@@ -258,6 +258,8 @@ def cli_environment(tmp_path: Path, mirror: MirrorServer, lake_dir: Path) -> dic
         MTA_STATION_KEY_URL="http://127.0.0.1:9/Remote-Booth-Station.csv",
         PYTHONWARNINGS="ignore",
     )
+    if os.environ.get("MTA_STATION_COMPLEXES_URL"):  # the shared crosswalks, never GitHub
+        env["MTA_STATION_COMPLEXES_URL"] = os.environ["MTA_STATION_COMPLEXES_URL"]
     return env
 
 
@@ -303,7 +305,7 @@ def test_the_cli_runs_a_four_week_range_as_one_run(
         published = (mirror.root / file_name_for_week(week)).read_bytes()
         assert gzip.decompress(lake.read_bytes(week_object_key(lake, "csv_gz", week))) == published
     with duckdb.connect(env["MTA_WAREHOUSE"], read_only=True) as warehouse:  # ... -> ridership -> warehouse
-        loaded = warehouse.execute("SELECT DISTINCT week FROM ridership_daily_parts ORDER BY week").fetchall()
+        loaded = warehouse.execute("SELECT DISTINCT week FROM fct_ridership_daily ORDER BY week").fetchall()
     assert [str(week) for (week,) in loaded] == WEEKS
     (run,) = runs_in(env["DAGSTER_HOME"], monkeypatch)
     assert run.status == dg.DagsterRunStatus.SUCCESS
