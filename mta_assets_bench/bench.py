@@ -286,7 +286,7 @@ class Bench:
             # Ours follow the week's manifest (storage/commit.py); the plain script's fixed keys.
             manifest = bucket.blob(f"{prefix}/turnstile/manifests/{week[:4]}/{week}.json")
             if manifest.exists():
-                return f"{prefix}/" + json.loads(manifest.download_as_bytes())["datasets"][dataset]["key"]
+                return json.loads(manifest.download_as_bytes())["datasets"][dataset]["key"]  # the full key
             return object_key(dataset, week, extension, prefix)
 
         for week in weeks:
