@@ -13,11 +13,15 @@ from __future__ import annotations
 import dagster as dg
 
 
-def weekly_eager(ignore_missing: dg.AssetSelection | None = None) -> dg.AutomationCondition:
+def weekly_eager(
+    ignore_missing: dg.AssetSelection | None = None, ignore_updates: dg.AssetSelection | None = None
+) -> dg.AutomationCondition:
     """``eager()`` for every week, not only the latest.
 
     ``ignore_missing``: upstream assets whose missing weeks do not hold a week back; the
     ridership of week W reads W-1's readings when they exist and does without them when not.
+    ``ignore_updates``: unpartitioned upstream assets whose update must not request every
+    week at once (the warehouse reads MTA's daily totals and the crosswalk in every run anyway).
     """
     deps_missing = dg.AutomationCondition.any_deps_missing()
     if ignore_missing is not None:
@@ -26,6 +30,8 @@ def weekly_eager(ignore_missing: dg.AssetSelection | None = None) -> dg.Automati
     # ``any_deps_updated()`` ignores updates from runs that targeted this asset at all, which
     # is exactly how week W-1's rebuild reaches week W.
     deps_updated = dg.AutomationCondition.any_deps_match(dg.AutomationCondition.newly_updated())
+    if ignore_updates is not None:
+        deps_updated = deps_updated.ignore(ignore_updates)
     return (
         (dg.AutomationCondition.newly_missing() | deps_updated).since_last_handled()
         & ~deps_missing

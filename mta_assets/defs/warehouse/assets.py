@@ -33,6 +33,8 @@ PREFIX = "warehouse"
 SYSTEM_DAILY = dg.AssetKey([PREFIX, "system_daily"])
 # Lake assets a week may lack for good: MTA's official ridership starts in 2020.
 OPTIONAL_UPSTREAM = dg.AssetSelection.assets("official_hourly", "official_daily", "station_complexes")
+# Unpartitioned: every dbt run reads them whole, so their update is no reason to rebuild every week.
+WHOLE_TABLES = dg.AssetSelection.assets("official_daily", "station_complexes")
 
 
 class WarehouseTranslator(DagsterDbtTranslator):
@@ -47,7 +49,7 @@ class WarehouseTranslator(DagsterDbtTranslator):
         return GROUP
 
     def get_automation_condition(self, dbt_resource_props: Mapping[str, Any]) -> dg.AutomationCondition | None:
-        return weekly_eager(OPTIONAL_UPSTREAM)
+        return weekly_eager(OPTIONAL_UPSTREAM, ignore_updates=WHOLE_TABLES)
 
 
 TRANSLATOR = WarehouseTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
