@@ -23,34 +23,28 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mta_assets.mta import official
-from mta_assets.settings import redact
 from mta_assets.storage.deadline import Deadline, TransferAborted
-from mta_assets.storage.http import retrying_session
+from mta_assets.storage import http
+from mta_assets.storage.http import SourceError, SourceUnavailable, retrying_session
 
 DEFAULT_OPEN_DATA_URL = "https://data.ny.gov"
 MAX_PAGE_SIZE = 50_000  # SODA 2.0's largest $limit
 _CHUNK = 64 * 1024
 
 
-class SodaError(RuntimeError):
-    """A SODA request failed; the message names the week (or dataset), the URL and the cause."""
+class SodaError(SourceError):
+    """A SODA request failed; the message names the week (or dataset), the URL and the cause.
 
-    permanent: bool = True
-
-    def __init__(self, message: str, permanent: bool | None = None):
-        super().__init__(redact(message))
-        if permanent is not None:
-            self.permanent = permanent
+    A source error like MTA's (redacted, ``permanent``), so both sources' errors are judged alike.
+    """
 
 
-class NotPublished(SodaError):
+class NotPublished(SodaError, http.NotPublished):
     """data.ny.gov has not published the whole week yet: not an error of the source."""
 
 
-class SodaUnavailable(SodaError):
+class SodaUnavailable(SodaError, SourceUnavailable):
     """data.ny.gov could not be reached, kept failing (429, 5xx) or was too slow."""
-
-    permanent = False
 
 
 @dataclasses.dataclass(frozen=True)
