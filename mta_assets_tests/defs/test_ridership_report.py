@@ -18,7 +18,7 @@ ENTRIES = [2_100_000, 1_800_000, 2_300_000, 3_500_000, 3_700_000, 3_650_000, 1_2
 EXITS = [1_700_000, 1_500_000, 1_900_000, 2_900_000, 3_000_000, 2_950_000, 1_000_000]
 CAPTION = (
     "System **entries (blue)** and **exits (orange)** per day, Sat 2023-12-30 to Fri 2024-01-05; "
-    "the first and last day are partial (README \"Ridership\": the midpoint rule)."
+    "the first and last day are partial (docs/data.md \"Ridership\": the midpoint rule)."
 )
 
 
@@ -26,9 +26,9 @@ def week_of(entries: list[int], exits: list[int]) -> dict[dt.date, tuple[int, in
     return {SATURDAY + dt.timedelta(days=n): pair for n, pair in enumerate(zip(entries, exits))}
 
 
-def chart(by_day: dict[dt.date, tuple[int, int]]) -> tuple[ET.Element, str]:
+def chart(by_day: dict[dt.date, tuple[int, int]], official=None) -> tuple[ET.Element, str]:
     """The chart's SVG element, parsed from the data URI, and the caption under it."""
-    markdown = day_chart_markdown(by_day, WEEK)
+    markdown = day_chart_markdown(by_day, WEEK, official)
     image = re.fullmatch(
         rf"!\[system entries and exits per day, week {WEEK}\]\(data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)\)\n\n(.*)",
         markdown,
@@ -109,3 +109,19 @@ def test_an_empty_week_and_an_all_zero_week_draw_an_axis_and_no_height():
     assert [rect.get("height") for rect in zero.iter(f"{SVG}rect")] == ["0.0"] * 14
     assert labels(zero, "middle") == DAY_NAMES and labels(zero, "end") == ["0", "0.1M"]
     assert caption == CAPTION
+
+
+def test_mtas_daily_estimate_is_drawn_beside_the_turnstile_counts_and_the_ratio_stated():
+    from mta_assets.defs.ridership.report import OFFICIAL_COLOR
+
+    by_day = week_of(ENTRIES, EXITS)
+    # MTA's estimate for the week's days (and one day outside it, which is not drawn).
+    official = {day: 2 * entries for day, (entries, _) in by_day.items()}
+    official[SATURDAY - dt.timedelta(days=1)] = 9_000_000
+    svg, caption = chart(by_day, official)
+    lines = [line for line in svg.iter(f"{SVG}line") if line.get("stroke") == OFFICIAL_COLOR]
+    assert len(lines) == 7  # one per day of the week
+    # Saturday to Thursday: the turnstile entries are exactly half of the estimate here.
+    assert "turnstile entries are **0.50** of it" in caption and "MTA's daily estimate (grey line)" in caption
+    _, without = chart(by_day)
+    assert without == CAPTION  # no official data: no claim about it

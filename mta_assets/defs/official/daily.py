@@ -52,3 +52,15 @@ def official_daily(context: dg.AssetExecutionContext, lake: Lake, open_data: Ope
         "from_successor": int(pc.sum(pc.equal(table["source_dataset"], official.DAILY_SUCCESSOR)).as_py() or 0),
     }))
     yield dg.AssetCheckResult(check_name="one_row_per_day", passed=True, description=text)
+
+
+def stored_daily_totals(lake: Lake) -> dict:
+    """MTA's daily subway estimate by date from the lake's table, or {} when it is not there."""
+    import pyarrow.parquet as pq
+
+    key = lake.key(*KEY_PARTS)
+    if lake.stat(key) is None:
+        return {}
+    with tempfile.TemporaryDirectory(prefix="official-daily-") as folder:
+        table = pq.read_table(lake.fetch(key, Path(folder)), columns=["date", "subways_total_estimated_ridership"])
+    return dict(zip(table["date"].to_pylist(), table["subways_total_estimated_ridership"].to_pylist()))

@@ -22,6 +22,7 @@ from pydantic import Field
 from mta_assets.defs.automation import weekly_eager
 from mta_assets.defs.history import latest_values
 from mta_assets.defs.io_manager import WeekFiles, lake_metadata, store_week
+from mta_assets.defs.official.daily import stored_daily_totals
 from mta_assets.defs.resources import Lake, StationKeySource, with_links
 from mta_assets.defs.ridership.checks import (
     BLOCKING,
@@ -114,11 +115,14 @@ def ridership_weeks(
     if key is None and STATIONS in selected:
         context.log.warning(key_note)
     earlier = earlier_mean_entries(context.instance, weeks[-1], limit=8 + len(weeks))
+    # MTA's own daily estimate, when the official ridership is in the lake: each week's chart
+    # and metadata say how the turnstile counts compare with it (issue 20).
+    official = stored_daily_totals(lake) if RIDERSHIP in selected else {}
     report = WeekReport(context, weeks)
     for week in weeks:
         started = time.perf_counter()
         try:
-            metadata, results = _week(week, selected, turnstile_readings, lake, key, key_note, earlier, config)
+            metadata, results = _week(week, selected, turnstile_readings, lake, key, key_note, earlier, config, official)
         except Exception as exc:  # reported per week; the other weeks go on
             report.failed(week, str(exc))
             continue
@@ -135,12 +139,17 @@ def ridership_weeks(
     yield from report.finish([spec.key for spec in _specs if spec.key in selected])
 
 
-def _week(week, selected, readings: WeekFiles, lake: Lake, key, key_note: str, earlier: dict[str, float], config):
+def _week(week, selected, readings: WeekFiles, lake: Lake, key, key_note: str, earlier: dict[str, float], config, official):
     """One week: stations and ridership computed, checked, and (if they pass) stored. Returns (metadata, checks)."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from mta_assets.defs.ridership.report import day_chart_markdown, day_table_markdown, top_stations_markdown
+    from mta_assets.defs.ridership.report import (
+        day_chart_markdown,
+        day_table_markdown,
+        top_stations_markdown,
+        turnstile_over_official,
+    )
     from mta_assets.mta.ridership import daily, intervals, system_by_day
     from mta_assets.mta.stations import station_dimension
 
@@ -192,11 +201,14 @@ def _week(week, selected, readings: WeekFiles, lake: Lake, key, key_note: str, e
         "mean_daily_entries": round(mean_entries, 1),
         "dropped_share": round(dropped / (used + capped + dropped), 5) if used + capped + dropped else 0.0,
         "system_by_day": dg.MetadataValue.md(day_table_markdown(by_day)),
-        "chart": dg.MetadataValue.md(day_chart_markdown(by_day, week)),
+        "chart": dg.MetadataValue.md(day_chart_markdown(by_day, week, official)),
         "top_stations": dg.MetadataValue.md(top_stations_markdown(rows)),
         "compute_seconds": round(time.perf_counter() - started, 3),
         **with_links(stored.metadata()),
     }
+    ratio = turnstile_over_official(by_day, official, week)
+    if ratio is not None:  # a number, so the Plots tab draws it across weeks
+        metadata[RIDERSHIP]["turnstile_over_official"] = round(ratio, 4)
     return metadata, results
 
 
