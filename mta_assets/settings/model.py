@@ -89,7 +89,8 @@ class MtaSettings(BaseSettings):
         json_schema_extra={"allowed": f"a multiple of {GCS_CHUNK_MULTIPLE} (256 KiB)"},
     )
     lake_timeout_s: float = _number(15.0, "Seconds to connect, and without an answer, before one lake request fails.")
-    lake_deadline_s: float = _number(40.0, "How long one lake request keeps retrying transient errors, in seconds.")
+    # 30 s: a GCS outage fails a week within 3 minutes over the step's 3 attempts (docs/operations.md).
+    lake_deadline_s: float = _number(30.0, "How long one lake request keeps retrying transient errors, in seconds.")
     staging_dir: Path | None = Field(
         default=None, description="Folder where steps stage files; unset: the system's temporary folder."
     )
