@@ -70,7 +70,7 @@ class Lake(dg.ConfigurableResource):
 
     @property
     def client(self) -> LakeClient:
-        return _plain_client(self, LakeClient)
+        return plain_client(self, LakeClient)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # Before the first download of a run: a lake that cannot work fails the run now, once.
@@ -190,7 +190,7 @@ class MTASource(dg.ConfigurableResource):
 
     @property
     def client(self) -> MTAClient:
-        return _plain_client(self, MTAClient)
+        return plain_client(self, MTAClient)
 
     @property
     def display_base_url(self) -> str:
@@ -285,7 +285,7 @@ class StationKeySource(dg.ConfigurableResource):
             return None, f"station key unavailable from {self.url}: {first} (set MTA_STATION_KEY_PATH for offline use)"
 
 
-def _plain_client(resource: Lake | MTASource, client_class: type) -> Any:
+def plain_client(resource: dg.ConfigurableResource, client_class: type) -> Any:
     """The resource's plain client, built from its fields of the same names and kept while they
     stay the same (``model_copy`` keeps private attributes, so the settings are compared)."""
     wanted = client_class(**{field.name: getattr(resource, field.name) for field in dataclasses.fields(client_class)})

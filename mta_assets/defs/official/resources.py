@@ -3,8 +3,9 @@
 from pathlib import Path
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
+from mta_assets.defs.resources import plain_client
 from mta_assets.mta.complexes import CROSSWALK_FILES, DEFAULT_SOURCES
 from mta_assets.settings import env_text
 from mta_assets.storage.soda import DEFAULT_OPEN_DATA_URL, MAX_PAGE_SIZE, SodaClient
@@ -31,17 +32,11 @@ class OpenDataSource(dg.ConfigurableResource):
         "unset: each from its public source (env MTA_STATION_COMPLEXES_URL).",
     )
 
+    _client: SodaClient | None = PrivateAttr(default=None)
+
     def client(self) -> SodaClient:
-        return SodaClient(
-            base_url=self.base_url,
-            app_token=self.app_token or None,
-            page_size=self.page_size,
-            connect_timeout_s=self.connect_timeout_s,
-            read_timeout_s=self.read_timeout_s,
-            deadline_s=self.deadline_s,
-            retries=self.retries,
-            backoff_factor_s=self.backoff_factor_s,
-        )
+        # Built from the fields of the same names, as the Lake's and MTA source's clients are.
+        return plain_client(self, SodaClient)
 
     def crosswalk_texts(self) -> dict[str, str]:
         """The three crosswalk files' text by file name, and where each was read (``name + '#source'``)."""
