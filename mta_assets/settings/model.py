@@ -134,6 +134,11 @@ class MtaSettings(BaseSettings):
     warehouse_lock_deadline_s: float = _number(
         120.0, "Longest total wait for another process to release the DuckDB file, every retry included."
     )
+    warehouse_memory: str = Field(
+        default="192MB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$",
+        description="DuckDB's memory limit while dbt builds the warehouse; beyond it DuckDB spills to disk.",
+        json_schema_extra={"allowed": "a size such as 192MB or 1GB"},
+    )
     dbt_project_dir: Path | None = Field(default=None, description="The dbt project folder (the image sets it); unset: dbt/ in the checkout.")
     dbt_target: str = Field(
         default="duckdb", pattern="^(duckdb|bigquery)$", description="The dbt target: the embedded DuckDB file or BigQuery.",
