@@ -124,38 +124,34 @@ class SodaClient:
             cause = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise SodaUnavailable(f"{what}: cannot fetch {shown}: {cause} (after {deadline.elapsed():.0f} s)") from None
 
-    def _pages(self, what: str, dataset: str, fmt: str, params: dict[str, str], deadline: Deadline) -> Iterator[bytes]:
-        """Every page of a query, in its ``$order``, until a short page."""
+    def _pages(self, what: str, dataset: str, fmt: str, params: dict[str, str], deadline: Deadline, read) -> Iterator:
+        """Every page of a query, in its ``$order``, until a short page; ``read(body)`` gives (page, its row count)."""
         url = self.resource_url(dataset, fmt)
         with self._session(deadline) as session:
             offset = 0
             while True:
                 page = {**params, "$limit": str(self.page_size), "$offset": str(offset)}
-                body = self._get(session, what, url, page, deadline)
-                count = yield body
-                if count is None or count < self.page_size:
+                value, count = read(self._get(session, what, url, page, deadline))
+                yield value
+                if count < self.page_size:
                     return
                 offset += count
 
     def json_rows(self, what: str, dataset: str, params: dict[str, str], deadline: Deadline | None = None) -> list[dict]:
         """All rows of a JSON query, paged."""
         deadline = deadline or Deadline(self.deadline_s)
-        rows: list[dict] = []
-        pages = self._pages(what, dataset, "json", params, deadline)
-        count = None
-        while True:
-            try:
-                body = pages.send(count)
-            except StopIteration:
-                return rows
+        url = self.resource_url(dataset, "json")
+
+        def read(body: bytes) -> tuple[list, int]:
             try:
                 page = json.loads(body)
             except ValueError as exc:
-                raise SodaError(f"{what}: {self.resource_url(dataset, 'json')} did not answer JSON: {exc}") from None
+                raise SodaError(f"{what}: {url} did not answer JSON: {exc}") from None
             if not isinstance(page, list):
-                raise SodaError(f"{what}: {self.resource_url(dataset, 'json')} answered {str(page)[:200]!r}, not rows")
-            rows.extend(page)
-            count = len(page)
+                raise SodaError(f"{what}: {url} answered {str(page)[:200]!r}, not rows")
+            return page, len(page)
+
+        return [row for page in self._pages(what, dataset, "json", params, deadline, read) for row in page]
 
     def get_text(self, what: str, url: str) -> str:
         """A small public file (a crosswalk) under the same retry and deadline rules."""
@@ -202,20 +198,17 @@ class SodaClient:
                         "$where": official.soda_where(start, end),
                         "$order": official.SODA_ORDER,
                     }
-                    pages = self._pages(what, dataset, "csv", params, deadline)
-                    count = None
-                    while True:
-                        try:
-                            body = pages.send(count)
-                        except StopIteration:
-                            break
+                    def read(body: bytes) -> tuple[tuple[bytes, bytes, int], int]:
                         head, _, data = body.partition(b"\n")
+                        count = sum(1 for _ in csv.reader(io.StringIO(data.decode("utf-8"))))
+                        return (head, data, count), count
+
+                    for head, data, count in self._pages(what, dataset, "csv", params, deadline, read):
                         if header is None:
                             header = head
                             out.write(head + b"\n")
                         elif head != header:
                             raise SodaError(f"{what}: {urls[-1]} answered columns {head[:200]!r}, not {header[:200]!r}")
-                        count = sum(1 for _ in csv.reader(io.StringIO(data.decode("utf-8"))))
                         if data:
                             out.write(data if data.endswith(b"\n") else data + b"\n")
                         rows += count
