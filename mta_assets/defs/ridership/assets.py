@@ -119,10 +119,11 @@ def ridership_weeks(
     # and metadata say how the turnstile counts compare with it (issue 20).
     official = stored_daily_totals(lake) if RIDERSHIP in selected else {}
     report = WeekReport(context, weeks)
+    tables = _Tables(turnstile_readings)
     for week in weeks:
         started = time.perf_counter()
         try:
-            metadata, results = _week(week, selected, turnstile_readings, lake, key, key_note, earlier, config, official)
+            metadata, results = _week(week, selected, tables, lake, key, key_note, earlier, config, official)
         except Exception as exc:  # reported per week; the other weeks go on
             report.failed(week, str(exc))
             continue
@@ -139,10 +140,31 @@ def ridership_weeks(
     yield from report.finish([spec.key for spec in _specs if spec.key in selected])
 
 
-def _week(week, selected, readings: WeekFiles, lake: Lake, key, key_note: str, earlier: dict[str, float], config, official):
+class _Tables:
+    """The weeks' readings tables as the step reads them. The last one read is kept: the
+    next week reads it again as its week before."""
+
+    def __init__(self, files: WeekFiles):
+        self._files = files
+        self._last: tuple[str | None, Any] = (None, None)
+
+    def __contains__(self, week: str) -> bool:
+        return week in self._files
+
+    def __getitem__(self, week: str):
+        import pyarrow.parquet as pq
+
+        if self._last[0] != week:
+            self._last = (None, None)  # the old table goes before the new one is read
+            # One dictionary per column for the week: each row group of the file has its own.
+            table = pq.read_table(self._files[week], columns=READ_COLUMNS, read_dictionary=DICTIONARY_COLUMNS)
+            self._last = (week, table.unify_dictionaries())
+        return self._last[1]
+
+
+def _week(week, selected, readings: _Tables, lake: Lake, key, key_note: str, earlier: dict[str, float], config, official):
     """One week: stations and ridership computed, checked, and (if they pass) stored. Returns (metadata, checks)."""
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     from mta_assets.defs.ridership.report import (
         day_chart_markdown,
@@ -156,9 +178,10 @@ def _week(week, selected, readings: WeekFiles, lake: Lake, key, key_note: str, e
     started = time.perf_counter()
     if week not in readings:
         raise ValueError(f"week {week}: no turnstile_readings table in the lake; materialize turnstile_readings first")
-    read = dict(columns=READ_COLUMNS, read_dictionary=DICTIONARY_COLUMNS)
-    # One dictionary per column for the week: each row group of the file has its own.
-    current = pq.read_table(readings[week], **read).unify_dictionaries()
+    previous_week = shift_week(week, -1)
+    # The week before first: it is the table the previous week left in hand.
+    previous = readings[previous_week] if RIDERSHIP in selected and previous_week in readings else None
+    current = readings[week]
     metadata: dict[dg.AssetKey, dict[str, Any]] = {}
     if STATIONS in selected:
         stations = station_dimension(current.select(STATION_COLUMNS), key)
@@ -175,8 +198,6 @@ def _week(week, selected, readings: WeekFiles, lake: Lake, key, key_note: str, e
         stations = _stored_stations(lake, week)
     if RIDERSHIP not in selected:
         return metadata, []
-    previous_week = shift_week(week, -1)
-    previous = pq.read_table(readings[previous_week], **read).unify_dictionaries() if previous_week in readings else None
     rows = daily(intervals(current, previous), stations, dt.date.fromisoformat(week))
     del current, previous
     by_day = system_by_day(rows)
