@@ -33,11 +33,15 @@ COPY dashboard ./dashboard
 RUN pip install --no-cache-dir . \
     && rm -rf build ./*.egg-info
 
-# The warehouse's dbt project, its manifest parsed now (offline: no packages, no network),
-# so a code server never parses at start.
-ENV MTA_DBT_PROJECT_DIR=/opt/dagster/app/dbt
+# dbt in an environment of its own (dbt/requirements.txt says why), run by Dagster as a
+# command; then the warehouse's dbt project, its manifest parsed now (offline: no packages,
+# no network), so a code server never parses at start.
+ENV MTA_DBT_PROJECT_DIR=/opt/dagster/app/dbt \
+    MTA_DBT_EXECUTABLE=/opt/dbt/bin/dbt
 COPY dbt ./dbt
-RUN dbt parse --quiet --project-dir dbt --profiles-dir dbt
+RUN python -m venv /opt/dbt \
+    && /opt/dbt/bin/pip install --no-cache-dir -r dbt/requirements.txt \
+    && /opt/dbt/bin/dbt parse --quiet --project-dir dbt --profiles-dir dbt
 
 # A fixed, unprivileged uid, so mounted key files and lake folders can be granted to it.
 RUN groupadd --system --gid 10001 mta \

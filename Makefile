@@ -32,7 +32,20 @@ $(BIN)/dagster: pyproject.toml
 	touch $@
 endif
 
-setup: $(BIN)/dagster
+# dbt in an environment of its own inside the venv's folder (dbt/requirements.txt says why);
+# the warehouse finds it there (mta_assets/defs/warehouse/resources.py).
+ifneq ($(REUSED_VENV),)
+$(VENV)/dbt/bin/dbt:
+	@test -x $@ || { echo "MTA_VENV=$(MTA_VENV) has no dbt/bin/dbt: run make setup in its checkout" >&2; exit 1; }
+else
+$(VENV)/dbt/bin/dbt: dbt/requirements.txt $(BIN)/dagster
+	$(BIN)/python -m venv $(VENV)/dbt
+	$(VENV)/dbt/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/dbt/bin/python -m pip install --quiet -r dbt/requirements.txt
+	touch $@
+endif
+
+setup: $(BIN)/dagster $(VENV)/dbt/bin/dbt
 	mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 

@@ -43,8 +43,8 @@ BIN = Path(sys.executable).parent
 PRODUCTION_IMAGE = "registry.example.com/mta-assets:2024.01"
 PRODUCTION_NETWORK = "mta_network"
 # Set by the image itself, or read only by the test suite.
-# MTA_STAGING_DIR and MTA_DBT_PROJECT_DIR are set by the image itself.
-NOT_FOR_RUN_CONTAINERS = {"MTA_STAGING_DIR", "MTA_DBT_PROJECT_DIR", "MTA_SAMPLES_DIR", "MTA_TEST_POSTGRES_URL"}
+# MTA_STAGING_DIR, MTA_DBT_PROJECT_DIR and MTA_DBT_EXECUTABLE are set by the image itself.
+NOT_FOR_RUN_CONTAINERS = {"MTA_STAGING_DIR", "MTA_DBT_PROJECT_DIR", "MTA_DBT_EXECUTABLE", "MTA_SAMPLES_DIR", "MTA_TEST_POSTGRES_URL"}
 
 
 def read_yaml(path: Path) -> dict:

@@ -29,6 +29,20 @@ from typing import Any
 import dagster as dg
 
 
+def week_check_spec(
+    name: str, asset: dg.AssetKey, description: str, blocking: bool, partitions_def: dg.PartitionsDefinition
+) -> dg.AssetCheckSpec:
+    """A check whose results ``WeekReport`` records week by week.
+
+    Its blocking is the week's own: a week failing it is not committed (the steps' gate), and
+    each evaluation says ``blocking``. The spec is not marked blocking for Dagster, whose
+    blocking gates downstream steps on a yielded result: a ranged step yields none per week
+    (#17836), so Dagster would only warn on every run that the check "emitted no result".
+    """
+    text = f"{description} Blocking: a week that fails it is not committed." if blocking else description
+    return dg.AssetCheckSpec(name, asset=asset, description=text, partitions_def=partitions_def)
+
+
 class WeekReport:
     """Collects each week's outcome as the step goes, then records them the one way above."""
 

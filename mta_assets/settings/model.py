@@ -140,6 +140,11 @@ class MtaSettings(BaseSettings):
         json_schema_extra={"allowed": "a size such as 192MB or 1GB"},
     )
     dbt_project_dir: Path | None = Field(default=None, description="The dbt project folder (the image sets it); unset: dbt/ in the checkout.")
+    dbt_executable: str | None = Field(
+        default=None,
+        description="The dbt command, from dbt's own environment (the image sets it); unset: .venv/dbt (make setup), "
+        "then dbt beside Python or on PATH.",
+    )
     dbt_target: str = Field(
         default="duckdb", pattern="^(duckdb|bigquery)$", description="The dbt target: the embedded DuckDB file or BigQuery.",
         json_schema_extra={"allowed": "duckdb or bigquery"},

@@ -13,7 +13,7 @@ from mta_assets.defs.ridership.assets import ridership_assets
 from mta_assets.defs.turnstile.assets import turnstile_weeks
 from mta_assets.defs.turnstile.partitions import weekly_partitions
 from mta_assets.defs.warehouse.assets import warehouse_assets
-from mta_assets.defs.warehouse.project import prepared_project
+from mta_assets.defs.warehouse.project import dbt_executable, prepared_project
 from mta_assets.defs.warehouse.resources import DuckDBWarehouse
 from mta_devtools.synthetic import consecutive_weeks
 from mta_assets.mta.calendar import file_name_for_week
@@ -33,7 +33,7 @@ def resources(mirror, lake, folder) -> dict:
         "lake_io_manager": LakeIOManager(lake=lake),
         "station_key": offline_station_key(),
         "duckdb_warehouse": DuckDBWarehouse(database=str(folder / "warehouse.duckdb")),
-        "dbt": DbtCliResource(project_dir=prepared_project()),
+        "dbt": DbtCliResource(project_dir=prepared_project(), dbt_executable=dbt_executable()),
     }
 
 

@@ -19,7 +19,7 @@ from dagster_dbt import DbtCliResource
 
 from mta_assets.defs.resources import Lake
 from mta_assets.defs.warehouse.assets import SYSTEM_DAILY, warehouse_models
-from mta_assets.defs.warehouse.project import prepared_project
+from mta_assets.defs.warehouse.project import dbt_executable, prepared_project
 from mta_assets.defs.warehouse.resources import DuckDBWarehouse
 from mta_devtools.synthetic import consecutive_weeks
 from mta_assets_tests.warehouse_lake import build_official, build_turnstile_weeks, ridership_dir
@@ -47,7 +47,7 @@ def materialize(
         resources={
             "lake": lake,
             "duckdb_warehouse": DuckDBWarehouse(database=str(database), lock_deadline_s=deadline_s),
-            "dbt": DbtCliResource(project_dir=prepared_project()),
+            "dbt": DbtCliResource(project_dir=prepared_project(), dbt_executable=dbt_executable()),
         },
         instance=instance or dg.DagsterInstance.ephemeral(),
         raise_on_error=False,
@@ -273,7 +273,7 @@ def test_bigquery_target_compiles_offline(tmp_path):
     }
     project = prepared_project().project_dir
     target = tmp_path / "target"
-    command = [str(Path(sys.executable).parent / "dbt"), "compile", "--no-populate-cache", "--project-dir", str(project),
+    command = [dbt_executable(), "compile", "--no-populate-cache", "--project-dir", str(project),
                "--profiles-dir", str(project), "--target-path", str(target)]
     subprocess.run(command, env=env, check=True, capture_output=True, timeout=180)
     compiled = target / "compiled" / "mta" / "models" / "core"
@@ -292,7 +292,7 @@ def test_a_week_of_ridership_written_upstream_requests_that_week_of_the_warehous
     weekly = [dg.AssetSpec(key, partitions_def=weekly_partitions) for key in UPSTREAM[:4]]
     defs = dg.Definitions(
         assets=[warehouse_models, *weekly, *(dg.AssetSpec(key) for key in UPSTREAM[4:])],
-        resources={"lake": Lake(), "duckdb_warehouse": DuckDBWarehouse(), "dbt": DbtCliResource(project_dir=prepared_project())},
+        resources={"lake": Lake(), "duckdb_warehouse": DuckDBWarehouse(), "dbt": DbtCliResource(project_dir=prepared_project(), dbt_executable=dbt_executable())},
     )
     instance = dg.DagsterInstance.ephemeral()
     first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
@@ -304,3 +304,29 @@ def test_a_week_of_ridership_written_upstream_requests_that_week_of_the_warehous
     readings = dg.AssetKey(["warehouse", "readings"])
     assert result.get_requested_partitions(fact) == {"2024-01-13"}
     assert result.get_requested_partitions(readings) == {"2024-01-13"}
+
+
+def test_the_code_location_never_imports_dbt():
+    """dbt runs as a command from its own environment (dbt/requirements.txt): loading the
+    definitions imports none of it, so no Dagster process pays its import."""
+    # dbt-core's modules (the checkout's dbt/ folder alone can make "dbt" a namespace package).
+    script = ("import sys, mta_assets.definitions; "
+              "print(sorted(m for m in sys.modules if m.startswith(('dbt.', 'dbt_common', 'dbt_adapters'))))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+    assert Path(dbt_executable()).is_file(), "make setup builds dbt's environment in .venv/dbt"
+
+
+def test_a_dbt_command_logs_no_warning_about_an_in_process_adapter(tmp_path, caplog):
+    """dagster-dbt would warn, with a traceback, on every command that dbt-core is not importable here."""
+    import importlib.util
+
+    assert importlib.util.find_spec("dbt.version") is None  # no dbt-core here: the case dagster-dbt warns about
+    invocation = DbtCliResource(project_dir=prepared_project(), dbt_executable=dbt_executable()).cli(
+        ["parse", "--quiet"], target_path=tmp_path / "target"
+    )
+    invocation.wait()
+    assert invocation.is_successful()
+    assert (tmp_path / "target" / "manifest.json").is_file()
+    assert [r.getMessage() for r in caplog.records if "dbt adapter" in r.getMessage()] == []

@@ -8,6 +8,7 @@ import datetime as dt
 
 import dagster as dg
 
+from mta_assets.defs.weeks import week_check_spec
 from mta_assets.mta import official
 
 HOURLY = dg.AssetKey("official_hourly")
@@ -28,10 +29,9 @@ AGREEMENT = (0.9, 1.1)
 
 def hourly_check_specs(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetCheckSpec]:
     """One check per rule, partitioned like the asset: each week's result is recorded on its week."""
-    return [
-        dg.AssetCheckSpec(name, asset=HOURLY, description=text, blocking=True, partitions_def=partitions_def)
-        for name, text in BLOCKING.items()
-    ] + [dg.AssetCheckSpec(name, asset=HOURLY, description=text, partitions_def=partitions_def) for name, text in WARN.items()]
+    return [week_check_spec(name, HOURLY, text, True, partitions_def) for name, text in BLOCKING.items()] + [
+        week_check_spec(name, HOURLY, text, False, partitions_def) for name, text in WARN.items()
+    ]
 
 
 def _result(name: str, passed: bool, text: str, **metadata) -> dg.AssetCheckResult:

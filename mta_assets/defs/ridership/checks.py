@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 import statistics
-import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from mta_assets.defs.turnstile.partitions import weekly_partitions
+from mta_assets.defs.weeks import week_check_spec
 from mta_assets.mta.validate import every_unit_has_station
 
 if TYPE_CHECKING:
@@ -32,13 +32,8 @@ _DESCRIPTIONS = {
     NAMED: "Every (unit, C/A) of the week has a station name, wide years included.",
 }
 
-# Per-week check results need partitioned checks, a Dagster preview: chosen knowingly.
-warnings.filterwarnings("ignore", message=".*partitions_def on an AssetCheckSpec.*", category=dg.PreviewWarning)
-
 ridership_check_specs = [
-    dg.AssetCheckSpec(
-        name, asset=RIDERSHIP, description=description, blocking=name in BLOCKING, partitions_def=weekly_partitions
-    )
+    week_check_spec(name, RIDERSHIP, description, name in BLOCKING, weekly_partitions)
     for name, description in _DESCRIPTIONS.items()
 ]
 

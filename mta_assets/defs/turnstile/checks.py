@@ -6,28 +6,17 @@ declares one partitioned check per rule and turns an ``Outcome`` into a check re
 
 from __future__ import annotations
 
-import warnings
-
 import dagster as dg
 
 from mta_assets.defs.turnstile.partitions import weekly_partitions
+from mta_assets.defs.weeks import week_check_spec
 from mta_assets.mta.validate import CHECKS, Outcome
 
 READINGS = dg.AssetKey("turnstile_readings")
 BLOCKING = frozenset(name for name, (_, blocking) in CHECKS.items() if blocking)
 
-# Per-week check results need partitioned checks, a Dagster preview: chosen knowingly,
-# so that one warning is not repeated by every command that loads the code location.
-warnings.filterwarnings("ignore", message=".*partitions_def on an AssetCheckSpec.*", category=dg.PreviewWarning)
-
 readings_check_specs = [
-    dg.AssetCheckSpec(
-        name,
-        asset=READINGS,
-        description=description,
-        blocking=blocking,
-        partitions_def=weekly_partitions,
-    )
+    week_check_spec(name, READINGS, description, blocking, weekly_partitions)
     for name, (description, blocking) in CHECKS.items()
 ]
 

@@ -7,7 +7,7 @@ import dagster as dg
 from dagster_dbt import DbtCliResource
 from pydantic import Field
 
-from mta_assets.defs.warehouse.project import prepared_project
+from mta_assets.defs.warehouse.project import dbt_executable, prepared_project
 from mta_assets.settings import float_from_env
 from mta_assets.storage.duckdb_file import DEFAULT_LOCK_DEADLINE_S, DEFAULT_WAREHOUSE
 
@@ -25,15 +25,6 @@ class DuckDBWarehouse(dg.ConfigurableResource):
     @property
     def path(self) -> Path:
         return Path(self.database).expanduser().resolve()
-
-
-def dbt_executable() -> str:
-    """The dbt installed beside this interpreter (a venv's bin/), whether or not that is on PATH."""
-    import shutil
-    import sys
-
-    beside = Path(sys.executable).with_name("dbt")
-    return str(beside) if beside.is_file() else (shutil.which("dbt") or "dbt")
 
 
 def build_warehouse_resources() -> dict[str, object]:
