@@ -45,3 +45,17 @@ def test_a_failed_non_blocking_outcome_is_a_warning_and_a_pass_is_a_pass():
     assert (warn.passed, warn.severity) == (False, dg.AssetCheckSeverity.WARN)
     ok = checks.to_check_result(Outcome("row_count_plausible", True, False, "week …: 100 rows", {}))
     assert ok.passed
+
+
+def test_no_check_recorded_week_by_week_is_a_dagster_blocking_spec():
+    """WeekReport's checks gate their week themselves; a Dagster-blocking spec would only warn on every run."""
+    from mta_assets.defs.official.checks import BLOCKING as OFFICIAL_BLOCKING
+    from mta_assets.defs.official.checks import hourly_check_specs
+    from mta_assets.defs.ridership.checks import BLOCKING as RIDERSHIP_BLOCKING
+    from mta_assets.defs.ridership.checks import ridership_check_specs
+    from mta_assets.defs.turnstile.partitions import weekly_partitions
+
+    specs = [*checks.readings_check_specs, *ridership_check_specs, *hourly_check_specs(weekly_partitions)]
+    assert [spec.name for spec in specs if spec.blocking] == []
+    blocking = {*checks.BLOCKING, *RIDERSHIP_BLOCKING, *OFFICIAL_BLOCKING}
+    assert {spec.name for spec in specs if "Blocking:" in spec.description} == blocking
