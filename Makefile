@@ -29,6 +29,8 @@ $(BIN)/dagster: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# dbt moved to an environment of its own (.venv/dbt): a venv built before keeps none of it.
+	$(BIN)/python -m pip uninstall --quiet --yes dbt-core dbt-duckdb dbt-bigquery dbt-adapters dbt-common 2>/dev/null || true
 	touch $@
 endif
 
