@@ -30,7 +30,7 @@ $(BIN)/dagster: pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	# dbt moved to an environment of its own (.venv/dbt): a venv built before keeps none of it.
-	$(BIN)/python -m pip uninstall --quiet --yes dbt-core dbt-duckdb dbt-bigquery dbt-adapters dbt-common 2>/dev/null || true
+	$(BIN)/python -m pip uninstall --quiet --yes -r dbt/requirements.txt 2>/dev/null || true
 	touch $@
 endif
 
