@@ -25,11 +25,11 @@ ifneq ($(REUSED_VENV),)
 $(BIN)/dagster:
 	@test -x $@ || { echo "MTA_VENV=$(MTA_VENV) has no bin/dagster: unset MTA_VENV or run make setup in its checkout" >&2; exit 1; }
 else
+# The uninstall: dbt moved to an environment of its own (.venv/dbt); a venv built before keeps none of it.
 $(BIN)/dagster: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	# dbt moved to an environment of its own (.venv/dbt): a venv built before keeps none of it.
 	$(BIN)/python -m pip uninstall --quiet --yes -r dbt/requirements.txt 2>/dev/null || true
 	touch $@
 endif
