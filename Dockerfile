@@ -36,12 +36,16 @@ RUN pip install --no-cache-dir . \
 # dbt in an environment of its own (dbt/requirements.txt says why), run by Dagster as a
 # command; then the warehouse's dbt project, its manifest parsed now (offline: no packages,
 # no network), so a code server never parses at start.
+# The parse's vars are the default warehouse's, as a run's are (defs/warehouse/project.py),
+# so that a run parses only what changed.
 ENV MTA_DBT_PROJECT_DIR=/opt/dagster/app/dbt \
-    MTA_DBT_EXECUTABLE=/opt/dbt/bin/dbt
+    MTA_DBT_EXECUTABLE=/opt/dbt/bin/dbt-for-dagster
 COPY dbt ./dbt
 RUN python -m venv /opt/dbt \
     && /opt/dbt/bin/pip install --no-cache-dir -r dbt/requirements.txt \
-    && /opt/dbt/bin/dbt parse --quiet --project-dir dbt --profiles-dir dbt
+    && install -m 0755 dbt/dbt-for-dagster /opt/dbt/bin/ \
+    && /opt/dbt/bin/dbt parse --quiet --project-dir dbt --profiles-dir dbt \
+        --vars '{"warehouse": "/opt/dagster/app/data/warehouse.duckdb"}'
 
 # A fixed, unprivileged uid, so mounted key files and lake folders can be granted to it.
 RUN groupadd --system --gid 10001 mta \

@@ -45,9 +45,14 @@ $(VENV)/dbt/bin/dbt: dbt/requirements.txt $(BIN)/dagster
 	$(VENV)/dbt/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/dbt/bin/python -m pip install --quiet -r dbt/requirements.txt
 	touch $@
+
+# dbt as Dagster runs it, beside dbt (the script says why).
+DBT_FOR_DAGSTER = $(VENV)/dbt/bin/dbt-for-dagster
+$(DBT_FOR_DAGSTER): dbt/dbt-for-dagster $(VENV)/dbt/bin/dbt
+	install -m 0755 $< $@
 endif
 
-setup: $(BIN)/dagster $(VENV)/dbt/bin/dbt
+setup: $(BIN)/dagster $(VENV)/dbt/bin/dbt $(DBT_FOR_DAGSTER)
 	mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 

@@ -1,7 +1,7 @@
 {#- Where staging reads a lake dataset from.
 
-DuckDB: the Parquet files Dagster fetched for this run's weeks (var lake_files), else every
-file of the local lake (env MTA_LAKE_URL). Files are read one week at a time into tables,
+DuckDB: the Parquet files Dagster fetched for this run's weeks (mta_run(), or the var
+lake_files), else every file of the local lake (env MTA_LAKE_URL). Files are read one week at a time into tables,
 so a corrupted object fails the run that reads it (DuckDB's error names the file), never a
 later query. BigQuery: the external table over the lake (macros/bigquery.sql).
 source() is called in both cases so that dbt (and Dagster's lineage) sees the dependency. -#}
@@ -10,7 +10,13 @@ source() is called in both cases so that dbt (and Dagster's lineage) sees the de
   {%- if target.type != 'duckdb' -%}
     {{ relation }}
   {%- else -%}
-    {%- set files = var('lake_files', {}).get(dataset) -%}
+    {%- set run = mta_run() -%}
+    {%- if run is not none -%}
+      {#- Every dataset of the run is in the file; one without objects for these weeks is empty. -#}
+      {%- set files = run['files'].get(dataset, []) -%}
+    {%- else -%}
+      {%- set files = var('lake_files', {}).get(dataset) -%}
+    {%- endif -%}
     {%- if files is none -%}
       {%- set files = [env_var('MTA_LAKE_URL', 'data/lake') ~ '/' ~ lake_datasets()[dataset]['glob']] -%}
     {%- endif -%}
@@ -29,7 +35,8 @@ source() is called in both cases so that dbt (and Dagster's lineage) sees the de
 
 {#- The weeks this run replaces, as a SQL filter on a date column (true when none are given). -#}
 {% macro in_run_weeks(column) %}
-  {%- set weeks = var('weeks', []) -%}
+  {%- set run = mta_run() -%}
+  {%- set weeks = run['weeks'] if run is not none else var('weeks', []) -%}
   {%- if weeks | length == 0 -%}
     true
   {%- else -%}

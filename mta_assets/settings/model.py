@@ -142,8 +142,8 @@ class MtaSettings(BaseSettings):
     dbt_project_dir: Path | None = Field(default=None, description="The dbt project folder (the image sets it); unset: dbt/ in the checkout.")
     dbt_executable: str | None = Field(
         default=None,
-        description="The dbt command, from dbt's own environment (the image sets it); unset: .venv/dbt (make setup), "
-        "then dbt beside Python or on PATH.",
+        description="The dbt command, from dbt's own environment (the image sets it); unset: .venv/dbt's "
+        "dbt-for-dagster (make setup), then dbt beside Python or on PATH.",
     )
     dbt_target: str = Field(
         default="duckdb", pattern="^(duckdb|bigquery)$", description="The dbt target: the embedded DuckDB file or BigQuery.",

@@ -10,6 +10,7 @@ error is worth waiting for is decided here, once: DuckDB's lock error is; anythi
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Callable
@@ -30,6 +31,12 @@ class WarehouseBusy(RuntimeError):
     def __init__(self, database: str, holder: str, cause: str):
         super().__init__(f"warehouse {database} is held by {holder}: {cause}")
         self.database, self.holder = database, holder
+
+
+def warehouse_path(database: str | None = None) -> Path:
+    """The warehouse file as an absolute path: ``database``, else env MTA_WAREHOUSE, else the default."""
+    chosen = database or os.environ.get("MTA_WAREHOUSE", "").strip() or DEFAULT_WAREHOUSE
+    return Path(chosen).expanduser().resolve()
 
 
 def lock_holder(message: str) -> str | None:

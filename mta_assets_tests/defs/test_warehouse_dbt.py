@@ -6,6 +6,7 @@ has its own DuckDB file. Real DuckDB, real dbt, a real second process holding th
 
 import csv
 import datetime as dt
+import json
 import subprocess
 import sys
 import time
@@ -19,7 +20,7 @@ from dagster_dbt import DbtCliResource
 
 from mta_assets.defs.resources import Lake
 from mta_assets.defs.warehouse.assets import SYSTEM_DAILY, warehouse_models
-from mta_assets.defs.warehouse.project import dbt_executable, prepared_project
+from mta_assets.defs.warehouse.project import dbt_executable, prepared_project, write_run_file
 from mta_assets.defs.warehouse.resources import DuckDBWarehouse
 from mta_devtools.synthetic import consecutive_weeks
 from mta_assets_tests.warehouse_lake import build_official, build_turnstile_weeks, ridership_dir
@@ -330,3 +331,56 @@ def test_a_dbt_command_logs_no_warning_about_an_in_process_adapter(tmp_path, cap
     assert invocation.is_successful()
     assert (tmp_path / "target" / "manifest.json").is_file()
     assert [r.getMessage() for r in caplog.records if "dbt adapter" in r.getMessage()] == []
+
+
+def _compile_inline(sql: str, tmp_path: Path, run_file: bool, lake_url: str) -> str:
+    """dbt's compiled SQL for ``sql``, run as Dagster runs dbt (its own target folder, the warehouse var)."""
+    project = prepared_project().project_dir
+    target = tmp_path / ("run" if run_file else "by-hand")
+    target.mkdir(exist_ok=True)
+    env = {"PATH": str(Path(sys.executable).parent), "HOME": str(tmp_path), "MTA_LAKE_URL": lake_url,
+           "DBT_TARGET_PATH": str(target), "DBT_LOG_PATH": str(target)}
+    command = [dbt_executable(), "compile", "--quiet", "--project-dir", str(project), "--profiles-dir", str(project),
+               "--vars", json.dumps({"warehouse": str(tmp_path / "warehouse.duckdb")}), "--inline", sql]
+    return subprocess.run(command, env=env, check=True, capture_output=True, text=True, timeout=180).stdout
+
+
+def test_a_run_s_weeks_and_files_reach_dbt_in_its_target_folder_whatever_the_range(tmp_path):
+    """The whole archive in one run: its file names are far beyond what one command-line
+    argument may hold (128 KiB), so they go in the invocation's mta_run.json, read by the
+    macros when dbt executes; by hand, without that file, dbt reads every file of the lake."""
+    weeks = consecutive_weeks("2010-05-01", 720)
+    folder = "/srv/mta/lake/turnstile/{}/2010/2010-05-01/20261207T120000Z-0123abcd"
+    files = {dataset: [f"{folder.format(dataset)}/turnstile_{n:06d}.parquet" for n in range(len(weeks))]
+             for dataset in ("readings", "stations", "ridership")}
+    files["readings"].append(f"{folder.format('readings')}/o'hare.parquet")
+    files["official_hourly"] = []
+    folder = folder.format("readings")
+    (tmp_path / "run").mkdir()
+    write_run_file(tmp_path / "run", weeks, files)
+    assert len(json.dumps(files)) > 128 * 1024
+    sql = "select * from {{ lake_relation('readings') }} where {{ in_run_weeks('week') }} -- {{ lake_relation('official_hourly') }}"
+
+    compiled = _compile_inline(sql, tmp_path, run_file=True, lake_url="/srv/mta/lake")
+    listed = compiled.split("read_parquet([", 1)[1].split("]", 1)[0]
+    assert listed.count(".parquet'") == len(weeks) + 1
+    assert f"'{folder}/turnstile_000000.parquet'" in listed and "o''hare.parquet" in listed
+    in_weeks = compiled.split("where week in (", 1)[1].split(")", 1)[0]
+    assert in_weeks.count("date '") == 720 and "date '2010-05-01'" in in_weeks and f"date '{weeks[-1]}'" in in_weeks
+    assert "where false" in compiled  # a dataset without objects for these weeks: an empty relation
+
+    by_hand = _compile_inline(sql, tmp_path, run_file=False, lake_url="/srv/mta/lake")
+    assert "read_parquet(['/srv/mta/lake/turnstile/readings/*/*.parquet'], union_by_name = true) where true" in by_hand
+
+
+def test_dbt_for_dagster_answers_the_version_at_once_and_runs_dbt_for_the_rest():
+    """dagster-dbt asks `dbt --version` before each step's first command; dbt-core would import
+    its whole CLI and ask pypi.org (dbt/dbt-for-dagster). The answer is the installed dbt-core."""
+    wrapper = Path(dbt_executable())
+    assert wrapper.name == "dbt-for-dagster", "make setup installs dbt/dbt-for-dagster beside dbt"
+    installed = [path.name.removesuffix(".dist-info").split("-")[1] for path in wrapper.parent.parent.glob("lib/python*/site-packages/dbt_core-*.dist-info")]
+    version = subprocess.run([str(wrapper), "--version"], check=True, capture_output=True, text=True, timeout=60)
+    # dbt's own answer goes on with the latest release on PyPI and the adapters ("Plugins:").
+    assert version.stdout.splitlines() == ["Core:", f"  - installed: {installed[0]}"]
+    passed_on = subprocess.run([str(wrapper), "--help"], check=True, capture_output=True, text=True, timeout=120)
+    assert passed_on.stdout.startswith("Usage: dbt")

@@ -1,7 +1,8 @@
 """The warehouse: the dbt project's models as weekly assets under ``warehouse/``, its tests as checks.
 
 One dbt invocation per run builds the run's weeks (``BackfillPolicy.single_run``): the
-weeks and their lake files are passed as dbt vars, the weekly tables replace exactly those
+weeks and their lake files go to dbt in a file of the invocation (``dbt/macros/run.sql``),
+not as vars, so dbt parses only what changed; the weekly tables replace exactly those
 weeks (delete+insert on ``week``), and the rest (dimensions, series, marts) is rebuilt from
 the tables. Runs are serialized on DuckDB's single writer by the pool ``mta_warehouse``;
 a reader holding the file makes the run wait, at most the lock deadline in total
@@ -23,7 +24,9 @@ from mta_assets.defs.resources import Lake
 from mta_assets.defs.turnstile.partitions import weekly_partitions
 from mta_assets.defs.warehouse.lake_files import local_files, week_keys
 from mta_assets.defs.warehouse.metrics import week_metrics
-from mta_assets.defs.warehouse.project import prepared_project
+from mta_assets.defs.warehouse.project import (
+    dbt_target, dbt_vars, keep_parse_state, prepared_project, write_run_file,
+)
 from mta_assets.defs.warehouse.resources import DuckDBWarehouse
 from mta_assets.storage.duckdb_file import WarehouseBusy, busy_error, lock_holder, open_for_writing, while_busy
 
@@ -75,8 +78,7 @@ def warehouse_models(
     folder = Path(tempfile.mkdtemp(prefix=f"{database.name}.fetch-", dir=database.parent))
     try:
         files = local_files(lake, week_keys(lake, weeks), folder)
-        dbt_vars = {"weeks": weeks, "lake_files": files, "warehouse": str(database)}
-        events, failure = _build(context, dbt, duckdb_warehouse, ["build", "--vars", json.dumps(dbt_vars)])
+        events, failure = _build(context, dbt, duckdb_warehouse, weeks, files)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     if failure is None and SYSTEM_DAILY in context.selected_asset_keys:
@@ -90,27 +92,38 @@ def warehouse_models(
 
 
 def _build(
-    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: DuckDBWarehouse, args: list[str]
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: DuckDBWarehouse,
+    weeks: list[str], files: dict[str, list[str]],
 ) -> tuple[list[Any], dg.Failure | None]:
-    """Run dbt once the file is free; again while another process holds it, within the deadline.
+    """Run ``dbt build`` once the file is free; again while another process holds it, within the deadline.
 
     Returns dbt's events and, when a node failed for another reason, the failure to raise after them.
     """
     database = warehouse.path
+    args = ["build", *dbt_vars(database)]
+    if dbt_target() != "duckdb":  # BigQuery reads no local file: its weeks stay a var (dbt then parses anew)
+        args = ["build", "--vars", json.dumps({"warehouse": str(database), "weeks": weeks})]
 
     def wait(error: WarehouseBusy, waited: float) -> None:
         context.log.info(f"warehouse {database} held by {error.holder}: waiting ({waited:.1f} s of {warehouse.lock_deadline_s:g} s)")
 
     def attempt() -> tuple[list[Any], dg.Failure | None]:
         open_for_writing(database)
+        # Each invocation has a target folder of its own (DBT_TARGET_PATH), where the
+        # models find the run's weeks and files (dbt/macros/run.sql).
+        project = prepared_project()
+        target = Path(tempfile.mkdtemp(prefix="run-", dir=project.project_dir / project.target_path))
+        write_run_file(target, weeks, files)
         # The whole project every time, whatever the selection: a subset (say everything
         # downstream of turnstile_csv) would leave out the models that read only MTA's
         # official data, which the others join. Only the selected assets are recorded.
         invocation = dbt.cli(
-            args, manifest=prepared_project().manifest_path, dagster_dbt_translator=TRANSLATOR, raise_on_error=False
+            args, manifest=project.manifest_path,
+            dagster_dbt_translator=TRANSLATOR, raise_on_error=False, target_path=target,
         )
         events = list(invocation.stream())
         if invocation.is_successful():
+            keep_parse_state(target)
             # Each invocation has a target folder of its own; a failed one's stays, to read.
             shutil.rmtree(invocation.target_path, ignore_errors=True)
             return events, None

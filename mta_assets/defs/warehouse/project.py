@@ -8,6 +8,7 @@ from an environment of its own (``dbt_executable``).
 """
 
 import fcntl
+import json
 import logging
 import os
 import shutil
@@ -17,10 +18,14 @@ from pathlib import Path
 import dagster as dg
 from dagster_dbt import DbtCliResource, DbtProject
 
+from mta_assets.storage.duckdb_file import warehouse_path
+
 
 def dbt_executable() -> str:
     """The dbt command: MTA_DBT_EXECUTABLE, else dbt's own environment in the venv's folder
-    (``make setup``: .venv/dbt), else a dbt beside this interpreter or on PATH.
+    (``make setup``: .venv/dbt; its ``dbt-for-dagster``, which answers ``dbt --version``
+    without starting dbt, ``dbt/dbt-for-dagster`` says why), else a dbt beside this
+    interpreter or on PATH.
 
     dbt lives in an environment of its own (dbt/requirements.txt): Dagster runs it and never
     imports it, so no Dagster process pays dbt-core's import (1.2 s, 83 MB).
@@ -28,7 +33,8 @@ def dbt_executable() -> str:
     configured = os.environ.get("MTA_DBT_EXECUTABLE", "").strip()
     if configured:
         return configured
-    for candidate in (Path(sys.prefix) / "dbt" / "bin" / "dbt", Path(sys.executable).with_name("dbt")):
+    own = Path(sys.prefix) / "dbt" / "bin"
+    for candidate in (own / "dbt-for-dagster", own / "dbt", Path(sys.executable).with_name("dbt")):
         if candidate.is_file():
             return str(candidate)
     return shutil.which("dbt") or "dbt"
@@ -73,12 +79,55 @@ def _stale() -> bool:
     return any(path.stat().st_mtime > written for path in sources)
 
 
+def dbt_target() -> str:
+    """The dbt target of this deployment (profiles.yml): duckdb or bigquery."""
+    return os.environ.get("MTA_DBT_TARGET", "").strip() or "duckdb"
+
+
+def dbt_vars(database: Path) -> list[str]:
+    """The vars of every dbt command on ``database``: that file's path only.
+
+    The same at parse (below) and at build (``assets.py``), so dbt's partial parsing keeps
+    the parse done here: dbt parses the whole project again whenever vars change. The run's
+    weeks and files therefore go in a file (``write_run_file``), not in vars.
+    """
+    return ["--vars", json.dumps({"warehouse": str(database)})]
+
+
+def write_run_file(target: Path, weeks: list[str], files: dict[str, list[str]]) -> Path:
+    """The run's weeks and, per lake dataset, their local Parquet files, where the models
+    read them (``dbt/macros/run.sql``): ``mta_run.json`` in the invocation's target folder."""
+    path = target / "mta_run.json"
+    rows = [{"dataset": dataset, "path": file} for dataset, paths in files.items() for file in paths]
+    path.write_text(json.dumps({"weeks": weeks, "files": rows}))
+    return path
+
+
+def keep_parse_state(invocation_target: Path) -> None:
+    """Keep the parse state a build wrote (``partial_parse.msgpack``) for the next build.
+
+    dagster-dbt gives each command a target folder of its own, seeded with the project's
+    parse state (dagster-io/dagster#14762), but never keeps the state the command writes.
+    A state parsed with other vars (another warehouse file, say) is no use to dbt, which
+    then parses the whole project on every build (1.6 s). dbt checks a state before it uses
+    it (files, vars, profile), so a state from any build is safe; replaced atomically.
+    """
+    state = invocation_target / "partial_parse.msgpack"
+    if not state.is_file():
+        return
+    kept = warehouse_project.project_dir / warehouse_project.target_path / state.name
+    partial = kept.with_name(f".{state.name}.{os.getpid()}")
+    shutil.copyfile(state, partial)
+    os.replace(partial, kept)
+
+
 def prepared_project() -> DbtProject:
     """The project with a loadable, current manifest: parsed now if it is missing or a project
     file changed after it (which also covers ``dagster dev``'s edits).
 
     dagster-dbt's own preparer runs ``dbt`` from PATH, which is not where dbt lives here, so
-    the parse is run with ``dbt_executable()``, the way the preparer would.
+    the parse is run with ``dbt_executable()``, the way the preparer would, and with the
+    vars of this deployment's warehouse, so that its builds parse only what changed.
     """
     if _stale():
         lock_path = DBT_DIR / "target" / ".prepare.lock"
@@ -87,6 +136,6 @@ def prepared_project() -> DbtProject:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if _stale():
                 DbtCliResource(project_dir=warehouse_project, dbt_executable=dbt_executable()).cli(
-                    ["parse", "--quiet"], target_path=warehouse_project.target_path
+                    ["parse", "--quiet", *dbt_vars(warehouse_path())], target_path=warehouse_project.target_path
                 ).wait()
     return warehouse_project

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from mta_assets.defs.warehouse.project import dbt_executable, prepared_project
 from mta_assets.settings import float_from_env
-from mta_assets.storage.duckdb_file import DEFAULT_LOCK_DEADLINE_S, DEFAULT_WAREHOUSE
+from mta_assets.storage.duckdb_file import DEFAULT_LOCK_DEADLINE_S, DEFAULT_WAREHOUSE, warehouse_path
 
 
 class DuckDBWarehouse(dg.ConfigurableResource):
@@ -24,7 +24,7 @@ class DuckDBWarehouse(dg.ConfigurableResource):
 
     @property
     def path(self) -> Path:
-        return Path(self.database).expanduser().resolve()
+        return warehouse_path(self.database)
 
 
 def build_warehouse_resources() -> dict[str, object]:
