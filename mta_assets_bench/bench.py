@@ -132,9 +132,12 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def measure(command: list[str], env: dict[str, str], cwd: Path, log: Path, disk: Path | None = None) -> dict:
+def measure(
+    command: list[str], env: dict[str, str], cwd: Path, log: Path, disk: Path | None = None, also: tuple[Path, ...] = ()
+) -> dict:
     """Wall time (start-up included), peak resident memory and, when ``disk`` is given, the peak
-    bytes of local files under that folder (sampled every 0.2 s) of one command, which must succeed."""
+    bytes of local files under that folder and ``also`` (sampled every 0.2 s) of one command,
+    which must succeed."""
     import threading
 
     from mta_assets.storage.staging import disk_usage
@@ -146,7 +149,8 @@ def measure(command: list[str], env: dict[str, str], cwd: Path, log: Path, disk:
     def sample() -> None:
         while not stop.wait(0.2):
             # The run's staging and temp files; its DAGSTER_HOME (event log) is not counted.
-            peak_disk[0] = max(peak_disk[0], disk_usage(disk) - disk_usage(disk / "dagster_home"))
+            used = disk_usage(disk) - disk_usage(disk / "dagster_home") + sum(disk_usage(folder) for folder in also)
+            peak_disk[0] = max(peak_disk[0], used)
 
     sampler = threading.Thread(target=sample, daemon=True) if disk is not None else None
     with open(log, "wb") as out:
@@ -240,6 +244,11 @@ class Bench:
         home = run_dir / "dagster_home"
         home.mkdir(parents=True)
         (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        # One warehouse file for all our runs, as a deployment has one, emptied before each
+        # run: dbt keeps the parse state of a build for the next one on the same file.
+        warehouse = self.workdir / "warehouse" / "warehouse.duckdb"
+        shutil.rmtree(warehouse.parent, ignore_errors=True)
+        warehouse.parent.mkdir()
         partition = ["--partition", weeks[0]] if len(weeks) == 1 else ["--partition-range", f"{weeks[0]}...{weeks[-1]}"]
         command = [
             str(Path(sys.executable).with_name("dagster")), "asset", "materialize",
@@ -251,14 +260,14 @@ class Bench:
             MTA_SOURCE_URL=self.mirror.url,
             MTA_LAKE_URL=f"gs://{self.bucket}/{prefix}",
             MTA_STAGING_DIR=str(run_dir / "staging"),
-            MTA_WAREHOUSE=str(run_dir / "warehouse.duckdb"),  # issue 14: each run its own warehouse
+            MTA_WAREHOUSE=str(warehouse),
             STORAGE_EMULATOR_HOST=self.emulator.url,
             TMPDIR=str(run_dir),  # the lake's local-copy cache lands here and goes with the run
             # station_complexes (downstream of stations) reads MTA's crosswalks offline.
             **({"MTA_STATION_COMPLEXES_URL": str(STATIONS_DIR)} if STATIONS_DIR.is_dir() else {}),
             **extra_env,
         )
-        result = measure(command, env, self.code_root, run_dir.with_suffix(".log"), disk=run_dir)
+        result = measure(command, env, self.code_root, run_dir.with_suffix(".log"), disk=run_dir, also=(warehouse.parent,))
         return result, prefix
 
     def run_plain(self, weeks: list[str]) -> tuple[dict, str]:
