@@ -1,9 +1,9 @@
 {#- Where staging reads a lake dataset from.
 
 DuckDB: the Parquet files Dagster fetched for this run's weeks (mta_run(), or the var
-lake_files), else every file of the local lake (env MTA_LAKE_URL). Files are read one week at a time into tables,
-so a corrupted object fails the run that reads it (DuckDB's error names the file), never a
-later query. BigQuery: the external table over the lake (macros/bigquery.sql).
+lake_files), else every file of the local lake (env MTA_LAKE_URL). Files are read one week
+at a time into tables, so a corrupted object fails the run that reads it (DuckDB's error
+names the file), never a later query. BigQuery: the external table over the lake (macros/bigquery.sql).
 source() is called in both cases so that dbt (and Dagster's lineage) sees the dependency. -#}
 {% macro lake_relation(dataset) %}
   {%- set relation = source('lake', dataset) -%}
