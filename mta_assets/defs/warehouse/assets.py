@@ -9,7 +9,6 @@ a reader holding the file makes the run wait, at most the lock deadline in total
 (``storage/duckdb_file.py``).
 """
 
-import json
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -100,9 +99,8 @@ def _build(
     Returns dbt's events and, when a node failed for another reason, the failure to raise after them.
     """
     database = warehouse.path
-    args = ["build", *dbt_vars(database)]
-    if dbt_target() != "duckdb":  # BigQuery reads no local file: its weeks stay a var (dbt then parses anew)
-        args = ["build", "--vars", json.dumps({"warehouse": str(database), "weeks": weeks})]
+    # BigQuery reads no local file: its weeks stay a var (dbt then parses anew).
+    args = ["build", *dbt_vars(database, weeks if dbt_target() != "duckdb" else None)]
 
     def wait(error: WarehouseBusy, waited: float) -> None:
         context.log.info(f"warehouse {database} held by {error.holder}: waiting ({waited:.1f} s of {warehouse.lock_deadline_s:g} s)")

@@ -84,14 +84,18 @@ def dbt_target() -> str:
     return os.environ.get("MTA_DBT_TARGET", "").strip() or "duckdb"
 
 
-def dbt_vars(database: Path) -> list[str]:
-    """The vars of every dbt command on ``database``: that file's path only.
+def dbt_vars(database: Path, weeks: list[str] | None = None) -> list[str]:
+    """The vars of a dbt command on ``database``: that file's path, and ``weeks`` for BigQuery.
 
-    The same at parse (below) and at build (``assets.py``), so dbt's partial parsing keeps
-    the parse done here: dbt parses the whole project again whenever vars change. The run's
-    weeks and files therefore go in a file (``write_run_file``), not in vars.
+    The same at parse (below) and at a DuckDB build (``assets.py``), so dbt's partial parsing
+    keeps the parse done here: dbt parses the whole project again whenever vars change. The
+    run's weeks and files therefore go in a file (``write_run_file``), not in vars; BigQuery
+    reads no local file, so its weeks stay a var.
     """
-    return ["--vars", json.dumps({"warehouse": str(database)})]
+    values: dict[str, object] = {"warehouse": str(database)}
+    if weeks is not None:
+        values["weeks"] = weeks
+    return ["--vars", json.dumps(values)]
 
 
 def write_run_file(target: Path, weeks: list[str], files: dict[str, list[str]]) -> Path:
