@@ -18,6 +18,12 @@ success (dagster-io/dagster#17836), and a check result cannot name a partition
   failed weeks stay missing, so *Materialize -> missing* re-runs exactly them, and the
   good weeks' downstream assets follow through their automation condition
   (``defs/automation.py``), since Dagster skips the downstream steps of a failed step.
+
+Once a week's source is found down (it kept failing past its own retries), the weeks not
+yet started are failed without being tried (``held_back``): each would wait out the same
+retries against the same outage (14 s a week at the defaults: six minutes for a year, per
+attempt). They are retryable, so the step's ``RetryPolicy`` tries them all again after its
+delay, when the source may be back.
 """
 
 from __future__ import annotations
@@ -53,6 +59,8 @@ class WeekReport:
         self.failures: dict[str, str] = {}
         self.skips: dict[str, str] = {}
         self.retryable: set[str] = set()
+        self.source_down: str | None = None  # the first week whose source was down in this attempt
+        self.held: list[str] = []  # weeks failed without being tried, since
         self.started = time.perf_counter()
 
     def checks(self, week: str, results: Iterable[dg.AssetCheckResult], blocking: frozenset[str]) -> None:
@@ -78,11 +86,28 @@ class WeekReport:
         self.done[week] = metadata
         self.context.log.info(f"week {week} committed{note} ({self.progress()})")
 
-    def failed(self, week: str, message: str, retryable: bool = False) -> None:
+    def failed(self, week: str, message: str, retryable: bool = False, source_down: bool = False) -> None:
+        """A week that was not committed; ``source_down`` when its source kept failing past its retries."""
         self.failures[week] = message if week in message else f"week {week}: {message}"
         if retryable:
             self.retryable.add(week)
+        if source_down and self.source_down is None:
+            self.source_down = week
         self.context.log.error(f"{self.failures[week]} ({self.progress()})")
+
+    def held_back(self, week: str) -> bool:
+        """Fail ``week`` without trying it when its source was found down earlier in this attempt."""
+        if self.source_down is None:
+            return False
+        if not self.held:
+            self.context.log.warning(
+                f"the source was down for week {self.source_down}: the weeks not started yet are not tried in "
+                "this attempt; the step's retry tries them again"
+            )
+        self.held.append(week)
+        self.failures[week] = f"week {week}: not tried, the source was down (see week {self.source_down})"
+        self.retryable.add(week)
+        return True
 
     def skipped(self, week: str, reason: str) -> None:
         """A week with nothing to do yet (not an error, no alert): it stays missing."""

@@ -161,6 +161,15 @@ class SourceUnavailable(SourceError):
     permanent = False
 
 
+def source_down(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or what caused it) is the source failing past its retries: other weeks would wait it out too."""
+    while exc is not None:
+        if isinstance(exc, SourceUnavailable) and not exc.permanent:
+            return True
+        exc = exc.__cause__
+    return False
+
+
 class DownloadInterrupted(SourceError):
     """The run is being stopped; the partial file is removed and nothing is retried."""
 

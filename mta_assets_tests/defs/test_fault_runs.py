@@ -15,7 +15,7 @@ from pathlib import Path
 import dagster as dg
 import requests
 
-from mta_assets.defs.resources import build_resources
+from mta_assets.defs.resources import MTASource, build_resources
 from mta_assets.defs.turnstile.assets import turnstile_weeks
 from mta_devtools.mirror import MirrorServer
 from mta_assets_tests.fixtures_gcs import free_port
@@ -204,3 +204,37 @@ def test_a_stalled_source_costs_a_week_its_deadline_once_across_step_retries(
     assert elapsed < 2 + 0.5 + 20 + 40 + 15, f"{elapsed:.0f} s"
     gets = [path for method, path in mirror.requests if method == "GET"]
     assert 2 <= len(gets) <= 10
+
+
+def test_a_source_found_down_is_not_asked_for_the_other_weeks_until_the_step_retries(
+    mirror: MirrorServer, synthetic_week, tmp_path, monkeypatch
+):
+    """Once a week's source fails past its retries, the weeks not started yet fail at once, retryable."""
+    weeks = ["2023-12-30", "2024-01-06", "2024-01-13", "2024-01-20"]
+    names = [synthetic_week(week, readings=1_000).name for week in weeks]
+    mirror.inject(names[0], "503", "503")  # one attempt of the first week: its request and one transport retry
+    for name, value in {
+        "MTA_SOURCE_URL": mirror.url, "MTA_LAKE_URL": str(tmp_path / "lake"), "MTA_STAGING_DIR": str(tmp_path / "staging"),
+    }.items():
+        monkeypatch.setenv(name, value)
+    resources = {**build_resources(), "mta_source": MTASource(base_url=mirror.url, retries=1, backoff_factor_s=0)}
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = dg.materialize(
+            [turnstile_weeks], resources=resources, instance=instance, raise_on_error=False,
+            run_config={"ops": {"turnstile_weeks": {"config": {"weeks_in_flight": 1}}}},
+            tags={"dagster/asset_partition_range_start": weeks[0], "dagster/asset_partition_range_end": weeks[-1]},
+        )
+        status = instance.get_status_by_partition(
+            dg.AssetKey("turnstile_readings"), weeks, turnstile_weeks.partitions_def
+        )
+    assert result.success  # the step's retry, with the source back, committed every week
+    assert status == dict.fromkeys(weeks, dg.AssetPartitionStatus.MATERIALIZED)
+    (retry,) = [event for event in result.all_events if event.event_type_value == "STEP_UP_FOR_RETRY"]
+    error = retry.event_specific_data.error  # Dagster's retry request, caused by the step's failure
+    message = error.cause.message
+    assert f"week {weeks[0]}: {mirror.url}/{names[0]} answered HTTP 503" in message
+    for week in weeks[1:]:
+        assert f"week {week}: not tried, the source was down (see week {weeks[0]})" in message
+    gets = [path.lstrip("/") for method, path in mirror.requests if method == "GET"]
+    # The first attempt asked for the first week only; the retry asked once for each week.
+    assert gets == [names[0], names[0], *names]

@@ -13,6 +13,7 @@ from mta_assets.defs.official.resources import OpenDataSource
 from mta_assets.defs.resources import Lake
 from mta_assets.mta import official
 from mta_assets.storage.commit import week_key
+from mta_assets_tests.fixtures_gcs import free_port
 from mta_assets_tests.official_helpers import PUBLISHED_THROUGH, STATIONS, soda_mirror  # noqa: F401
 
 WEEK = "2024-01-06"
@@ -156,3 +157,22 @@ def test_a_range_commits_its_published_weeks_and_leaves_the_unpublished_one_miss
     assert {week for week, state in status.items() if state == dg.AssetPartitionStatus.MATERIALIZED} == set(weeks[:2])
     for week in weeks:
         assert (week_key(res["lake"].client, "official", "hourly", week) is None) is (week == unpublished), week
+
+
+def test_weeks_after_one_whose_source_is_down_are_not_tried_in_that_run(tmp_path):
+    weeks = ["2023-12-30", "2024-01-06", "2024-01-13"]
+    # Nothing listens there: the first week's download fails past its retries.
+    down = OpenDataSource(base_url=f"http://127.0.0.1:{free_port()}", retries=1, backoff_factor_s=0)
+    result = _materialize(
+        [official_hourly_week], resources={"lake": Lake(url=str(tmp_path / "lake")), "open_data": down},
+        raise_on_error=False,
+        tags={"dagster/asset_partition_range_start": weeks[0], "dagster/asset_partition_range_end": weeks[-1]},
+    )
+    assert not result.success
+    (failure,) = [event for event in result.all_events if event.is_step_failure]
+    message = failure.step_failure_data.error.message
+    assert "3 of 3 week(s) failed" in message
+    assert f"week {weeks[0]}: cannot fetch" in message and "Connection refused" in message
+    for week in weeks[1:]:
+        assert f"week {week}: not tried, the source was down (see week {weeks[0]})" in message
+    assert not (tmp_path / "lake").exists() or not any(path.is_file() for path in (tmp_path / "lake").rglob("*"))

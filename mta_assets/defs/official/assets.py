@@ -23,6 +23,7 @@ from mta_assets.defs.resources import Lake, with_links
 from mta_assets.defs.weeks import WeekReport
 from mta_assets.mta import official
 from mta_assets.storage.commit import commit_week, week_key
+from mta_assets.storage.http import source_down
 from mta_assets.storage.soda import NotPublished, SodaError
 
 GROUP = "mta_official"
@@ -68,13 +69,15 @@ def official_hourly_week(context: dg.AssetExecutionContext, config: OfficialHour
     weeks = list(context.partition_keys)
     report = WeekReport(context, weeks)
     for week in weeks:
+        if report.held_back(week):
+            continue
         try:
             metadata, results = _week(context, config, lake, open_data, week)
         except NotPublished as exc:
             report.skipped(week, f"{exc}; nothing to do until data.ny.gov publishes it")
             continue
         except SodaError as exc:
-            report.failed(week, str(exc), retryable=not exc.permanent)
+            report.failed(week, str(exc), retryable=not exc.permanent, source_down=source_down(exc))
             continue
         except _Blocked as blocked:
             report.checks(week, blocked.results, frozenset(BLOCKING))

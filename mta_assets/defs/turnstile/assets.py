@@ -28,6 +28,7 @@ from mta_assets.mta.calendar import require_published, weeks_before
 from mta_assets.mta.stations import StationKey
 from mta_assets.mta.validate import ValidationSettings
 from mta_assets.storage.deadline import stop_transfers_on_interrupt
+from mta_assets.storage.http import source_down
 from mta_assets.storage.staging import RunStaging
 
 GROUP = "mta_turnstile"
@@ -221,6 +222,8 @@ class _RangeRunner:
                     week = next(pending, None)
                     if week is None:
                         break
+                    if self.report.held_back(week):
+                        continue
                     in_flight[_start_week(week, ctx)] = week
                 if not in_flight:
                     break
@@ -249,7 +252,7 @@ class _RangeRunner:
             result = future.result()
         except WeekFailed as failure:
             self._checks(week, failure.outcomes)
-            self.report.failed(week, str(failure), retryable=not failure.permanent)
+            self.report.failed(week, str(failure), retryable=not failure.permanent, source_down=source_down(failure))
             return
         except Exception as exc:  # a bug, not a week's fault: still name the week
             self.report.failed(week, f"week {week}: {type(exc).__name__}: {exc}")
