@@ -9,9 +9,11 @@ a reader holding the file makes the run wait, at most the lock deadline in total
 (``storage/duckdb_file.py``).
 """
 
+import itertools
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -75,28 +77,47 @@ def warehouse_models(
     # Beside the DuckDB file: a GCS lake's objects for this run, removed after it.
     database.parent.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix=f"{database.name}.fetch-", dir=database.parent))
+    held: list[dg.MaterializeResult] = []  # system_daily's, recorded once its metrics are read
     try:
         files = local_files(lake, week_keys(lake, weeks), folder)
-        events, failure = _build(context, dbt, duckdb_warehouse, weeks, files)
+        build = _start(context, dbt, duckdb_warehouse, weeks, files)
+        # Each result is recorded as dbt reports it (the UI shows the build's progress, and
+        # Dagster records while dbt works), what dbt built and tested even when another node fails.
+        for result in _selected(context, build.events):
+            if result.asset_key == SYSTEM_DAILY and isinstance(result, dg.MaterializeResult):
+                held.append(result)
+            else:
+                yield result
+        failure = _finish(context, build.invocation, database)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    if failure is None and SYSTEM_DAILY in context.selected_asset_keys:
-        # Per week, so the asset's Plots tab shows the series across partitions.
+    if failure is None and held:
+        # Per week, so the asset's Plots tab shows the series across partitions; read once
+        # dbt has closed the file (DuckDB has one writer).
         for week, values in week_metrics(database, weeks).items():
             context.add_asset_metadata(values, asset_key=SYSTEM_DAILY, partition_key=week)
-    # What dbt built and tested is recorded even when another node failed.
-    yield from _selected(context, events)
+    yield from held
     if failure is not None:
         raise failure
 
 
-def _build(
+@dataclass
+class _Started:
+    """A dbt build under way: its invocation and its events, the first one already read."""
+
+    invocation: DbtCliInvocation
+    events: Iterator[Any]
+
+
+def _start(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: DuckDBWarehouse,
     weeks: list[str], files: dict[str, list[str]],
-) -> tuple[list[Any], dg.Failure | None]:
-    """Run ``dbt build`` once the file is free; again while another process holds it, within the deadline.
+) -> _Started:
+    """Start ``dbt build`` once the file is free; again while another process holds it, within the deadline.
 
-    Returns dbt's events and, when a node failed for another reason, the failure to raise after them.
+    dbt connects to the file for its first node: a build whose first event came has the
+    file, and from then on its events are streamed; one that ended without any on DuckDB's
+    lock error is started again.
     """
     database = warehouse.path
     # BigQuery reads no local file: its weeks stay a var (dbt then parses anew).
@@ -105,7 +126,7 @@ def _build(
     def wait(error: WarehouseBusy, waited: float) -> None:
         context.log.info(f"warehouse {database} held by {error.holder}: waiting ({waited:.1f} s of {warehouse.lock_deadline_s:g} s)")
 
-    def attempt() -> tuple[list[Any], dg.Failure | None]:
+    def attempt() -> _Started:
         open_for_writing(database)
         # Each invocation has a target folder of its own (DBT_TARGET_PATH), where the
         # models find the run's weeks and files (dbt/macros/run.sql).
@@ -119,21 +140,13 @@ def _build(
             args, manifest=project.manifest_path,
             dagster_dbt_translator=TRANSLATOR, raise_on_error=False, target_path=target,
         )
-        events = list(invocation.stream())
-        if invocation.is_successful():
-            keep_parse_state(target)
-            # Each invocation has a target folder of its own; a failed one's stays, to read.
-            shutil.rmtree(invocation.target_path, ignore_errors=True)
-            return events, None
-        error = invocation.get_error()
-        held = _lock_holder(invocation, error)
-        if held is not None:  # a reader took the file between the probe and dbt's connection
-            raise WarehouseBusy(str(database), held, "dbt could not open the file")
-        return events, dg.Failure(
-            description=f"dbt build of weeks {context.partition_keys[0]}..{context.partition_keys[-1]} on "
-            f"{database} failed: {error}",
-            metadata={"errors": dg.MetadataValue.json(_messages(invocation)[:20])},
-        )
+        events = iter(invocation.stream())
+        first = next(events, None)
+        if first is None and not invocation.is_successful():
+            held = _lock_holder(invocation, invocation.get_error())
+            if held is not None:  # a reader took the file between the probe and dbt's connection
+                raise WarehouseBusy(str(database), held, "dbt could not open the file")
+        return _Started(invocation, itertools.chain([] if first is None else [first], events))
 
     try:
         return while_busy(attempt, database, warehouse.lock_deadline_s, wait)
@@ -143,7 +156,21 @@ def _build(
         raise
 
 
-def _selected(context: dg.AssetExecutionContext, events: list[Any]) -> Iterator[Any]:
+def _finish(context: dg.AssetExecutionContext, invocation: DbtCliInvocation, database: Path) -> dg.Failure | None:
+    """After the build: its parse state kept and its folder removed, or the failure naming dbt's errors."""
+    if invocation.is_successful():
+        keep_parse_state(invocation.target_path)
+        # Each invocation has a target folder of its own; a failed one's stays, to read.
+        shutil.rmtree(invocation.target_path, ignore_errors=True)
+        return None
+    return dg.Failure(
+        description=f"dbt build of weeks {context.partition_keys[0]}..{context.partition_keys[-1]} on "
+        f"{database} failed: {invocation.get_error()}",
+        metadata={"errors": dg.MetadataValue.json(_messages(invocation)[:20])},
+    )
+
+
+def _selected(context: dg.AssetExecutionContext, events: Iterable[Any]) -> Iterator[Any]:
     """dbt's events as results of the selected assets and checks."""
     for event in events:
         if isinstance(event, dg.AssetMaterialization) and event.asset_key in context.selected_asset_keys:
