@@ -24,6 +24,10 @@ yet started are failed without being tried (``held_back``): each would wait out 
 retries against the same outage (14 s a week at the defaults: six minutes for a year, per
 attempt). They are retryable, so the step's ``RetryPolicy`` tries them all again after its
 delay, when the source may be back.
+
+A retry of the step works on ``to_do`` only: the weeks an earlier attempt in the same run
+did not commit. The committed ones were recorded on their partitions when that attempt
+failed, and keep their objects; they are not downloaded and computed again.
 """
 
 from __future__ import annotations
@@ -62,6 +66,30 @@ class WeekReport:
         self.source_down: str | None = None  # the first week whose source was down in this attempt
         self.held: list[str] = []  # weeks failed without being tried, since
         self.started = time.perf_counter()
+        # Weeks an earlier attempt of this step committed and recorded (a retry; none in a first attempt).
+        self.resumed = self._committed_earlier() if context.retry_number else {}
+        self.done.update(self.resumed)
+        if self.resumed:
+            context.log.info(
+                f"retry: {len(self.resumed)} week(s) committed by an earlier attempt are kept, not run again "
+                f"({', '.join(sorted(self.resumed))})"
+            )
+
+    @property
+    def to_do(self) -> list[str]:
+        """The weeks this attempt works on: all of them, but on a retry those already committed."""
+        return [week for week in self.weeks if week not in self.resumed]
+
+    def _committed_earlier(self) -> dict[str, Mapping[dg.AssetKey, Mapping[str, Any]]]:
+        """Each week whose every selected asset an earlier attempt in this run recorded, with that metadata."""
+        keys = set(self.context.selected_asset_keys)
+        found: dict[str, dict[dg.AssetKey, Mapping[str, Any]]] = {}
+        records = self.context.instance.all_logs(self.context.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+        for record in records:
+            event = record.dagster_event
+            if event is not None and event.asset_key in keys and event.partition in self.weeks:
+                found.setdefault(event.partition, {})[event.asset_key] = record.asset_materialization.metadata
+        return {week: assets for week, assets in found.items() if set(assets) == keys}
 
     def checks(self, week: str, results: Iterable[dg.AssetCheckResult], blocking: frozenset[str]) -> None:
         """Log the week's check results on its partition (the selected checks only)."""
@@ -127,6 +155,8 @@ class WeekReport:
             self.context.log.info(f"range totals: {dict(totals)}")
         if self.failures or self.skips:
             for week, assets in self.done.items():
+                if week in self.resumed:
+                    continue  # recorded by the attempt that committed it
                 for key in keys:
                     self.context.log_event(dg.AssetMaterialization(asset_key=key, partition=week, metadata=assets[key]))
         if self.skips and not self.failures:
@@ -144,6 +174,8 @@ class WeekReport:
                 # Only a transient cause (a lake or source outage) is worth the step's retry.
                 allow_retries=bool(self.retryable),
             )
+        # Every week of the range gets a materialization from these results, the resumed ones
+        # again: with the metadata they were committed with, so their row counts stay latest.
         for week, assets in self.done.items():
             for key in keys:
                 self.context.add_asset_metadata(dict(assets[key]), asset_key=key, partition_key=week)

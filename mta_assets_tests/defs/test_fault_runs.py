@@ -238,3 +238,38 @@ def test_a_source_found_down_is_not_asked_for_the_other_weeks_until_the_step_ret
     gets = [path.lstrip("/") for method, path in mirror.requests if method == "GET"]
     # The first attempt asked for the first week only; the retry asked once for each week.
     assert gets == [names[0], names[0], *names]
+
+
+def test_the_step_s_retry_runs_only_the_weeks_an_earlier_attempt_did_not_commit(
+    mirror: MirrorServer, synthetic_week, tmp_path, monkeypatch
+):
+    weeks = ["2023-12-30", "2024-01-06", "2024-01-13"]
+    names = [synthetic_week(week, readings=1_000 + 100 * n).name for n, week in enumerate(weeks)]
+    mirror.inject(names[1], "503", "503")  # the second week's first attempt: its request and one transport retry
+    for name, value in {
+        "MTA_SOURCE_URL": mirror.url, "MTA_LAKE_URL": str(tmp_path / "lake"), "MTA_STAGING_DIR": str(tmp_path / "staging"),
+    }.items():
+        monkeypatch.setenv(name, value)
+    resources = {**build_resources(), "mta_source": MTASource(base_url=mirror.url, retries=1, backoff_factor_s=0)}
+    readings = dg.AssetKey("turnstile_readings")
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = dg.materialize(
+            [turnstile_weeks], resources=resources, instance=instance, raise_on_error=False,
+            run_config={"ops": {"turnstile_weeks": {"config": {"weeks_in_flight": 1}}}},
+            tags={"dagster/asset_partition_range_start": weeks[0], "dagster/asset_partition_range_end": weeks[-1]},
+        )
+        status = instance.get_status_by_partition(readings, weeks, turnstile_weeks.partitions_def)
+        latest = {
+            week: instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=readings, asset_partitions=[week]), limit=1
+            ).records[0].asset_materialization.metadata["dagster/row_count"].value
+            for week in weeks
+        }
+    assert result.success
+    assert status == dict.fromkeys(weeks, dg.AssetPartitionStatus.MATERIALIZED)
+    gets = [path.lstrip("/") for method, path in mirror.requests if method == "GET"]
+    # The first week was committed by the first attempt and not downloaded again by the retry.
+    assert gets == [names[0], names[1], names[1], names[1], names[2]]
+    # Its latest materialization still carries the metadata it was committed with.
+    assert latest[weeks[0]] < latest[weeks[1]] < latest[weeks[2]]
+    assert latest[weeks[0]] > 900

@@ -68,7 +68,7 @@ def official_hourly_week(context: dg.AssetExecutionContext, config: OfficialHour
     """Each selected week's official hourly ridership, raw and validated, committed together when valid."""
     weeks = list(context.partition_keys)
     report = WeekReport(context, weeks)
-    for week in weeks:
+    for week in report.to_do:
         if report.held_back(week):
             continue
         try:

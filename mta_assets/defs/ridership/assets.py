@@ -120,7 +120,7 @@ def ridership_weeks(
     official = stored_daily_totals(lake) if RIDERSHIP in selected else {}
     report = WeekReport(context, weeks)
     tables = _Tables(turnstile_readings)
-    for week in weeks:
+    for week in report.to_do:
         started = time.perf_counter()
         try:
             metadata, results = _week(week, selected, tables, lake, key, key_note, earlier, config, official)

@@ -214,7 +214,7 @@ class _RangeRunner:
         return [known[w] for w in sorted(known) if w < week][-8:]
 
     def run(self, ctx: WeekContext) -> None:
-        pending = iter(self.weeks)
+        pending = iter(self.report.to_do)
         in_flight: dict[Future, str] = {}
         try:
             while True:
