@@ -64,7 +64,7 @@ class WeekReport:
         self.skips: dict[str, str] = {}
         self.retryable: set[str] = set()
         self.source_down: str | None = None  # the first week whose source was down in this attempt
-        self.held: list[str] = []  # weeks failed without being tried, since
+        self.held: list[str] = []  # weeks failed without being tried, from then on
         self.started = time.perf_counter()
         # Weeks an earlier attempt of this step committed and recorded (a retry; none in a first attempt).
         self.resumed = self._committed_earlier() if context.retry_number else {}
