@@ -19,11 +19,13 @@ success (dagster-io/dagster#17836), and a check result cannot name a partition
   good weeks' downstream assets follow through their automation condition
   (``defs/automation.py``), since Dagster skips the downstream steps of a failed step.
 
-Once a week's source is found down (it kept failing past its own retries), the weeks not
-yet started are failed without being tried (``held_back``): each would wait out the same
-retries against the same outage (14 s a week at the defaults: six minutes for a year, per
-attempt). They are retryable, so the step's ``RetryPolicy`` tries them all again after its
-delay, when the source may be back.
+Once the source is found down (two weeks kept failing past their own transport retries),
+the weeks not yet started are failed without being tried (``held_back``): each would wait
+out the same retries against the same outage (14 s a week at the defaults: six minutes for
+a year, per attempt). One week failing so is not enough: it may be that week's file alone
+(a 5xx on it, a stall), and the other weeks must still get theirs. The held-back weeks are
+retryable, so the step's ``RetryPolicy`` (``WEEK_RETRY_POLICY``) tries them again after
+its delay, when the source may be back.
 
 A retry of the step works on ``to_do`` only: the weeks an earlier attempt in the same run
 did not commit. The committed ones were recorded on their partitions when that attempt
@@ -53,6 +55,13 @@ def week_check_spec(
     return dg.AssetCheckSpec(name, asset=asset, description=text, partitions_def=partitions_def)
 
 
+# The weekly download steps' retry policy: a transient failure (an outage of the source or
+# the lake) retried twice, 10 s then about 20 s later.
+WEEK_RETRY_POLICY = dg.RetryPolicy(max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+# Weeks whose source failed past its retries before the source counts as down.
+SOURCE_DOWN_AFTER = 2
+
+
 class WeekReport:
     """Collects each week's outcome as the step goes, then records them the one way above."""
 
@@ -63,8 +72,8 @@ class WeekReport:
         self.failures: dict[str, str] = {}
         self.skips: dict[str, str] = {}
         self.retryable: set[str] = set()
-        self.source_down: str | None = None  # the first week whose source was down in this attempt
-        self.held: list[str] = []  # weeks failed without being tried, from then on
+        self.source_failed: list[str] = []  # weeks whose source failed past its retries, in this attempt
+        self.held: list[str] = []  # weeks failed without being tried, once the source counts as down
         self.started = time.perf_counter()
         # Weeks an earlier attempt of this step committed and recorded (a retry; none in a first attempt).
         self.resumed = self._committed_earlier() if context.retry_number else {}
@@ -119,21 +128,22 @@ class WeekReport:
         self.failures[week] = message if week in message else f"week {week}: {message}"
         if retryable:
             self.retryable.add(week)
-        if source_down and self.source_down is None:
-            self.source_down = week
+        if source_down:
+            self.source_failed.append(week)
         self.context.log.error(f"{self.failures[week]} ({self.progress()})")
 
     def held_back(self, week: str) -> bool:
-        """Fail ``week`` without trying it when its source was found down earlier in this attempt."""
-        if self.source_down is None:
+        """Fail ``week`` without trying it once the source was found down in this attempt."""
+        if len(self.source_failed) < SOURCE_DOWN_AFTER:
             return False
+        seen = " and ".join(self.source_failed[:SOURCE_DOWN_AFTER])
         if not self.held:
             self.context.log.warning(
-                f"the source was down for week {self.source_down}: the weeks not started yet are not tried in "
-                "this attempt; the step's retry tries them again"
+                f"the source is down (weeks {seen} failed past their retries): the weeks not started yet are not "
+                "tried in this attempt"
             )
         self.held.append(week)
-        self.failures[week] = f"week {week}: not tried, the source was down (see week {self.source_down})"
+        self.failures[week] = f"week {week}: not tried, the source was down (see weeks {seen})"
         self.retryable.add(week)
         return True
 
@@ -145,7 +155,9 @@ class WeekReport:
     def progress(self) -> str:
         finished, total = len(self.done) + len(self.failures), len(self.weeks)
         elapsed = time.perf_counter() - self.started
-        eta = elapsed / finished * (total - finished) if finished else 0.0
+        # Weeks resumed from an earlier attempt took no time in this one: the rate leaves them out.
+        worked = finished - len(self.resumed)
+        eta = elapsed / worked * (total - finished) if worked > 0 else 0.0
         return f"{finished} of {total} weeks, {len(self.failures)} failed, elapsed {elapsed:.0f} s, ETA {eta:.0f} s"
 
     def finish(self, keys: Iterable[dg.AssetKey], totals: Mapping[str, Any] | None = None) -> Iterator[dg.MaterializeResult]:

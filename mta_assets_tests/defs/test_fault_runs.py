@@ -209,10 +209,11 @@ def test_a_stalled_source_costs_a_week_its_deadline_once_across_step_retries(
 def test_a_source_found_down_is_not_asked_for_the_other_weeks_until_the_step_retries(
     mirror: MirrorServer, synthetic_week, tmp_path, monkeypatch
 ):
-    """Once a week's source fails past its retries, the weeks not started yet fail at once, retryable."""
+    """Once two weeks' source failed past its retries, the weeks not started yet fail at once, retryable."""
     weeks = ["2023-12-30", "2024-01-06", "2024-01-13", "2024-01-20"]
     names = [synthetic_week(week, readings=1_000).name for week in weeks]
-    mirror.inject(names[0], "503", "503")  # one attempt of the first week: its request and one transport retry
+    for name in names[:2]:  # one attempt of each of the first two weeks: its request and one transport retry
+        mirror.inject(name, "503", "503")
     for name, value in {
         "MTA_SOURCE_URL": mirror.url, "MTA_LAKE_URL": str(tmp_path / "lake"), "MTA_STAGING_DIR": str(tmp_path / "staging"),
     }.items():
@@ -232,12 +233,13 @@ def test_a_source_found_down_is_not_asked_for_the_other_weeks_until_the_step_ret
     (retry,) = [event for event in result.all_events if event.event_type_value == "STEP_UP_FOR_RETRY"]
     error = retry.event_specific_data.error  # Dagster's retry request, caused by the step's failure
     message = error.cause.message
-    assert f"week {weeks[0]}: {mirror.url}/{names[0]} answered HTTP 503" in message
-    for week in weeks[1:]:
-        assert f"week {week}: not tried, the source was down (see week {weeks[0]})" in message
+    for week, name in zip(weeks[:2], names[:2]):
+        assert f"week {week}: {mirror.url}/{name} answered HTTP 503" in message
+    for week in weeks[2:]:
+        assert f"week {week}: not tried, the source was down (see weeks {weeks[0]} and {weeks[1]})" in message
     gets = [path.lstrip("/") for method, path in mirror.requests if method == "GET"]
-    # The first attempt asked for the first week only; the retry asked once for each week.
-    assert gets == [names[0], names[0], *names]
+    # The first attempt asked for the first two weeks only; the retry asked once for each week.
+    assert gets == [names[0], names[0], names[1], names[1], *names]
 
 
 def test_the_step_s_retry_runs_only_the_weeks_an_earlier_attempt_did_not_commit(
@@ -268,8 +270,9 @@ def test_the_step_s_retry_runs_only_the_weeks_an_earlier_attempt_did_not_commit(
     assert result.success
     assert status == dict.fromkeys(weeks, dg.AssetPartitionStatus.MATERIALIZED)
     gets = [path.lstrip("/") for method, path in mirror.requests if method == "GET"]
-    # The first week was committed by the first attempt and not downloaded again by the retry.
-    assert gets == [names[0], names[1], names[1], names[1], names[2]]
+    # One week's failing file stops no other week: the first attempt committed the first and
+    # the third, and the retry downloaded only the second.
+    assert gets == [names[0], names[1], names[1], names[2], names[1]]
     # Its latest materialization still carries the metadata it was committed with.
     assert latest[weeks[0]] < latest[weeks[1]] < latest[weeks[2]]
     assert latest[weeks[0]] > 900

@@ -384,3 +384,23 @@ def test_dbt_for_dagster_answers_the_version_at_once_and_runs_dbt_for_the_rest()
     assert version.stdout.splitlines() == ["Core:", f"  - installed: {installed[0]}"]
     passed_on = subprocess.run([str(wrapper), "--help"], check=True, capture_output=True, text=True, timeout=120)
     assert passed_on.stdout.startswith("Usage: dbt")
+
+
+def test_a_step_that_stops_while_dbt_builds_stops_dbt_and_frees_the_file(lake, tmp_path):
+    """A Terminate while Dagster records a result closes the step's generator: dbt must not outlive it."""
+    database = tmp_path / "warehouse.duckdb"
+    context = dg.build_asset_context(
+        partition_key_range=dg.PartitionKeyRange(WEEKS[0], WEEKS[-1]),
+        resources={
+            "lake": lake,
+            "duckdb_warehouse": DuckDBWarehouse(database=str(database)),
+            "dbt": DbtCliResource(project_dir=prepared_project(), dbt_executable=dbt_executable()),
+        },
+    )
+    results = warehouse_models(context)
+    first = next(results)  # dbt has the file and is building the other nodes
+    assert isinstance(first, dg.MaterializeResult | dg.AssetCheckResult)
+    results.close()
+    # dbt is gone: the file opens for writing at once, and no fetch folder is left beside it.
+    duckdb.connect(str(database)).close()
+    assert sorted(path.name for path in tmp_path.iterdir() if "fetch" in path.name) == []

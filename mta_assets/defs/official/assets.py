@@ -20,7 +20,7 @@ from mta_assets.defs.official.partitions import official_partitions
 from mta_assets.defs.official.resources import OpenDataSource
 from mta_assets.defs.official.stations import station_complexes
 from mta_assets.defs.resources import Lake, with_links
-from mta_assets.defs.weeks import WeekReport
+from mta_assets.defs.weeks import WEEK_RETRY_POLICY, WeekReport
 from mta_assets.mta import official
 from mta_assets.storage.commit import commit_week, week_key
 from mta_assets.storage.http import source_down
@@ -63,6 +63,7 @@ def _turnstile_by_day(lake: Lake, week: str, folder: Path) -> dict | None:
     # whatever is selected, both objects are committed together.
     can_subset=True,
     backfill_policy=dg.BackfillPolicy.single_run(),
+    retry_policy=WEEK_RETRY_POLICY,
 )
 def official_hourly_week(context: dg.AssetExecutionContext, config: OfficialHourlyConfig, lake: Lake, open_data: OpenDataSource):
     """Each selected week's official hourly ridership, raw and validated, committed together when valid."""

@@ -23,7 +23,7 @@ from mta_assets.defs.resources import Lake, MTASource, StationKeySource, with_li
 from mta_assets.defs.turnstile.checks import BLOCKING, readings_check_specs, to_check_result
 from mta_assets.defs.turnstile.partitions import backfill_policy, weekly_partitions
 from mta_assets.defs.turnstile.week import GZ, RAW, READINGS, WeekContext, WeekFailed, WeekPlan, process_week
-from mta_assets.defs.weeks import WeekReport
+from mta_assets.defs.weeks import WEEK_RETRY_POLICY, WeekReport
 from mta_assets.mta.calendar import require_published, weeks_before
 from mta_assets.mta.stations import StationKey
 from mta_assets.mta.validate import ValidationSettings
@@ -98,7 +98,7 @@ _specs = [
     partitions_def=weekly_partitions,
     backfill_policy=backfill_policy(),
     can_subset=True,
-    retry_policy=dg.RetryPolicy(max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS),
+    retry_policy=WEEK_RETRY_POLICY,
     code_version="2",
 )
 def turnstile_weeks(
@@ -138,7 +138,7 @@ def turnstile_weeks(
         with stop_transfers_on_interrupt():
             runner.run(ctx)
     finally:
-        retry_coming = runner.retryable and context.retry_number < 2
+        retry_coming = runner.retryable and context.retry_number < WEEK_RETRY_POLICY.max_retries
         if not retry_coming:
             staging.close()
     yield from runner.report.finish(

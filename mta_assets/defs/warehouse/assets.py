@@ -11,6 +11,8 @@ a reader holding the file makes the run wait, at most the lock deadline in total
 
 import itertools
 import shutil
+import signal
+import subprocess
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -37,6 +39,7 @@ PREFIX = "warehouse"
 SYSTEM_DAILY = dg.AssetKey([PREFIX, "system_daily"])
 # Lake assets a week may lack for good: MTA's official ridership starts in 2020.
 OPTIONAL_UPSTREAM = dg.AssetSelection.assets("official_hourly", "official_daily", "station_complexes")
+DBT_STOP_GRACE_S = 10.0  # dbt's clean stop after SIGINT, before it is killed
 # Unpartitioned: every dbt run reads them whole, so their update is no reason to rebuild every week.
 WHOLE_TABLES = dg.AssetSelection.assets("official_daily", "station_complexes")
 
@@ -81,13 +84,16 @@ def warehouse_models(
     try:
         files = local_files(lake, week_keys(lake, weeks), folder)
         build = _start(context, dbt, duckdb_warehouse, weeks, files)
-        # Each result is recorded as dbt reports it (the UI shows the build's progress, and
-        # Dagster records while dbt works), what dbt built and tested even when another node fails.
-        for result in _selected(context, build.events):
-            if result.asset_key == SYSTEM_DAILY and isinstance(result, dg.MaterializeResult):
-                held.append(result)
-            else:
-                yield result
+        try:
+            # Each result is recorded as dbt reports it (the UI shows the build's progress, and
+            # Dagster records while dbt works), what dbt built and tested even when another node fails.
+            for result in _selected(context, build.events):
+                if result.asset_key == SYSTEM_DAILY and isinstance(result, dg.MaterializeResult):
+                    held.append(result)
+                else:
+                    yield result
+        finally:
+            _stop(build)
         failure = _finish(context, build.invocation, database)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -154,6 +160,28 @@ def _start(
         if busy_error(database, error) is not None:
             raise dg.Failure(description=str(error), allow_retries=False) from error
         raise
+
+
+def _stop(build: _Started) -> None:
+    """Stop dbt when the step ends before it (a Terminate while Dagster records a result, an error).
+
+    dagster-dbt forwards an interrupt to dbt only when it arrives while dagster-dbt reads
+    dbt's output; one that arrives while Dagster records a yielded result closes the stream
+    and leaves dbt running, holding the warehouse file and reading the run's fetched files,
+    which are removed next. SIGINT is dbt's own clean stop, as dagster-dbt sends it. The rest
+    of dbt's output is then read to its end: dagster-dbt's reader, closed instead, would
+    raise "generator ignored GeneratorExit".
+    """
+    process = build.invocation.process
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=DBT_STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    for _ in build.events:  # nothing left after a build read to its end
+        pass
 
 
 def _finish(context: dg.AssetExecutionContext, invocation: DbtCliInvocation, database: Path) -> dg.Failure | None:
