@@ -136,7 +136,7 @@ class WeekReport:
         """Fail ``week`` without trying it once the source was found down in this attempt."""
         if len(self.source_failed) < SOURCE_DOWN_AFTER:
             return False
-        seen = " and ".join(self.source_failed[:SOURCE_DOWN_AFTER])
+        seen = " and ".join(sorted(self.source_failed[:SOURCE_DOWN_AFTER]))
         if not self.held:
             self.context.log.warning(
                 f"the source is down (weeks {seen} failed past their retries): the weeks not started yet are not "
