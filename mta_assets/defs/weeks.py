@@ -19,8 +19,9 @@ success (dagster-io/dagster#17836), and a check result cannot name a partition
   good weeks' downstream assets follow through their automation condition
   (``defs/automation.py``), since Dagster skips the downstream steps of a failed step.
 
-Once the source is found down (two weeks kept failing past their own transport retries),
-the weeks not yet started are failed without being tried (``held_back``): each would wait
+Once the source is found down (two weeks kept failing past their own transport retries,
+no week committed in between), the weeks not yet started are failed without being tried
+(``held_back``): each would wait
 out the same retries against the same outage (14 s a week at the defaults: six minutes for
 a year, per attempt). One week failing so is not enough: it may be that week's file alone
 (a 5xx on it, a stall), and the other weeks must still get theirs. The held-back weeks are
@@ -72,7 +73,8 @@ class WeekReport:
         self.failures: dict[str, str] = {}
         self.skips: dict[str, str] = {}
         self.retryable: set[str] = set()
-        self.source_failed: list[str] = []  # weeks whose source failed past its retries, in this attempt
+        # Weeks whose source failed past its retries, since the last week committed in this attempt.
+        self.source_failed: list[str] = []
         self.held: list[str] = []  # weeks failed without being tried, once the source counts as down
         self.started = time.perf_counter()
         # Weeks an earlier attempt of this step committed and recorded (a retry; none in a first attempt).
@@ -121,6 +123,7 @@ class WeekReport:
 
     def committed(self, week: str, metadata: Mapping[dg.AssetKey, Mapping[str, Any]], note: str = "") -> None:
         self.done[week] = metadata
+        self.source_failed.clear()  # the source answered: an earlier failure was that week's own
         self.context.log.info(f"week {week} committed{note} ({self.progress()})")
 
     def failed(self, week: str, message: str, retryable: bool = False, source_down: bool = False) -> None:

@@ -219,6 +219,8 @@ class _RangeRunner:
         try:
             while True:
                 while len(in_flight) < self.config.weeks_in_flight:
+                    if self.report.source_failed and in_flight:
+                        break  # a week's source just failed: the weeks in flight tell whether it is down
                     week = next(pending, None)
                     if week is None:
                         break
