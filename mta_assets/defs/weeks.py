@@ -19,14 +19,13 @@ success (dagster-io/dagster#17836), and a check result cannot name a partition
   good weeks' downstream assets follow through their automation condition
   (``defs/automation.py``), since Dagster skips the downstream steps of a failed step.
 
-Once the source is found down (two weeks kept failing past their own transport retries,
-no week committed in between), the weeks not yet started are failed without being tried
-(``held_back``): each would wait
-out the same retries against the same outage (14 s a week at the defaults: six minutes for
-a year, per attempt). One week failing so is not enough: it may be that week's file alone
-(a 5xx on it, a stall), and the other weeks must still get theirs. The held-back weeks are
-retryable, so the step's ``RetryPolicy`` (``WEEK_RETRY_POLICY``) tries them again after
-its delay, when the source may be back.
+Once the source is found down (two weeks kept failing past their own transport retries, no
+week committed in between), the weeks not yet started are failed without being tried
+(``held_back``): each would wait out the same retries against the same outage (14 s a week
+at the defaults: six minutes for a year, per attempt). One week failing so is not enough:
+it may be that week's file alone (a 5xx on it, a stall), and the other weeks must still
+get theirs. The held-back weeks are retryable, so the step's ``RetryPolicy``
+(``WEEK_RETRY_POLICY``) tries them again after its delay, when the source may be back.
 
 A retry of the step works on ``to_do`` only: the weeks an earlier attempt in the same run
 did not commit. The committed ones were recorded on their partitions when that attempt
