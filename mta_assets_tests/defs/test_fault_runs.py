@@ -207,6 +207,20 @@ def test_a_stalled_source_costs_a_week_its_deadline_once_across_step_retries(
     assert 2 <= len(gets) <= 10
 
 
+def _range_with_fast_source_retries(mirror, tmp_path, monkeypatch, instance, weeks: list[str], in_flight: int):
+    """The turnstile step over ``weeks`` in one run, one transport retry per download, no backoff."""
+    for name, value in {
+        "MTA_SOURCE_URL": mirror.url, "MTA_LAKE_URL": str(tmp_path / "lake"), "MTA_STAGING_DIR": str(tmp_path / "staging"),
+    }.items():
+        monkeypatch.setenv(name, value)
+    resources = {**build_resources(), "mta_source": MTASource(base_url=mirror.url, retries=1, backoff_factor_s=0)}
+    return dg.materialize(
+        [turnstile_weeks], resources=resources, instance=instance, raise_on_error=False,
+        run_config={"ops": {"turnstile_weeks": {"config": {"weeks_in_flight": in_flight}}}},
+        tags={"dagster/asset_partition_range_start": weeks[0], "dagster/asset_partition_range_end": weeks[-1]},
+    )
+
+
 @pytest.mark.parametrize("in_flight", [1, 2])
 def test_a_source_found_down_is_not_asked_for_the_other_weeks_until_the_step_retries(
     mirror: MirrorServer, synthetic_week, tmp_path, monkeypatch, in_flight
@@ -216,17 +230,8 @@ def test_a_source_found_down_is_not_asked_for_the_other_weeks_until_the_step_ret
     names = [synthetic_week(week, readings=1_000).name for week in weeks]
     for name in names[:2]:  # one attempt of each of the first two weeks: its request and one transport retry
         mirror.inject(name, "503", "503")
-    for name, value in {
-        "MTA_SOURCE_URL": mirror.url, "MTA_LAKE_URL": str(tmp_path / "lake"), "MTA_STAGING_DIR": str(tmp_path / "staging"),
-    }.items():
-        monkeypatch.setenv(name, value)
-    resources = {**build_resources(), "mta_source": MTASource(base_url=mirror.url, retries=1, backoff_factor_s=0)}
     with dg.DagsterInstance.ephemeral() as instance:
-        result = dg.materialize(
-            [turnstile_weeks], resources=resources, instance=instance, raise_on_error=False,
-            run_config={"ops": {"turnstile_weeks": {"config": {"weeks_in_flight": in_flight}}}},
-            tags={"dagster/asset_partition_range_start": weeks[0], "dagster/asset_partition_range_end": weeks[-1]},
-        )
+        result = _range_with_fast_source_retries(mirror, tmp_path, monkeypatch, instance, weeks, in_flight)
         status = instance.get_status_by_partition(
             dg.AssetKey("turnstile_readings"), weeks, turnstile_weeks.partitions_def
         )
@@ -252,18 +257,9 @@ def test_the_step_s_retry_runs_only_the_weeks_an_earlier_attempt_did_not_commit(
     weeks = ["2023-12-30", "2024-01-06", "2024-01-13"]
     names = [synthetic_week(week, readings=1_000 + 100 * n).name for n, week in enumerate(weeks)]
     mirror.inject(names[1], "503", "503")  # the second week's first attempt: its request and one transport retry
-    for name, value in {
-        "MTA_SOURCE_URL": mirror.url, "MTA_LAKE_URL": str(tmp_path / "lake"), "MTA_STAGING_DIR": str(tmp_path / "staging"),
-    }.items():
-        monkeypatch.setenv(name, value)
-    resources = {**build_resources(), "mta_source": MTASource(base_url=mirror.url, retries=1, backoff_factor_s=0)}
     readings = dg.AssetKey("turnstile_readings")
     with dg.DagsterInstance.ephemeral() as instance:
-        result = dg.materialize(
-            [turnstile_weeks], resources=resources, instance=instance, raise_on_error=False,
-            run_config={"ops": {"turnstile_weeks": {"config": {"weeks_in_flight": 1}}}},
-            tags={"dagster/asset_partition_range_start": weeks[0], "dagster/asset_partition_range_end": weeks[-1]},
-        )
+        result = _range_with_fast_source_retries(mirror, tmp_path, monkeypatch, instance, weeks, in_flight=1)
         status = instance.get_status_by_partition(readings, weeks, turnstile_weeks.partitions_def)
         latest = {
             week: instance.fetch_materializations(
