@@ -13,7 +13,8 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -58,18 +59,27 @@ def busy_error(database: str | Path, error: BaseException) -> WarehouseBusy | No
     return None
 
 
-def open_for_writing(database: str | Path) -> None:
-    """Open and close the file for writing: raises ``WarehouseBusy`` while another process holds it."""
+@contextmanager
+def lock_errors_as_busy(database: str | Path) -> Iterator[None]:
+    """Inside it, DuckDB's lock error on ``database`` is raised as ``WarehouseBusy``; other errors as they are."""
     import duckdb
 
-    Path(database).parent.mkdir(parents=True, exist_ok=True)
     try:
-        duckdb.connect(str(database)).close()
+        yield
     except duckdb.Error as error:
         busy = busy_error(database, error)
         if busy is None:
             raise
         raise busy from error
+
+
+def open_for_writing(database: str | Path) -> None:
+    """Open and close the file for writing: raises ``WarehouseBusy`` while another process holds it."""
+    import duckdb
+
+    Path(database).parent.mkdir(parents=True, exist_ok=True)
+    with lock_errors_as_busy(database):
+        duckdb.connect(str(database)).close()
 
 
 def while_busy(

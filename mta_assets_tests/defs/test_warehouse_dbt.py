@@ -20,8 +20,10 @@ from dagster_dbt import DbtCliResource
 
 from mta_assets.defs.resources import Lake
 from mta_assets.defs.warehouse.assets import SYSTEM_DAILY, warehouse_models
+from mta_assets.defs.warehouse.metrics import week_metrics
 from mta_assets.defs.warehouse.project import dbt_executable, prepared_project, write_run_file
 from mta_assets.defs.warehouse.resources import DuckDBWarehouse
+from mta_assets.storage.duckdb_file import WarehouseBusy
 from mta_devtools.synthetic import consecutive_weeks
 from mta_assets_tests.warehouse_lake import build_official, build_turnstile_weeks, ridership_dir
 
@@ -240,6 +242,43 @@ def test_two_runs_loading_different_weeks_at_once_both_land(lake, tmp_path):
     with duckdb.connect(str(database), read_only=True) as connection:
         weeks = connection.execute("select distinct week from fct_ridership_daily order by week").fetchall()
     assert weeks == [(dt.date(2024, 1, 6),), (dt.date(2024, 1, 20),)]
+
+
+def test_the_week_figures_wait_for_a_file_another_run_took_and_give_up_at_the_deadline(tmp_path):
+    """After its build, a run reads system_daily's figures while the next run's dbt may hold the file."""
+    database = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(database)) as connection:
+        connection.execute(
+            "create table system_daily as select date '2024-01-06' + cast(i as integer) as date, 1000.0 * (i + 1) as entries_turnstile, "
+            "true as turnstile_complete, 0.5 as turnstile_over_official, i as intervals_dropped, 10 as intervals "
+            "from range(7) t(i)"
+        )
+    expected = {"2024-01-06": {"mean_daily_entries": 4000.0, "turnstile_over_official": 0.5, "intervals_dropped_share": 0.3}}
+
+    def hold(seconds: str) -> subprocess.Popen:
+        holder = subprocess.Popen([sys.executable, "-c", HOLD, str(database), seconds], stdout=subprocess.PIPE, text=True)
+        assert holder.stdout.readline().strip() == "held"
+        return holder
+
+    waits: list[str] = []
+    holder = hold("2")  # lets go within the deadline: the figures are read then
+    try:
+        assert week_metrics(database, ["2024-01-06"], 30, lambda error, _: waits.append(error.holder)) == expected
+    finally:
+        holder.kill()
+        holder.wait()
+    assert waits and f"PID {holder.pid}" in waits[0]
+
+    holder = hold("60")  # holds past the deadline: the error names the file and the holder
+    try:
+        started = time.monotonic()
+        with pytest.raises(WarehouseBusy, match=f"PID {holder.pid}.*deadline 1 s") as raised:
+            week_metrics(database, ["2024-01-06"], 1)
+        assert time.monotonic() - started < 3
+    finally:
+        holder.kill()
+        holder.wait()
+    assert str(database) in str(raised.value)
 
 
 def test_a_corrupted_lake_object_fails_its_week_naming_it(lake, tmp_path):

@@ -14,7 +14,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,9 +98,8 @@ def warehouse_models(
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     if failure is None and held:
-        # Per week, so the asset's Plots tab shows the series across partitions; read once
-        # dbt has closed the file (DuckDB has one writer).
-        for week, values in week_metrics(database, weeks).items():
+        # Per week, so the asset's Plots tab shows the series across partitions.
+        for week, values in _metrics(context, duckdb_warehouse, weeks).items():
             context.add_asset_metadata(values, asset_key=SYSTEM_DAILY, partition_key=week)
     yield from held
     if failure is not None:
@@ -129,9 +128,6 @@ def _start(
     # BigQuery reads no local file: its weeks stay a var (dbt then parses anew).
     args = ["build", *dbt_vars(database, weeks if dbt_target() != "duckdb" else None)]
 
-    def wait(error: WarehouseBusy, waited: float) -> None:
-        context.log.info(f"warehouse {database} held by {error.holder}: waiting ({waited:.1f} s of {warehouse.lock_deadline_s:g} s)")
-
     def attempt() -> _Started:
         open_for_writing(database)
         # Each invocation has a target folder of its own (DBT_TARGET_PATH), where the
@@ -155,11 +151,35 @@ def _start(
         return _Started(invocation, itertools.chain([] if first is None else [first], events))
 
     try:
-        return while_busy(attempt, database, warehouse.lock_deadline_s, wait)
+        return while_busy(attempt, database, warehouse.lock_deadline_s, _waits(context, warehouse))
     except Exception as error:
         if busy_error(database, error) is not None:
             raise dg.Failure(description=str(error), allow_retries=False) from error
         raise
+
+
+def _waits(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse) -> Callable[[WarehouseBusy, float], None]:
+    """Each wait for the file, in the run's log: who holds it, and for how long we waited."""
+
+    def wait(error: WarehouseBusy, waited: float) -> None:
+        context.log.info(
+            f"warehouse {warehouse.path} held by {error.holder}: waiting ({waited:.1f} s of {warehouse.lock_deadline_s:g} s)"
+        )
+
+    return wait
+
+
+def _metrics(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, weeks: list[str]) -> dict[str, dict[str, float]]:
+    """The weeks' figures for ``system_daily``, read after dbt closed the file; none when it stays held.
+
+    Another run's dbt may take the file as soon as ours lets it go. The weeks are built and
+    tested by then, so a file held past the deadline costs the figures (logged), not the run.
+    """
+    try:
+        return week_metrics(warehouse.path, weeks, warehouse.lock_deadline_s, _waits(context, warehouse))
+    except WarehouseBusy as error:
+        context.log.warning(f"system_daily's per-week figures not recorded for weeks {weeks[0]}..{weeks[-1]}: {error}")
+        return {}
 
 
 def _stop(build: _Started) -> None:
