@@ -202,8 +202,10 @@ class MTASource(dg.ConfigurableResource):
     def probe(self, week: str) -> RemoteFile | None:
         return self.client.probe(week)
 
-    def download(self, week: str, dest_dir: Path, deadline_s: float | None = None) -> DownloadedFile:
-        return self.client.download(week, dest_dir, deadline_s)
+    def download(
+        self, week: str, dest_dir: Path, deadline_s: float | None = None, stop: threading.Event | None = None
+    ) -> DownloadedFile:
+        return self.client.download(week, dest_dir, deadline_s, stop)
 
 
 class LakeIOManager(dg.ConfigurableIOManager):

@@ -27,10 +27,6 @@ def clear_stop() -> None:
     _STOP.clear()
 
 
-def stop_requested() -> bool:
-    return _STOP.is_set()
-
-
 @contextmanager
 def stop_transfers_on_interrupt() -> Iterator[None]:
     """Around a step's work: an interrupt (a BaseException such as Dagster's) stops worker-thread transfers too."""
@@ -70,9 +66,16 @@ class Interrupted(TransferAborted):
 
 
 class Deadline:
-    """A total deadline and a minimum throughput for one operation."""
+    """A total deadline and a minimum throughput for one operation.
 
-    def __init__(self, seconds: float, min_bytes_per_s: float = 0.0, window_s: float = 15.0):
+    ``stop``, when given, is a stop request of this operation's own (a step cancelling the
+    downloads it started while it lets commits finish), on top of the process-wide one.
+    """
+
+    def __init__(
+        self, seconds: float, min_bytes_per_s: float = 0.0, window_s: float = 15.0, stop: threading.Event | None = None
+    ):
+        self.stop = stop
         self.seconds = seconds
         self.min_bytes_per_s = min_bytes_per_s
         self.window_s = window_s
@@ -90,9 +93,12 @@ class Deadline:
     def expired(self) -> bool:
         return time.monotonic() >= self.ends
 
+    def stopped(self) -> bool:
+        return _STOP.is_set() or (self.stop is not None and self.stop.is_set())
+
     def check(self, new_bytes: int = 0) -> None:
         """Raise if stopped, past the deadline, or slower than the floor over the last full window."""
-        if _STOP.is_set():
+        if self.stopped():
             raise Interrupted(f"stopped on request after {self.elapsed():.1f} s")
         now = time.monotonic()
         if now >= self.ends:

@@ -23,6 +23,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -37,7 +38,6 @@ from mta_assets.storage.deadline import (
     TransferAborted,
     is_interrupt,
     request_stop,
-    stop_requested,
 )
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
@@ -93,7 +93,7 @@ class RetryingSession:
                     return response
                 after = retry.get_retry_after(response.raw) if retry.respect_retry_after_header else None
                 wait, last = (after if after is not None else retry.get_backoff_time()), response
-            if stop_requested() or wait >= deadline.remaining():
+            if deadline.stopped() or wait >= deadline.remaining():
                 # Out of time for another attempt: the last answer or error is the outcome.
                 if isinstance(last, Exception):
                     raise last
@@ -286,7 +286,7 @@ class MTAClient:
                 f"week {week}: {url} redirects more than {self.max_redirects} times (last to {last})"
             ) from None
         except requests.RequestException as exc:
-            if stop_requested():
+            if deadline.stopped():
                 raise DownloadInterrupted(f"week {week}: {method} {url} stopped on request") from None
             raise SourceUnavailable(f"week {week}: cannot fetch {url}: {self._cause(exc, deadline)}") from None
         if response.status_code in RETRY_STATUSES:
@@ -350,10 +350,13 @@ class MTAClient:
 
     # -- downloading --------------------------------------------------------------------------------
 
-    def download(self, week: str, dest_dir: Path, deadline_s: float | None = None) -> DownloadedFile:
+    def download(
+        self, week: str, dest_dir: Path, deadline_s: float | None = None, stop: threading.Event | None = None
+    ) -> DownloadedFile:
         """Stream the week's file to ``dest_dir`` and check it is whole and a turnstile file.
 
-        ``deadline_s`` (default ``self.deadline_s``) bounds every request, retry and read of it.
+        ``deadline_s`` (default ``self.deadline_s``) bounds every request, retry and read of it;
+        ``stop``, once set, ends it at its next read or retry, as an interrupt does.
 
         Nothing new is left in ``dest_dir`` when this raises. A file this method already
         staged whole in ``dest_dir`` is reused when the source says it is unchanged (304),
@@ -362,20 +365,20 @@ class MTAClient:
         otherwise turn an interrupted step into a retry under its RetryPolicy.
         """
         try:
-            return self._download(week, dest_dir, deadline_s or self.deadline_s)
+            return self._download(week, dest_dir, deadline_s or self.deadline_s, stop)
         except BaseException as exc:
             if not is_interrupt(exc):
                 raise
             request_stop()  # the other weeks' transfers in worker threads stop too
             raise DownloadInterrupted(f"week {week}: download from {self.display_base_url} stopped: the run was interrupted") from None
 
-    def _download(self, week: str, dest_dir: Path, deadline_s: float) -> DownloadedFile:
+    def _download(self, week: str, dest_dir: Path, deadline_s: float, stop: threading.Event | None) -> DownloadedFile:
         names = self._names_or_fail(week)
         try:
             dest_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise SourceError(f"week {week}: cannot create the staging folder {dest_dir}: {exc.strerror or exc}") from None
-        deadline = Deadline(deadline_s, self.min_bytes_per_s, self.read_timeout_s)
+        deadline = Deadline(deadline_s, self.min_bytes_per_s, self.read_timeout_s, stop)
         tried: list[str] = []
         with self._session() as session:
             for name in names:

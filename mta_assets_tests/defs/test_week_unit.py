@@ -210,7 +210,7 @@ class TrickleServer(OneFileServer):
         super().__exit__(*exc)
 
 
-def test_sigterm_stops_a_run_within_ten_seconds_without_a_retry_and_leaves_the_lake_as_it_was(tmp_path: Path):
+def test_sigterm_stops_a_download_within_seconds_without_a_retry_and_leaves_the_lake_as_it_was(tmp_path: Path):
     import time
 
     lake_dir = tmp_path / "lake"
@@ -234,7 +234,9 @@ def test_sigterm_stops_a_run_within_ten_seconds_without_a_retry_and_leaves_the_l
         finally:
             if process.poll() is None:
                 process.kill()
-    assert took < 10, f"took {took:.1f} s to stop"
+    # A download in progress stops at once (measured 0.7-1.3 s in all); it used to run through
+    # the commit grace period (CANCEL_GRACE_S, 6 s) first.
+    assert took < 5, f"took {took:.1f} s to stop"
     assert process.returncode != 0
     text = output.decode(errors="replace")
     assert "STEP_RESTARTED" not in text and "Retrying" not in text

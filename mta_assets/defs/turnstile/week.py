@@ -222,7 +222,8 @@ def _download(week: str, ctx: WeekContext, folder: Path):
             "(MTA_SOURCE_WEEK_DEADLINE_S) ran out over the step's retries",
             permanent=True,
         )
-    return ctx.source.download(week, folder / "download", deadline_s=min(ctx.source.deadline_s, remaining))
+    # Stopped as soon as the step cancels: only commits get the step's grace period.
+    return ctx.source.download(week, folder / "download", deadline_s=min(ctx.source.deadline_s, remaining), stop=ctx.cancel)
 
 
 def _from_lake(week: str, ctx: WeekContext, folder: Path, raw_path: Path) -> _Staged:
