@@ -121,12 +121,14 @@ def any_lake(request: pytest.FixtureRequest) -> Lake:
 
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
-    """No test sees the developer's MTA_* settings, and staging files stay in the test's folder."""
+    """No test sees the developer's MTA_* settings; staging files and the warehouse stay in the test's folder."""
     for name in list(os.environ):
         if name.startswith("MTA_") and name != "MTA_SAMPLES_DIR":
             monkeypatch.delenv(name)
     monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
     monkeypatch.setenv("MTA_STAGING_DIR", str(tmp_path / "staging"))
+    # A run of the whole lineage writes its own warehouse, never the checkout's data/warehouse.duckdb.
+    monkeypatch.setenv("MTA_WAREHOUSE", str(tmp_path / "warehouse.duckdb"))
     # Offline: MTA's station-complex crosswalks from the shared real files, never from GitHub.
     stations = Path(__file__).resolve().parents[2] / "shared" / "mta-ridership" / "stations"
     if stations.is_dir():

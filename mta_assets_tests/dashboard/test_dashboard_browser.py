@@ -67,7 +67,7 @@ def dashboard(warehouse, tmp_path_factory):
         try:
             if requests.get(url, timeout=2).status_code == 200:
                 break
-        except requests.ConnectionError:
+        except requests.RequestException:  # not up yet, or not answering yet
             time.sleep(0.3)
     else:
         process.kill()

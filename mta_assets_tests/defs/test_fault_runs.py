@@ -107,8 +107,11 @@ def webserver_answers(home: Path, env: dict[str, str]) -> str:
             try:
                 if requests.get(f"{url}/server_info", timeout=2).ok:
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:  # not up yet, or not answering yet
                 time.sleep(0.2)
+        else:
+            pytest.fail(f"dagster-webserver did not answer at {url}")
+
         def ask(query: str, variables: dict | None = None) -> dict:
             response = requests.post(f"{url}/graphql", json={"query": query, "variables": variables or {}}, timeout=60)
             assert response.ok, response.text[:2000]

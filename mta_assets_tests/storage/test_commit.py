@@ -171,18 +171,21 @@ def test_a_lock_left_by_a_crashed_run_on_another_host_is_taken_when_its_lease_en
 
 
 def test_a_live_holder_renews_its_lease_and_is_waited_for(local_lake: Lake):
-    released = threading.Event()
+    held, released = threading.Event(), threading.Event()
 
     def hold() -> None:
-        with week_lock(local_lake, WEEK, owner="run A", lease_s=0.6):
-            released.wait(10)
+        # Renewed every 0.5 s: run B's wait spans three leases, so B would take a lease that
+        # was not renewed, and a renewal late by up to 1 s (a loaded machine) still holds.
+        with week_lock(local_lake, WEEK, owner="run A", lease_s=1.5):
+            held.set()
+            released.wait(30)
 
     holder = threading.Thread(target=hold)
     holder.start()
     try:
-        time.sleep(0.2)
+        assert held.wait(10)
         with pytest.raises(WeekLocked) as locked:
-            with week_lock(local_lake, WEEK, owner="run B", wait_s=2, lease_s=0.6, poll_s=0.05):
+            with week_lock(local_lake, WEEK, owner="run B", wait_s=4.5, lease_s=1.5, poll_s=0.05):
                 raise AssertionError("two holders of one week's lock")
         message = str(locked.value)
         assert f"week {WEEK}" in message and "run A" in message and socket.gethostname() in message
@@ -198,7 +201,10 @@ def test_a_holder_that_lost_its_lease_does_not_commit(local_lake: Lake, tmp_path
         # Another run takes the lock over (as if run A had been paused past its lease).
         _, token = local_lake.read_versioned(key)
         assert local_lake.replace_if(key, b'{"owner": "run B", "expires": 1e12}', token) is not None
-        time.sleep(1.2)  # past one renewal
+        # The next renewal (due after 1 s, later on a busy machine) finds the lock taken.
+        give_up = time.monotonic() + 15
         with pytest.raises(LeaseLost, match=f"week {WEEK}"):
-            lease.check()
+            while time.monotonic() < give_up:
+                lease.check()
+                time.sleep(0.1)
     assert local_lake.read_bytes(key) == b'{"owner": "run B", "expires": 1e12}'  # not released by run A

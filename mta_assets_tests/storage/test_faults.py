@@ -56,7 +56,7 @@ def test_a_source_that_never_answers_fails_at_its_deadline(mirror, synthetic_wee
     started = time.monotonic()
     with pytest.raises(SourceUnavailable, match=rf"week {WEEK}: cannot fetch .*{NAME}: no answer within the stall timeout of 0.5 s") as error:
         fast_source(mirror, deadline_s=2.0, retries=10).download(WEEK, tmp_path / "out")
-    assert time.monotonic() - started < 2.0 + 0.5 + 1.5  # deadline + one stall timeout, and slack
+    assert time.monotonic() - started < 2.0 + 0.5 + 3.0  # deadline + one stall timeout, and slack for a busy machine
     assert not error.value.permanent
     assert 2 <= len(gets(mirror)) <= 6, "urllib3 retried within the deadline, then stopped"
     assert not list((tmp_path / "out").iterdir())
