@@ -94,7 +94,7 @@ class WeekReport:
         """Each week whose every selected asset an earlier attempt in this run recorded, with that metadata."""
         keys = set(self.context.selected_asset_keys)
         found: dict[str, dict[dg.AssetKey, Mapping[str, Any]]] = {}
-        records = self.context.instance.all_logs(self.context.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+        records = self.context.instance.all_logs(self.context.run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
         for record in records:
             event = record.dagster_event
             if event is not None and event.asset_key in keys and event.partition in self.weeks:
