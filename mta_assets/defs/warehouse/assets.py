@@ -188,9 +188,10 @@ def _stop(build: _Started) -> None:
     dagster-dbt forwards an interrupt to dbt only when it arrives while dagster-dbt reads
     dbt's output; one that arrives while Dagster records a yielded result closes the stream
     and leaves dbt running, holding the warehouse file and reading the run's fetched files,
-    which are removed next. SIGINT is dbt's own clean stop, as dagster-dbt sends it. The rest
-    of dbt's output is then read to its end: dagster-dbt's reader, closed instead, would
-    raise "generator ignored GeneratorExit".
+    which are removed next (upstream: dagster-io/dagster#15258; its fix, #19471, catches the
+    interrupt only inside dagster-dbt's reader). SIGINT is dbt's own clean stop, as
+    dagster-dbt sends it. The rest of dbt's output is then read to its end: dagster-dbt's
+    reader, closed instead, would raise "generator ignored GeneratorExit".
     """
     process = build.invocation.process
     if process.poll() is None:
