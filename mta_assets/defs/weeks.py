@@ -27,6 +27,9 @@ it may be that week's file alone (a 5xx on it, a stall), and the other weeks mus
 get theirs. The held-back weeks are retryable, so the step's ``RetryPolicy``
 (``WEEK_RETRY_POLICY``) tries them again after its delay, when the source may be back.
 
+A step interrupted (Terminate) records the weeks it committed before the interrupt the
+same way (``record_committed``): they are in the lake.
+
 A retry of the step works on ``to_do`` only: the weeks an earlier attempt in the same run
 did not commit. The committed ones were recorded on their partitions when that attempt
 failed, and keep their objects; they are not downloaded and computed again.
@@ -162,17 +165,23 @@ class WeekReport:
         eta = elapsed / worked * (total - finished) if worked > 0 else 0.0
         return f"{finished} of {total} weeks, {len(self.failures)} failed, elapsed {elapsed:.0f} s, ETA {eta:.0f} s"
 
+    def record_committed(self, keys: Iterable[dg.AssetKey]) -> None:
+        """Each week committed in this attempt as materialization events on its partition, for a
+        step that ends without outputs (some week failed or was skipped, or the run was interrupted)."""
+        keys = list(keys)
+        for week, assets in self.done.items():
+            if week in self.resumed:
+                continue  # recorded by the attempt that committed it
+            for key in keys:
+                self.context.log_event(dg.AssetMaterialization(asset_key=key, partition=week, metadata=assets[key]))
+
     def finish(self, keys: Iterable[dg.AssetKey], totals: Mapping[str, Any] | None = None) -> Iterator[dg.MaterializeResult]:
         """The step's results: materializations of every good week, then a failure naming the bad ones."""
         keys = list(keys)
         if totals:
             self.context.log.info(f"range totals: {dict(totals)}")
         if self.failures or self.skips:
-            for week, assets in self.done.items():
-                if week in self.resumed:
-                    continue  # recorded by the attempt that committed it
-                for key in keys:
-                    self.context.log_event(dg.AssetMaterialization(asset_key=key, partition=week, metadata=assets[key]))
+            self.record_committed(keys)
         if self.skips and not self.failures:
             return  # no outputs: the skipped weeks stay missing (the outputs are skippable)
         if self.failures:

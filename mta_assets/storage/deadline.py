@@ -2,9 +2,11 @@
 
 Every loop that moves bytes (a download, an upload, a lake read) calls ``Deadline.check``
 between reads or chunks, at most one stall timeout apart, so a stalled or trickling peer
-and a stop request all end the operation within seconds. ``request_stop`` is set by the
-step when Dagster interrupts it (SIGTERM, the UI's Terminate): worker threads do not
-receive Dagster's interrupt themselves.
+and a stop request all end the operation within seconds. ``request_stop`` stops every
+transfer of the process once Dagster interrupts the step (SIGTERM, the UI's Terminate):
+worker threads do not receive Dagster's interrupt themselves. A ``Deadline``'s own ``stop``
+event ends just its operation: the turnstile step stops its downloads at once that way,
+and gives a week being committed a few seconds before ``request_stop``.
 """
 
 from __future__ import annotations
@@ -95,6 +97,12 @@ class Deadline:
 
     def stopped(self) -> bool:
         return _STOP.is_set() or (self.stop is not None and self.stop.is_set())
+
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` (a retry's backoff), or less once a stop is requested."""
+        ends = time.monotonic() + seconds
+        while not self.stopped() and (left := ends - time.monotonic()) > 0:
+            time.sleep(min(left, 0.1))
 
     def check(self, new_bytes: int = 0) -> None:
         """Raise if stopped, past the deadline, or slower than the floor over the last full window."""

@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import threading
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -73,6 +72,8 @@ class RetryingSession:
 
         retry = self.retry
         while True:
+            if deadline.stopped():  # also after a backoff a stop cut short
+                raise Interrupted(f"stopped on request after {deadline.elapsed():.1f} s")
             remaining = max(deadline.remaining(), 0.05)
             timeout = (min(self.connect_timeout_s, remaining), min(self.read_timeout_s, remaining))
             try:
@@ -93,14 +94,17 @@ class RetryingSession:
                     return response
                 after = retry.get_retry_after(response.raw) if retry.respect_retry_after_header else None
                 wait, last = (after if after is not None else retry.get_backoff_time()), response
-            if deadline.stopped() or wait >= deadline.remaining():
+            if not isinstance(last, Exception) and deadline.stopped():
+                last.close()
+                continue  # stopped: not an answer to report
+            if wait >= deadline.remaining():
                 # Out of time for another attempt: the last answer or error is the outcome.
                 if isinstance(last, Exception):
                     raise last
                 return last
             if not isinstance(last, Exception):
                 last.close()
-            time.sleep(wait)
+            deadline.sleep(wait)
 
 
 def retrying_session(
@@ -280,6 +284,8 @@ class MTAClient:
             raise SourceUnavailable(f"week {week}: {url}: deadline of {deadline.seconds:g} s exceeded before the request")
         try:
             response = session.request(method, url, deadline, **kwargs)
+        except Interrupted:
+            raise DownloadInterrupted(f"week {week}: {method} {url} stopped on request") from None
         except requests.TooManyRedirects as exc:
             last = without_userinfo(getattr(exc.response, "url", "") or url) if exc.response is not None else url
             raise SourceError(

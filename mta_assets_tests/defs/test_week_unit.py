@@ -24,6 +24,7 @@ from mta_assets_tests.defs.test_assets import OneFileServer
 from mta_assets_tests.storage.gcs_proxy import GcsFaultProxy
 from mta_assets_tests.samples import offline_station_key
 from mta_assets_tests.lake_objects import week_object_key
+from mta_assets.storage.commit import week_key
 
 WEEK = "2023-12-30"
 WEEKS = consecutive_weeks(WEEK, 3)
@@ -242,3 +243,49 @@ def test_sigterm_stops_a_download_within_seconds_without_a_retry_and_leaves_the_
     assert "STEP_RESTARTED" not in text and "Retrying" not in text
     assert not any(p.is_file() for p in lake_dir.rglob("*")) if lake_dir.exists() else True
     assert staged_files() == [] or all("run-" in str(p) for p in staged_files())
+
+
+def test_sigterm_after_a_week_committed_records_that_week_and_keeps_the_next_as_it_was(
+    mirror: MirrorServer, synthetic_week, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A Terminate in the middle of a range: the week already in the lake is recorded as
+    materialized (its objects are there), the week being downloaded is not, and nothing retries."""
+    import time
+
+    first, second = consecutive_weeks(WEEK, 2)
+    synthetic_week(first, readings=1000)
+    synthetic_week(second, readings=3000)
+    mirror.inject("turnstile_240113.txt", "trickle:0.5")  # 100 bytes every half second: hours
+    lake = Lake(url=str(tmp_path / "lake"))
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DAGSTER_")}
+    env.update(DAGSTER_HOME=str(home), MTA_SOURCE_URL=mirror.url, MTA_LAKE_URL=lake.url, PYTHONWARNINGS="ignore")
+    process = subprocess.Popen(
+        [str(Path(sys.executable).with_name("dagster")), "asset", "materialize", "-m", "mta_assets.definitions",
+         "--select", "group:mta_turnstile", "--partition-range", f"{first}...{second}"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        give_up = time.monotonic() + 120
+        while week_key(lake.client, "turnstile", "readings", first) is None:
+            assert process.poll() is None and time.monotonic() < give_up, "the first week was never committed"
+            time.sleep(0.2)
+        time.sleep(0.5)  # the step collects the finished week within its 0.25 s poll
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    text = output.decode(errors="replace")
+    assert process.returncode != 0
+    assert "STEP_RESTARTED" not in text and "Retrying" not in text
+    assert f"week(s) {second} were not committed" in text and "1 week(s) committed before it are recorded" in text
+
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with dg.DagsterInstance.get() as instance:
+        for asset in ("turnstile_csv", "turnstile_csv_gz", "turnstile_readings"):
+            assert instance.get_materialized_partitions(dg.AssetKey(asset)) == {first}, asset
+    assert week_key(lake.client, "turnstile", "readings", second) is None
+    assert week_key(lake.client, "turnstile", "csv_gz", second) is None

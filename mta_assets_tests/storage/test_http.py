@@ -1,5 +1,6 @@
 import hashlib
 import shutil
+import threading
 import time
 
 import pytest
@@ -8,6 +9,7 @@ from mta_assets.defs.resources import MTASource
 from mta_assets.storage.deadline import Deadline
 from mta_assets.storage.errors import is_transient
 from mta_assets.storage.http import (
+    DownloadInterrupted,
     NotPublished,
     SourceError,
     SourceUnavailable,
@@ -115,6 +117,22 @@ def test_retrying_session_retries_5xx_then_answers_and_counts_the_retries(mirror
         response = session.request("HEAD", f"{mirror.url}/{NAME}", Deadline(5))
     assert (response.status_code, response.retries_made) == (200, 2)
     assert [method for method, _ in mirror.requests] == ["HEAD"] * 3
+
+
+def test_a_download_s_own_stop_ends_it_during_a_backoff_as_interrupted(mirror, synthetic_week, tmp_path):
+    """The step's cancel (its Terminate) ends a download waiting out a 503's backoff, without another request."""
+    synthetic_week(WEEK)
+    mirror.inject(NAME, *["503"] * 10)
+    stop = threading.Event()
+    threading.Timer(0.5, stop.set).start()
+    started = time.monotonic()
+    with pytest.raises(DownloadInterrupted, match=f"week {WEEK}: GET .*{NAME} stopped on request") as error:
+        source_for(mirror, retries=10, backoff_factor_s=2.0, deadline_s=60.0).download(WEEK, tmp_path / "out", stop=stop)
+    # The first backoff alone is 2 s or more (urllib3: 2 s x 2^n); the stop came at 0.5 s.
+    assert time.monotonic() - started < 2.0
+    assert error.value.permanent and not is_transient(error.value)
+    assert len([r for r in mirror.requests if r[0] == "GET"]) <= 2
+    assert not list((tmp_path / "out").iterdir())
 
 
 def test_a_backoff_longer_than_the_deadline_is_not_slept(mirror, synthetic_week, tmp_path):

@@ -27,7 +27,7 @@ from mta_assets.defs.weeks import WEEK_RETRY_POLICY, WeekReport
 from mta_assets.mta.calendar import require_published, weeks_before
 from mta_assets.mta.stations import StationKey
 from mta_assets.mta.validate import ValidationSettings
-from mta_assets.storage.deadline import stop_transfers_on_interrupt
+from mta_assets.storage.deadline import request_stop, stop_transfers_on_interrupt
 from mta_assets.storage.http import source_down
 from mta_assets.storage.staging import RunStaging
 
@@ -142,9 +142,13 @@ def turnstile_weeks(
         if not retry_coming:
             staging.close()
     yield from runner.report.finish(
-        sorted(context.selected_asset_keys, key=lambda key: key.to_user_string()),
+        selected_keys(context),
         totals={"weeks": len(weeks), "peak_staging_bytes": staging.peak_bytes} if len(weeks) > 1 else None,
     )
+
+
+def selected_keys(context: dg.AssetExecutionContext) -> list[dg.AssetKey]:
+    return sorted(context.selected_asset_keys, key=lambda key: key.to_user_string())
 
 
 def _start_week(week: str, ctx: WeekContext) -> Future:
@@ -235,17 +239,23 @@ class _RangeRunner:
                 for future in done:
                     self._collect(in_flight.pop(future), future)
         except BaseException as exc:
-            # Terminate (SIGTERM, the UI's Terminate button): no new stage starts, a week
-            # being committed gets a few seconds to finish its commit, the rest is dropped.
+            # Terminate (SIGTERM, the UI's Terminate button): downloads stop at once (they
+            # watch ``cancel``), no new stage starts, a week being committed gets a few seconds
+            # to finish its commit.
             ctx.cancel.set()
             wait(in_flight, timeout=CANCEL_GRACE_S)
             if isinstance(exc, Exception):
                 raise
-            # An interrupt is not a transient error: the step's RetryPolicy must not run it again.
+            request_stop()  # a commit still going stops at its next chunk; the week keeps its previous objects
+            for future in [future for future in in_flight if future.done() and future.exception() is None]:
+                self._collect(in_flight.pop(future), future)  # committed within the grace period
+            # The weeks committed before the interrupt are in the lake: recorded as such.
+            self.report.record_committed(selected_keys(self.context))
             weeks = ", ".join(sorted(in_flight.values()))
+            # An interrupt is not a transient error: the step's RetryPolicy must not run it again.
             raise dg.Failure(
                 f"the run was interrupted ({type(exc).__name__}): week(s) {weeks or 'none'} were not committed "
-                "and keep their previous objects",
+                f"and keep their previous objects; {len(self.report.done)} week(s) committed before it are recorded",
                 allow_retries=False,
             ) from exc
 
