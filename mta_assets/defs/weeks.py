@@ -37,11 +37,14 @@ failed, and keep their objects; they are not downloaded and computed again.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import dagster as dg
+
+from mta_assets.storage.deadline import is_interrupt
 
 
 def week_check_spec(
@@ -174,6 +177,17 @@ class WeekReport:
                 continue  # recorded by the attempt that committed it
             for key in keys:
                 self.context.log_event(dg.AssetMaterialization(asset_key=key, partition=week, metadata=assets[key]))
+
+    @contextlib.contextmanager
+    def recording_if_interrupted(self, keys: Iterable[dg.AssetKey]) -> Iterator[None]:
+        """Around a step's loop over its weeks: an interrupt (Terminate) propagates once the
+        weeks committed so far are recorded; their objects are in the lake."""
+        try:
+            yield
+        except BaseException as exc:
+            if is_interrupt(exc):
+                self.record_committed(keys)
+            raise
 
     def finish(self, keys: Iterable[dg.AssetKey], totals: Mapping[str, Any] | None = None) -> Iterator[dg.MaterializeResult]:
         """The step's results: materializations of every good week, then a failure naming the bad ones."""

@@ -289,3 +289,40 @@ def test_each_ridership_asset_can_be_materialized_alone_from_what_the_lake_holds
     # Recomputed from the same readings and the lake's stations: the same bytes.
     assert lake.read_bytes(lake.key_for("ridership", week, ".parquet")) == stored["ridership"]
     assert lake.read_bytes(lake.key_for("stations", week, ".parquet")) == stored["stations"]
+
+
+def test_an_interrupted_range_records_the_weeks_it_committed_before_the_interrupt(
+    tmp_path, mirror, synthetic_week, monkeypatch
+):
+    """Terminate in the middle of the ridership step's weeks: those already stored are recorded, the rest stay missing."""
+    import mta_assets.defs.ridership.assets as ridership
+
+    weeks = consecutive_weeks("2023-12-30", 3)
+    for week in weeks:
+        synthetic_week(week, readings=2000)
+    lake = Lake(url=str(tmp_path / "lake"))
+    instance = dg.DagsterInstance.ephemeral()
+    res = resources(mirror, lake, None)
+    turnstile = dg.materialize(
+        ASSETS, selection="group:mta_turnstile", resources=res, instance=instance, raise_on_error=False,
+        tags={"dagster/asset_partition_range_start": weeks[0], "dagster/asset_partition_range_end": weeks[-1]},
+    )
+    assert turnstile.success
+
+    computed = ridership._week
+
+    def interrupted_at_the_last_week(week, *args):
+        if week == weeks[-1]:
+            raise KeyboardInterrupt  # what Dagster's Terminate raises in the step, as an interrupt
+        return computed(week, *args)
+
+    monkeypatch.setattr(ridership, "_week", interrupted_at_the_last_week)
+    result = dg.materialize(
+        ASSETS, selection="group:mta_ridership", resources=res, instance=instance, raise_on_error=False,
+        tags={"dagster/asset_partition_range_start": weeks[0], "dagster/asset_partition_range_end": weeks[-1]},
+    )
+    assert not result.success
+    assert [event.step_key for event in result.all_events if event.is_step_failure] == ["ridership_weeks"]
+    for asset in ("stations", "ridership_daily"):
+        assert instance.get_materialized_partitions(dg.AssetKey(asset)) == set(weeks[:2]), asset
+    assert lake.read_bytes(lake.key_for("ridership", weeks[1], ".parquet")) is not None

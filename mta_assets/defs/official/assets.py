@@ -68,25 +68,27 @@ def _turnstile_by_day(lake: Lake, week: str, folder: Path) -> dict | None:
 def official_hourly_week(context: dg.AssetExecutionContext, config: OfficialHourlyConfig, lake: Lake, open_data: OpenDataSource):
     """Each selected week's official hourly ridership, raw and validated, committed together when valid."""
     weeks = list(context.partition_keys)
+    keys = [key for key in (RAW, HOURLY) if key in context.selected_asset_keys]
     report = WeekReport(context, weeks)
-    for week in report.to_do:
-        if report.held_back(week):
-            continue
-        try:
-            metadata, results = _week(context, config, lake, open_data, week)
-        except NotPublished as exc:
-            report.skipped(week, f"{exc}; nothing to do until data.ny.gov publishes it")
-            continue
-        except SodaError as exc:
-            report.failed(week, str(exc), retryable=not exc.permanent, source_down=source_down(exc))
-            continue
-        except _Blocked as blocked:
-            report.checks(week, blocked.results, frozenset(BLOCKING))
-            report.failed(week, str(blocked))
-            continue
-        report.checks(week, results, frozenset(BLOCKING))
-        report.committed(week, metadata)
-    yield from report.finish([key for key in (RAW, HOURLY) if key in context.selected_asset_keys])
+    with report.recording_if_interrupted(keys):
+        for week in report.to_do:
+            if report.held_back(week):
+                continue
+            try:
+                metadata, results = _week(context, config, lake, open_data, week)
+            except NotPublished as exc:
+                report.skipped(week, f"{exc}; nothing to do until data.ny.gov publishes it")
+                continue
+            except SodaError as exc:
+                report.failed(week, str(exc), retryable=not exc.permanent, source_down=source_down(exc))
+                continue
+            except _Blocked as blocked:
+                report.checks(week, blocked.results, frozenset(BLOCKING))
+                report.failed(week, str(blocked))
+                continue
+            report.checks(week, results, frozenset(BLOCKING))
+            report.committed(week, metadata)
+    yield from report.finish(keys)
 
 
 class _Blocked(Exception):

@@ -118,26 +118,29 @@ def ridership_weeks(
     # MTA's own daily estimate, when the official ridership is in the lake: each week's chart
     # and metadata say how the turnstile counts compare with it (issue 20).
     official = stored_daily_totals(lake) if RIDERSHIP in selected else {}
+    keys = [spec.key for spec in _specs if spec.key in selected]
     report = WeekReport(context, weeks)
     tables = _Tables(turnstile_readings)
-    for week in report.to_do:
-        started = time.perf_counter()
-        try:
-            metadata, results = _week(week, selected, tables, lake, key, key_note, earlier, config, official)
-        except Exception as exc:  # reported per week; the other weeks go on
-            report.failed(week, str(exc))
-            continue
-        finally:
-            # A finished week's upstream files can go; the next week needs only its own and this one.
-            turnstile_readings.release(shift_week(week, -1))
-        report.checks(week, results, BLOCKING)
-        if blocking_failures(results):
-            report.failed(week, f"blocking checks failed: {', '.join(blocking_failures(results))}; its last good objects are kept")
-            continue
-        if RIDERSHIP in metadata:
-            earlier[week] = float(metadata[RIDERSHIP]["mean_daily_entries"])  # later weeks compare with this one
-        report.committed(week, metadata, f" in {time.perf_counter() - started:.1f} s")
-    yield from report.finish([spec.key for spec in _specs if spec.key in selected])
+    with report.recording_if_interrupted(keys):
+        for week in report.to_do:
+            started = time.perf_counter()
+            try:
+                metadata, results = _week(week, selected, tables, lake, key, key_note, earlier, config, official)
+            except Exception as exc:  # reported per week; the other weeks go on
+                report.failed(week, str(exc))
+                continue
+            finally:
+                # A finished week's upstream files can go; the next week needs only its own and this one.
+                turnstile_readings.release(shift_week(week, -1))
+            report.checks(week, results, BLOCKING)
+            if blocking_failures(results):
+                blocked = ", ".join(blocking_failures(results))
+                report.failed(week, f"blocking checks failed: {blocked}; its last good objects are kept")
+                continue
+            if RIDERSHIP in metadata:
+                earlier[week] = float(metadata[RIDERSHIP]["mean_daily_entries"])  # later weeks compare with this one
+            report.committed(week, metadata, f" in {time.perf_counter() - started:.1f} s")
+    yield from report.finish(keys)
 
 
 class _Tables:
