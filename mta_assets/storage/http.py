@@ -94,17 +94,14 @@ class RetryingSession:
                     return response
                 after = retry.get_retry_after(response.raw) if retry.respect_retry_after_header else None
                 wait, last = (after if after is not None else retry.get_backoff_time()), response
-            if not isinstance(last, Exception) and deadline.stopped():
-                last.close()
-                continue  # stopped: not an answer to report
-            if wait >= deadline.remaining():
+            if wait >= deadline.remaining() and not deadline.stopped():
                 # Out of time for another attempt: the last answer or error is the outcome.
                 if isinstance(last, Exception):
                     raise last
                 return last
             if not isinstance(last, Exception):
                 last.close()
-            deadline.sleep(wait)
+            deadline.sleep(wait)  # at once when stopped: the loop's first line then raises
 
 
 def retrying_session(
