@@ -26,7 +26,7 @@ import shutil
 import tempfile
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from typing import Any
@@ -126,7 +126,8 @@ class WeekFiles(Mapping[str, Path]):
         self._lake = lake
         self._dataset = dataset
         self._extension = extension
-        self._keys = {week: key for week in weeks if (key := self._find(week)) is not None}
+        self._weeks = list(weeks)
+        self._keys = {week: key for week in self._weeks if (key := self._find(week)) is not None}
         self._lock = threading.Lock()
         self._fetched: OrderedDict[str, tuple[Path, Path | None]] = OrderedDict()  # week -> (file, its folder)
 
@@ -137,6 +138,28 @@ class WeekFiles(Mapping[str, Path]):
 
     def __getitem__(self, week: str) -> Path:
         return self.file(week)[0]
+
+    def key(self, week: str) -> str | None:
+        """The lake key this mapping reads the week from (None: no object)."""
+        return self._keys.get(week)
+
+    def refresh(self, weeks: Iterable[str]) -> set[str]:
+        """Follow the weeks' manifests again: the weeks another run committed anew since this
+        mapping looked (or first committed), which are read from their new objects from now on."""
+        changed = set()
+        for week in weeks:
+            if week not in self._weeks:
+                continue
+            key = self._find(week)
+            if key == self._keys.get(week):
+                continue
+            changed.add(week)
+            self.release(week)
+            if key is None:
+                self._keys.pop(week, None)
+            else:
+                self._keys[week] = key
+        return changed
 
     def file(self, week: str) -> tuple[Path, bool]:
         """(the week's local file, whether it is the lake's own object: a local lake, no copy)."""

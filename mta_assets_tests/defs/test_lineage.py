@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mta_assets.defs.resources import LakeIOManager, MTASource
+from mta_assets.defs.resources import LakeIOManager, MTASource, StationKeySource
 from mta_assets.defs.ridership.assets import ridership_assets
 from mta_assets.defs.turnstile.assets import turnstile_weeks
 from mta_assets.defs.turnstile.partitions import weekly_partitions
@@ -186,6 +188,74 @@ def test_weeks_built_out_of_order_end_with_the_same_ridership_as_in_order(tmp_pa
         assert out_of_order.read_bytes(out_of_order.key_for("ridership", week, ".parquet")) == in_order.read_bytes(
             in_order.key_for("ridership", week, ".parquet")
         ), week
+
+
+class _AnotherRunCommitsAWeek(StationKeySource):
+    """The station key, read at the start of the ridership step's body, after its inputs were
+    loaded: the moment at which this resource commits a week into the lake, as another run
+    reaching its own commit then would (the same ``commit_week``, the week's real objects)."""
+
+    lake_url: str
+    week: str
+    objects_dir: str
+
+    def load(self):
+        from mta_assets.defs.io_manager import PARQUET_TYPE
+        from mta_assets.defs.resources import Lake
+        from mta_assets.storage.commit import commit_week
+
+        objects = {
+            path.parent.name: (path, path.name, "application/gzip" if path.suffix == ".gz" else PARQUET_TYPE)
+            for path in sorted(Path(self.objects_dir).glob("*/*"))
+        }
+        commit_week(Lake(url=self.lake_url).client, "turnstile", self.week, objects, owner="another run", wait_s=5)
+        return super().load()
+
+
+def test_a_week_committed_by_another_run_while_ridership_reads_it_is_not_missed(tmp_path, mirror, synthetic_week):
+    from mta_assets.defs.resources import Lake
+    from mta_assets.storage.commit import current_week
+
+    before, week = consecutive_weeks("2024-01-06", 2)
+    for each in (before, week):
+        synthetic_week(each, readings=2500)
+    turnstile = [turnstile_weeks]
+    ridership = [key for asset in ridership_assets for key in asset.keys]
+
+    # In order, for reference: week W-1, then W.
+    in_order = Lake(url=str(tmp_path / "in-order"))
+    res = resources(mirror, in_order, tmp_path / "in-order")
+    for each in (before, week):
+        assert dg.materialize([*turnstile, *ridership_assets], partition_key=each, resources=res).success
+
+    # W-1's objects as another run would commit them, taken from a lake that built it.
+    elsewhere = Lake(url=str(tmp_path / "elsewhere"))
+    assert dg.materialize(turnstile, partition_key=before, resources=resources(mirror, elsewhere, tmp_path)).success
+    for dataset, entry in current_week(elsewhere.client, "turnstile", before).datasets.items():
+        (tmp_path / "objects" / dataset).mkdir(parents=True)
+        (tmp_path / "objects" / dataset / entry.file_name).write_bytes(elsewhere.read_bytes(entry.key))
+
+    # Week W alone; then its ridership, while the other run commits W-1 just after the step
+    # found it missing.
+    lake = Lake(url=str(tmp_path / "lake"))
+    res = resources(mirror, lake, tmp_path / "lake")
+    assert dg.materialize(turnstile, partition_key=week, resources=res).success
+    res["station_key"] = _AnotherRunCommitsAWeek(
+        url="http://127.0.0.1:9/key.csv", lake_url=str(tmp_path / "lake"), week=before, objects_dir=str(tmp_path / "objects")
+    )
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize(
+        [*turnstile, *ridership_assets], selection=ridership, partition_key=week, resources=res, instance=instance
+    )
+    assert result.success
+    assert week_stat(lake, "readings", before) is not None
+    assert lake.read_bytes(lake.key_for("ridership", week, ".parquet")) == in_order.read_bytes(
+        in_order.key_for("ridership", week, ".parquet")
+    )
+    recorded = result.asset_materializations_for_node("ridership_weeks")
+    assert [m.metadata["previous_week_used"].value for m in recorded if m.asset_key == RIDERSHIP] == [True]
+    said = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    assert any(f"week {week}: its readings or the week before's were committed anew" in line for line in said)
 
 
 @pytest.mark.parametrize("how", ["schedule", "sensor"])

@@ -121,26 +121,72 @@ def ridership_weeks(
     keys = [spec.key for spec in _specs if spec.key in selected]
     report = WeekReport(context, weeks)
     tables = _Tables(turnstile_readings)
+    read_from: dict[str, dict[str, str | None]] = {}  # week -> the readings objects it was computed from
+
+    def run(week: str) -> None:
+        started = time.perf_counter()
+        upstream = [week, shift_week(week, -1)] if RIDERSHIP in selected else [week]
+        read_from[week] = {w: turnstile_readings.key(w) for w in upstream}
+        try:
+            metadata, results = _week(week, selected, tables, lake, key, key_note, earlier, config, official)
+        except Exception as exc:  # reported per week; the other weeks go on
+            report.failed(week, str(exc))
+            return
+        finally:
+            # A finished week's upstream files can go; the next week needs only its own and this one.
+            turnstile_readings.release(shift_week(week, -1))
+        report.checks(week, results, BLOCKING)
+        if blocking_failures(results):
+            blocked = ", ".join(blocking_failures(results))
+            report.failed(week, f"blocking checks failed: {blocked}; its last good objects are kept")
+            return
+        if RIDERSHIP in metadata:
+            earlier[week] = float(metadata[RIDERSHIP]["mean_daily_entries"])  # later weeks compare with this one
+        report.committed(week, metadata, f" in {time.perf_counter() - started:.1f} s")
+
     with report.recording_if_interrupted(keys):
         for week in report.to_do:
-            started = time.perf_counter()
-            try:
-                metadata, results = _week(week, selected, tables, lake, key, key_note, earlier, config, official)
-            except Exception as exc:  # reported per week; the other weeks go on
-                report.failed(week, str(exc))
-                continue
-            finally:
-                # A finished week's upstream files can go; the next week needs only its own and this one.
-                turnstile_readings.release(shift_week(week, -1))
-            report.checks(week, results, BLOCKING)
-            if blocking_failures(results):
-                blocked = ", ".join(blocking_failures(results))
-                report.failed(week, f"blocking checks failed: {blocked}; its last good objects are kept")
-                continue
-            if RIDERSHIP in metadata:
-                earlier[week] = float(metadata[RIDERSHIP]["mean_daily_entries"])  # later weeks compare with this one
-            report.committed(week, metadata, f" in {time.perf_counter() - started:.1f} s")
+            run(week)
+        _recompute_replaced(context, report, read_from, turnstile_readings, tables, run)
     yield from report.finish(keys)
+
+
+# Passes over the step's weeks looking for readings another run replaced meanwhile.
+UPSTREAM_RECHECKS = 3
+
+
+def _recompute_replaced(context: dg.AssetExecutionContext, report: WeekReport, read_from, files: WeekFiles, tables, run) -> None:
+    """Compute again each week whose readings, or the week before's, another run committed anew
+    while this step ran, just before its materialization is recorded.
+
+    Two runs at once (the sensor catching up two weeks, say) may commit week W-1 after this
+    step read it, or found it missing, for week W. Automation cannot tell: W-1's update and
+    W's own both count as news, and W's later one resets its condition (docs/architecture.md
+    "Automation"). So the step checks the weeks' manifests once it is done and computes those
+    weeks again; what is left is a commit in the moment between this check and Dagster
+    recording the week.
+    """
+    for _ in range(UPSTREAM_RECHECKS):
+        computed = [week for week in report.done if week in read_from]
+        replaced = files.refresh(sorted({w for week in computed for w in read_from[week]}))
+        stale = [week for week in computed if any(files.key(w) != key for w, key in read_from[week].items())]
+        if not stale:
+            return
+        tables.forget(replaced)
+        for week in stale:
+            context.log.info(
+                f"week {week}: its readings or the week before's were committed anew by another run while this "
+                "step ran; computing it again from them"
+            )
+            report.done.pop(week)
+            run(week)
+    for week in [week for week in report.done if week in read_from]:
+        if any(files.key(w) != key for w, key in read_from[week].items()):
+            report.done.pop(week)
+            report.failed(
+                week, f"its readings kept being replaced by other runs ({UPSTREAM_RECHECKS} passes); try it again",
+                retryable=True,
+            )
 
 
 class _Tables:
@@ -163,6 +209,11 @@ class _Tables:
             table = pq.read_table(self._files[week], columns=READ_COLUMNS, read_dictionary=DICTIONARY_COLUMNS)
             self._last = (week, table.unify_dictionaries())
         return self._last[1]
+
+    def forget(self, weeks: set[str]) -> None:
+        """Drop the kept table if it is one of these weeks (committed anew since it was read)."""
+        if self._last[0] in weeks:
+            self._last = (None, None)
 
 
 def _week(week, selected, readings: _Tables, lake: Lake, key, key_note: str, earlier: dict[str, float], config, official):
