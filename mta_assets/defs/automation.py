@@ -32,8 +32,17 @@ def weekly_eager(
     deps_updated = dg.AutomationCondition.any_deps_match(dg.AutomationCondition.newly_updated())
     if ignore_updates is not None:
         deps_updated = deps_updated.ignore(ignore_updates)
+    # An upstream week updated after this week's own update, both seen in the same tick
+    # (week W built, then W-1, within one sensor interval): ``since_last_handled`` lets the
+    # reset win there, since its parts carry no event times, so W would keep what it read
+    # without W-1 for good. A ``since`` whose trigger and reset are single conditions
+    # compares their event times, and the later one wins. True on that tick only, so a
+    # week whose run then fails is not requested again and again.
+    updated_after_own = (
+        deps_updated.since(dg.AutomationCondition.newly_updated()) & deps_updated
+    ).with_label("upstream updated after this week")
     return (
-        (dg.AutomationCondition.newly_missing() | deps_updated).since_last_handled()
+        ((dg.AutomationCondition.newly_missing() | deps_updated).since_last_handled() | updated_after_own)
         & ~deps_missing
         & ~dg.AutomationCondition.any_deps_in_progress()
         & ~dg.AutomationCondition.in_progress()
