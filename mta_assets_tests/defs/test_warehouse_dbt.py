@@ -26,7 +26,7 @@ from mta_assets.defs.warehouse.project import dbt_executable, prepared_project, 
 from mta_assets.defs.warehouse.resources import DuckDBWarehouse
 from mta_assets.storage.duckdb_file import WarehouseBusy
 from mta_devtools.synthetic import consecutive_weeks
-from mta_assets_tests.warehouse_lake import build_official, build_turnstile_weeks, ridership_dir
+from mta_assets_tests.warehouse_lake import PARQUET, build_official, build_turnstile_weeks, ridership_dir
 
 WEEKS = consecutive_weeks("2023-12-30", 7)
 UPSTREAM = ["turnstile_readings", "stations", "ridership_daily", "official_hourly", "official_daily", "station_complexes"]
@@ -445,3 +445,52 @@ def test_a_step_that_stops_while_dbt_builds_stops_dbt_and_frees_the_file(lake, t
     # dbt is gone: the file opens for writing at once, and no fetch folder is left beside it.
     duckdb.connect(str(database)).close()
     assert sorted(path.name for path in tmp_path.iterdir() if "fetch" in path.name) == []
+
+
+class _AnotherRunRewritesRidership(DbtCliResource):
+    """dbt, with another run rewriting one week's ridership in the lake just after the
+    warehouse step fetched its objects and before dbt reads them (once: ``marker``)."""
+
+    lake_url: str
+    week: str
+    rewritten: str  # the new ridership table, a local Parquet file
+    marker: str
+
+    def cli(self, args, **kwargs):
+        if not Path(self.marker).exists():
+            Path(self.marker).touch()
+            lake = Lake(url=self.lake_url)
+            lake.put_file(Path(self.rewritten), lake.key_for("ridership", self.week, ".parquet"), PARQUET)
+        return super().cli(args, **kwargs)
+
+
+def test_a_ridership_week_another_run_rewrites_while_dbt_reads_it_is_built_again(lake, gcs_lake, tmp_path):
+    import pyarrow.compute as pc
+
+    from mta_assets.defs.turnstile.tables import write_parquet
+
+    week = "2024-01-20"
+    for dataset in ("readings", "stations", "ridership"):  # the week on a GCS lake: dbt reads fetched copies
+        copy = Path(lake.fetch(lake.key_for(dataset, week, ".parquet"), tmp_path / "copy"))
+        gcs_lake.put_file(copy, gcs_lake.key_for(dataset, week, ".parquet"), PARQUET)
+    rows = pq.read_table(Path(lake.url) / lake.key_for("ridership", week, ".parquet"))
+    rows = rows.set_column(rows.schema.get_field_index("entries"), "entries", pc.multiply(rows["entries"], 2))
+    write_parquet(rows, tmp_path / "rewritten.parquet")
+    database = tmp_path / "warehouse.duckdb"
+    dbt = _AnotherRunRewritesRidership(
+        project_dir=prepared_project(), dbt_executable=dbt_executable(), lake_url=gcs_lake.url, week=week,
+        rewritten=str(tmp_path / "rewritten.parquet"), marker=str(tmp_path / "rewritten.done"),
+    )
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize(
+        ASSETS,
+        resources={"lake": gcs_lake, "duckdb_warehouse": DuckDBWarehouse(database=str(database)), "dbt": dbt},
+        instance=instance, partition_key=week, raise_on_error=False,
+    )
+
+    assert result.success, failure_text(result)
+    with duckdb.connect(str(database), read_only=True) as connection:
+        (entries,) = connection.execute("select sum(entries) from fct_ridership_daily").fetchone()
+    assert entries == pc.sum(rows["entries"]).as_py()  # the rewritten week, not the one dbt read first
+    said = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    assert any(f"ridership {week}: replaced by another run while dbt read them" in line for line in said)

@@ -25,7 +25,7 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 from mta_assets.defs.automation import weekly_eager
 from mta_assets.defs.resources import Lake
 from mta_assets.defs.turnstile.partitions import weekly_partitions
-from mta_assets.defs.warehouse.lake_files import local_files, week_keys
+from mta_assets.defs.warehouse.lake_files import local_files, source_versions, week_keys
 from mta_assets.defs.warehouse.metrics import week_metrics
 from mta_assets.defs.warehouse.project import (
     dbt_target, dbt_vars, keep_parse_state, prepared_project, write_run_file,
@@ -40,6 +40,8 @@ SYSTEM_DAILY = dg.AssetKey([PREFIX, "system_daily"])
 # Lake assets a week may lack for good: MTA's official ridership starts in 2020.
 OPTIONAL_UPSTREAM = dg.AssetSelection.assets("official_hourly", "official_daily", "station_complexes")
 DBT_STOP_GRACE_S = 10.0  # dbt's clean stop after SIGINT, before it is killed
+# Builds again when another run replaced a source of the build while dbt read it.
+SOURCE_CHANGE_RETRIES = 2
 # Unpartitioned: every dbt run reads them whole, so their update is no reason to rebuild every week.
 WHOLE_TABLES = dg.AssetSelection.assets("official_daily", "station_complexes")
 
@@ -82,7 +84,8 @@ def warehouse_models(
     folder = Path(tempfile.mkdtemp(prefix=f"{database.name}.fetch-", dir=database.parent))
     held: list[dg.MaterializeResult] = []  # system_daily's, recorded once its metrics are read
     try:
-        files = local_files(lake, week_keys(lake, weeks), folder)
+        versions = source_versions(lake, weeks)  # a change after this is seen after the build
+        files = local_files(lake, week_keys(lake, weeks, versions), folder)
         build = _start(context, dbt, duckdb_warehouse, weeks, files)
         try:
             # Each result is recorded as dbt reports it (the UI shows the build's progress, and
@@ -95,6 +98,8 @@ def warehouse_models(
         finally:
             _stop(build)
         failure = _finish(context, build.invocation, database)
+        if failure is None:
+            _built_from_current(context, lake, weeks, versions)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     if failure is None and held:
@@ -104,6 +109,24 @@ def warehouse_models(
     yield from held
     if failure is not None:
         raise failure
+
+
+def _built_from_current(context: dg.AssetExecutionContext, lake: Lake, weeks: list[str], versions: dict) -> None:
+    """Build again (the step's retry) when another run replaced a week's ridership, stations or
+    readings while dbt read them.
+
+    Automation cannot catch it: the week's warehouse update, recorded after the other run's,
+    resets the week's condition (docs/architecture.md "Automation"), and its rows would stay
+    those dbt read before.
+    """
+    now = source_versions(lake, weeks)
+    replaced = sorted(f"{source} {week}" for (source, week), found in now.items() if versions.get((source, week)) != found)
+    if replaced:
+        context.log.warning(
+            f"{', '.join(replaced)}: replaced by another run while dbt read them; building the weeks again "
+            f"(attempt {context.retry_number + 2} of {SOURCE_CHANGE_RETRIES + 1})"
+        )
+        raise dg.RetryRequested(max_retries=SOURCE_CHANGE_RETRIES)
 
 
 @dataclass

@@ -33,26 +33,47 @@ def official_key(lake: Lake, dataset: str) -> str:
     return lake.key("official", names[dataset])
 
 
-def week_keys(lake: Lake, weeks: list[str]) -> dict[str, list[str]]:
-    """dbt source -> the keys of the run's weeks. Turnstile datasets are required for every
-    week (a missing one fails the run naming the week); official ones are used where they exist."""
+def source_versions(lake: Lake, weeks: list[str]) -> dict[tuple[str, str], tuple[str, str] | None]:
+    """(source, week) -> the object each weekly source of each week is now: its key, and its MD5
+    where the key is fixed (stations, ridership), or None. Two of these taken apart tell
+    whether another run replaced one in between. A few weeks are looked up at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(week: str) -> dict[tuple[str, str], tuple[str, str] | None]:
+        readings = readings_file_key(lake, week)
+        hourly = week_key(lake.client, "official", "hourly", week)  # the week's committed hourly table
+        found = {
+            ("readings", week): None if readings is None else (readings, ""),
+            ("official_hourly", week): None if hourly is None else (hourly, ""),
+        }
+        for source, dataset in WEEKLY.items():
+            key = lake.key_for(dataset, week, ".parquet")
+            stored = lake.stat(key)
+            found[(source, week)] = None if stored is None else (key, stored.md5)
+        return found
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return {name: version for found in pool.map(one, weeks) for name, version in found.items()}
+
+
+def week_keys(
+    lake: Lake, weeks: list[str], versions: dict[tuple[str, str], tuple[str, str] | None] | None = None
+) -> dict[str, list[str]]:
+    """dbt source -> the keys of the run's weeks (from ``versions`` when given). Turnstile datasets
+    are required for every week (a missing one fails the run naming the week); official ones
+    are used where they exist."""
+    versions = source_versions(lake, weeks) if versions is None else versions
     keys: dict[str, list[str]] = {"readings": [], "stations": [], "ridership": [], "official_hourly": []}
     missing = []
     for week in weeks:
-        readings = readings_file_key(lake, week)
-        if readings is None:
+        if versions[("readings", week)] is None:
             missing.append(f"week {week}: no turnstile_readings object in the lake")
-        else:
-            keys["readings"].append(readings)
         for source, dataset in WEEKLY.items():
-            key = lake.key_for(dataset, week, ".parquet")
-            if lake.stat(key) is None:
-                missing.append(f"week {week}: no {source} object {lake.uri_for(key)}")
-            else:
-                keys[source].append(key)
-        hourly = week_key(lake.client, "official", "hourly", week)  # the week's committed hourly table
-        if hourly is not None:
-            keys["official_hourly"].append(hourly)
+            if versions[(source, week)] is None:
+                missing.append(f"week {week}: no {source} object {lake.uri_for(lake.key_for(dataset, week, '.parquet'))}")
+        for source in keys:
+            if (found := versions[(source, week)]) is not None:
+                keys[source].append(found[0])
     if missing:
         raise LakeObjectError("; ".join(missing))
     for source, dataset in (("official_daily", "daily"), ("station_complexes", "stations")):
