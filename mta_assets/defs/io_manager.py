@@ -146,11 +146,8 @@ class WeekFiles(Mapping[str, Path]):
     def refresh(self, weeks: Iterable[str]) -> set[str]:
         """Follow the weeks' manifests again: the weeks another run committed anew since this
         mapping looked (or first committed), which are read from their new objects from now on."""
-        from concurrent.futures import ThreadPoolExecutor
-
         weeks = [week for week in weeks if week in self._weeks]
-        with ThreadPoolExecutor(max_workers=4) as pool:  # a request or two a week, a few at a time
-            found = dict(zip(weeks, pool.map(self._find, weeks)))
+        found = dict(zip(weeks, self._lake.lookups(self._find, weeks)))
         changed = set()
         for week, key in found.items():
             if key == self._keys.get(week):

@@ -6,7 +6,9 @@ success (dagster-io/dagster#17836), and a check result cannot name a partition
 (``AssetCheckResult`` has no ``partition``). So:
 
 - every check result is logged as an ``AssetCheckEvaluation`` on its week's partition, as
-  soon as the week is done, in single weeks and ranges alike;
+  soon as the week is done, in single weeks and ranges alike (the ridership step's once its
+  weeks are settled: a week whose readings another run replaced meanwhile is computed again,
+  and only the results recorded with it are logged);
 - when every week succeeded, the step yields one ``MaterializeResult`` per asset and each
   week's own metadata is attached to its partition (``add_asset_metadata``);
 - when some week was skipped (MTA's official data not published yet: not an error), the good

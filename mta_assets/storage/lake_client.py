@@ -12,15 +12,35 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 from mta_assets.settings import SettingError, check_chunk_size, split_lake_url
 from mta_assets.storage.deadline import Deadline, is_interrupt, request_stop
 from mta_assets.storage.gcs import GcsStore
 from mta_assets.storage.lake import ChunkCallback, LakeError, LakeStore, StoredObject, file_checksums, object_key
 from mta_assets.storage.local import LocalStore
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+_LOOKUP_THREADS: ThreadPoolExecutor | None = None
+_LOOKUP_THREADS_LOCK = threading.Lock()
+
+
+def _lookup_threads() -> ThreadPoolExecutor:
+    # One small pool for the process, kept: a GCS store builds a client per thread (its
+    # credentials resolved once each), so threads made anew for every call would build
+    # clients anew too.
+    global _LOOKUP_THREADS
+    with _LOOKUP_THREADS_LOCK:
+        if _LOOKUP_THREADS is None:
+            _LOOKUP_THREADS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="mta-lake-lookup")
+        return _LOOKUP_THREADS
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -167,6 +187,11 @@ class LakeClient:
         else a verified (crc32c) download into ``dest_dir``."""
         with _interrupts_as_lake_errors(self.store.where, key):
             return self.store.fetch(key, dest_dir, self._transfer_deadline)
+
+    def lookups(self, lookup: Callable[[T], R], items: Iterable[T]) -> list[R]:
+        """``lookup`` of each item (a request or two each, a manifest or an object's stat), a few
+        at a time on the process's lookup threads, in order."""
+        return list(_lookup_threads().map(lookup, items))
 
     def read_bytes(self, key: str) -> bytes | None:
         """A small object's bytes (a lock file, a manifest); None when it does not exist."""

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mta_assets.defs.resources import LakeIOManager, MTASource, StationKeySource
+from mta_assets.defs.resources import Lake, LakeIOManager, MTASource, StationKeySource
 from mta_assets.defs.ridership.assets import ridership_assets
 from mta_assets.defs.turnstile.assets import turnstile_weeks
 from mta_assets.defs.turnstile.partitions import weekly_partitions
@@ -188,71 +188,87 @@ def test_weeks_built_out_of_order_end_with_the_same_ridership_as_in_order(ticks,
     if ticks == "once after both runs":  # both runs within one interval of the sensor
         executed, cursor = run_automation(res, instance, cursor)
     assert [(w, key) for w, key in executed if not key.startswith("warehouse/")] == [(weeks[1], "ridership_daily")]
+    assert {w for w, _ in executed} == {weeks[1]}  # its warehouse rows follow; nothing else is built again
     for week in weeks:
         assert out_of_order.read_bytes(out_of_order.key_for("ridership", week, ".parquet")) == in_order.read_bytes(
             in_order.key_for("ridership", week, ".parquet")
         ), week
 
 
+def _commit_objects(lake_url: str, week: str, objects_dir: Path) -> None:
+    """Commit a week's turnstile objects (one folder per dataset) as another run reaching its
+    own commit would: the same ``commit_week``, the week's real objects."""
+    from mta_assets.defs.io_manager import PARQUET_TYPE
+    from mta_assets.defs.resources import Lake
+    from mta_assets.storage.commit import commit_week
+
+    objects = {
+        path.parent.name: (path, path.name, "application/gzip" if path.suffix == ".gz" else PARQUET_TYPE)
+        for path in sorted(objects_dir.glob("*/*"))
+    }
+    commit_week(Lake(url=lake_url).client, "turnstile", week, objects, owner="another run", wait_s=5)
+
+
+def _objects_of(mirror, tmp_path, week: str, folder: Path) -> Path:
+    """A week's turnstile objects as another run commits them: built into a lake of their own."""
+    from mta_assets.defs.resources import Lake
+    from mta_assets.storage.commit import current_week
+
+    elsewhere = Lake(url=str(folder / "lake"))
+    assert dg.materialize([turnstile_weeks], partition_key=week, resources=resources(mirror, elsewhere, folder)).success
+    for dataset, entry in current_week(elsewhere.client, "turnstile", week).datasets.items():
+        (folder / "objects" / dataset).mkdir(parents=True)
+        (folder / "objects" / dataset / entry.file_name).write_bytes(elsewhere.read_bytes(entry.key))
+    return folder / "objects"
+
+
 class _AnotherRunCommitsAWeek(StationKeySource):
     """The station key, read at the start of the ridership step's body, after its inputs were
-    loaded: the moment at which this resource commits a week into the lake, as another run
-    reaching its own commit then would (the same ``commit_week``, the week's real objects)."""
+    loaded: the moment at which another run commits ``week`` into the lake."""
 
     lake_url: str
     week: str
     objects_dir: str
 
     def load(self):
-        from mta_assets.defs.io_manager import PARQUET_TYPE
-        from mta_assets.defs.resources import Lake
-        from mta_assets.storage.commit import commit_week
-
-        objects = {
-            path.parent.name: (path, path.name, "application/gzip" if path.suffix == ".gz" else PARQUET_TYPE)
-            for path in sorted(Path(self.objects_dir).glob("*/*"))
-        }
-        commit_week(Lake(url=self.lake_url).client, "turnstile", self.week, objects, owner="another run", wait_s=5)
+        _commit_objects(self.lake_url, self.week, Path(self.objects_dir))
         return super().load()
 
 
-def test_a_week_committed_by_another_run_while_ridership_reads_it_is_not_missed(tmp_path, mirror, synthetic_week):
+@pytest.mark.parametrize("before_was", ["missing", "another file"])
+def test_a_week_committed_by_another_run_while_ridership_reads_it_is_not_missed(
+    before_was, tmp_path, mirror, synthetic_week
+):
     from mta_assets.defs.resources import Lake
-    from mta_assets.storage.commit import current_week
 
     before, week = consecutive_weeks("2024-01-06", 2)
+    ridership = [key for asset in ridership_assets for key in asset.keys]
+    lake = Lake(url=str(tmp_path / "lake"))
+    res = resources(mirror, lake, tmp_path / "lake")
+    if before_was == "another file":  # W-1 as a first publication, which the other run replaces
+        synthetic_week(before, readings=2500, seed=1)
+        assert dg.materialize([turnstile_weeks], partition_key=before, resources=res).success
     for each in (before, week):
         synthetic_week(each, readings=2500)
-    turnstile = [turnstile_weeks]
-    ridership = [key for asset in ridership_assets for key in asset.keys]
 
     # In order, for reference: week W-1, then W.
     in_order = Lake(url=str(tmp_path / "in-order"))
-    res = resources(mirror, in_order, tmp_path / "in-order")
     for each in (before, week):
-        assert dg.materialize([*turnstile, *ridership_assets], partition_key=each, resources=res).success
+        assert dg.materialize(
+            [turnstile_weeks, *ridership_assets], partition_key=each, resources=resources(mirror, in_order, tmp_path / "in-order")
+        ).success
+    objects = _objects_of(mirror, tmp_path, before, tmp_path / "elsewhere")
 
-    # W-1's objects as another run would commit them, taken from a lake that built it.
-    elsewhere = Lake(url=str(tmp_path / "elsewhere"))
-    assert dg.materialize(turnstile, partition_key=before, resources=resources(mirror, elsewhere, tmp_path)).success
-    for dataset, entry in current_week(elsewhere.client, "turnstile", before).datasets.items():
-        (tmp_path / "objects" / dataset).mkdir(parents=True)
-        (tmp_path / "objects" / dataset / entry.file_name).write_bytes(elsewhere.read_bytes(entry.key))
-
-    # Week W alone; then its ridership, while the other run commits W-1 just after the step
-    # found it missing.
-    lake = Lake(url=str(tmp_path / "lake"))
-    res = resources(mirror, lake, tmp_path / "lake")
-    assert dg.materialize(turnstile, partition_key=week, resources=res).success
+    # Week W; then its ridership, while the other run commits W-1 just after the step read it.
+    assert dg.materialize([turnstile_weeks], partition_key=week, resources=res).success
     res["station_key"] = _AnotherRunCommitsAWeek(
-        url="http://127.0.0.1:9/key.csv", lake_url=str(tmp_path / "lake"), week=before, objects_dir=str(tmp_path / "objects")
+        url="http://127.0.0.1:9/key.csv", lake_url=lake.url, week=before, objects_dir=str(objects)
     )
     instance = dg.DagsterInstance.ephemeral()
     result = dg.materialize(
-        [*turnstile, *ridership_assets], selection=ridership, partition_key=week, resources=res, instance=instance
+        [turnstile_weeks, *ridership_assets], selection=ridership, partition_key=week, resources=res, instance=instance
     )
     assert result.success
-    assert week_stat(lake, "readings", before) is not None
     assert lake.read_bytes(lake.key_for("ridership", week, ".parquet")) == in_order.read_bytes(
         in_order.key_for("ridership", week, ".parquet")
     )
@@ -260,6 +276,55 @@ def test_a_week_committed_by_another_run_while_ridership_reads_it_is_not_missed(
     assert [m.metadata["previous_week_used"].value for m in recorded if m.asset_key == RIDERSHIP] == [True]
     said = [entry.user_message for entry in instance.all_logs(result.run_id)]
     assert any(f"week {week}: its readings or the week before's were committed anew" in line for line in said)
+    # Each check's result once, on the week as recorded.
+    evaluations = [e for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    names = [e.event_specific_data.check_name for e in evaluations]
+    assert sorted(names) == sorted(set(names)) and len(names) == 3
+
+
+class _LakeAnotherRunKeepsWriting(Lake):
+    """A lake into which another run commits week ``week`` anew, from two publications in
+    turn, each time the ridership step looks a week's stations up (once per computation)."""
+
+    week: str
+    objects_dirs: list[str]
+    count_dir: str
+
+    def stat(self, key: str):
+        if "/stations/" in key:
+            done = len(list(Path(self.count_dir).iterdir()))
+            (Path(self.count_dir) / str(done)).touch()
+            _commit_objects(self.url, self.week, Path(self.objects_dirs[done % 2]))
+        return super().stat(key)
+
+
+def test_a_week_whose_readings_keep_changing_fails_naming_it_and_records_nothing(tmp_path, mirror, synthetic_week):
+    from mta_assets.defs.resources import Lake
+
+    before, week = consecutive_weeks("2024-01-06", 2)
+    versions = []
+    for seed in (1, 0):
+        synthetic_week(before, readings=2500, seed=seed)
+        versions.append(str(_objects_of(mirror, tmp_path, before, tmp_path / f"seed-{seed}")))
+    synthetic_week(week, readings=2500)
+    plain = Lake(url=str(tmp_path / "lake"))
+    assert dg.materialize(ASSETS[:2], partition_key=week, resources=resources(mirror, plain, tmp_path)).success
+    (tmp_path / "count").mkdir()
+    lake = _LakeAnotherRunKeepsWriting(url=plain.url, week=before, objects_dirs=versions, count_dir=str(tmp_path / "count"))
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize(
+        ASSETS[:2], selection=[RIDERSHIP], partition_key=week, resources=resources(mirror, lake, tmp_path),
+        instance=instance, raise_on_error=False,
+    )
+
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert f"week {week}: its readings kept being replaced by another run (3 computations)" in (
+        failure.event_specific_data.error.message
+    )
+    assert len(list((tmp_path / "count").iterdir())) == 3
+    assert instance.get_latest_materialization_event(RIDERSHIP) is None
+    assert not [e for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
 
 
 @pytest.mark.parametrize("how", ["schedule", "sensor"])

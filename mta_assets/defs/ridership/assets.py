@@ -122,9 +122,11 @@ def ridership_weeks(
     report = WeekReport(context, weeks)
     tables = _Tables(turnstile_readings)
     read_from: dict[str, dict[str, str | None]] = {}  # week -> the readings objects it was computed from
+    checks: dict[str, list[dg.AssetCheckResult]] = {}  # logged once the weeks are settled, so once each
 
     def run(week: str) -> None:
         started = time.perf_counter()
+        checks.pop(week, None)
         upstream = [week, shift_week(week, -1)] if RIDERSHIP in selected else [week]
         read_from[week] = {w: turnstile_readings.key(w) for w in upstream}
         try:
@@ -135,7 +137,7 @@ def ridership_weeks(
         finally:
             # A finished week's upstream files can go; the next week needs only its own and this one.
             turnstile_readings.release(shift_week(week, -1))
-        report.checks(week, results, BLOCKING)
+        checks[week] = results
         if blocking_failures(results):
             blocked = ", ".join(blocking_failures(results))
             report.failed(week, f"blocking checks failed: {blocked}; its last good objects are kept")
@@ -144,49 +146,50 @@ def ridership_weeks(
             earlier[week] = float(metadata[RIDERSHIP]["mean_daily_entries"])  # later weeks compare with this one
         report.committed(week, metadata, f" in {time.perf_counter() - started:.1f} s")
 
-    with report.recording_if_interrupted(keys):
-        for week in report.to_do:
-            run(week)
-        _recompute_replaced(context, report, read_from, turnstile_readings, tables, run)
+    try:
+        with report.recording_if_interrupted(keys):
+            for week in report.to_do:
+                run(week)
+            # Another run may have committed a week's readings, or the week before's, after
+            # this step read them (two weeks of a sensor's catch-up at once): those weeks are
+            # computed again before anything is recorded (docs/architecture.md "Automation").
+            for attempt in range(UPSTREAM_RECHECKS + 1):
+                stale, replaced = replaced_inputs(turnstile_readings, read_from, [w for w in report.done if w in read_from])
+                if not stale or attempt == UPSTREAM_RECHECKS:
+                    break
+                tables.forget(replaced)
+                for week in stale:
+                    context.log.info(
+                        f"week {week}: its readings or the week before's were committed anew by another run "
+                        "while this step ran; computing it again from them"
+                    )
+                    report.done.pop(week)
+                    run(week)
+            for week in stale:
+                report.done.pop(week)
+                checks.pop(week, None)
+                report.failed(
+                    week, f"its readings kept being replaced by another run ({UPSTREAM_RECHECKS + 1} computations); "
+                    "it follows by automation once that run is recorded, or materialize it again",
+                )
+    finally:
+        for week, results in checks.items():
+            report.checks(week, results, BLOCKING)
     yield from report.finish(keys)
 
 
-# Passes over the step's weeks looking for readings another run replaced meanwhile.
-UPSTREAM_RECHECKS = 3
+# Computations of a week again, at most, when another run keeps replacing what it reads.
+UPSTREAM_RECHECKS = 2
 
 
-def _recompute_replaced(context: dg.AssetExecutionContext, report: WeekReport, read_from, files: WeekFiles, tables, run) -> None:
-    """Compute again each week whose readings, or the week before's, another run committed anew
-    while this step ran, just before its materialization is recorded.
-
-    Two runs at once (the sensor catching up two weeks, say) may commit week W-1 after this
-    step read it, or found it missing, for week W. Automation cannot tell: W-1's update and
-    W's own both count as news, and W's later one resets its condition (docs/architecture.md
-    "Automation"). So the step checks the weeks' manifests once it is done and computes those
-    weeks again; what is left is a commit in the moment between this check and Dagster
-    recording the week.
-    """
-    for _ in range(UPSTREAM_RECHECKS):
-        computed = [week for week in report.done if week in read_from]
-        replaced = files.refresh(sorted({w for week in computed for w in read_from[week]}))
-        stale = [week for week in computed if any(files.key(w) != key for w, key in read_from[week].items())]
-        if not stale:
-            return
-        tables.forget(replaced)
-        for week in stale:
-            context.log.info(
-                f"week {week}: its readings or the week before's were committed anew by another run while this "
-                "step ran; computing it again from them"
-            )
-            report.done.pop(week)
-            run(week)
-    for week in [week for week in report.done if week in read_from]:
-        if any(files.key(w) != key for w, key in read_from[week].items()):
-            report.done.pop(week)
-            report.failed(
-                week, f"its readings kept being replaced by other runs ({UPSTREAM_RECHECKS} passes); try it again",
-                retryable=True,
-            )
+def replaced_inputs(
+    files: WeekFiles, read_from: dict[str, dict[str, str | None]], weeks: list[str]
+) -> tuple[list[str], set[str]]:
+    """(the weeks computed from a readings object that is no longer the current one, the
+    upstream weeks committed anew), after following the manifests again."""
+    replaced = files.refresh(sorted({w for week in weeks for w in read_from[week]}))
+    stale = [week for week in weeks if any(files.key(w) != used for w, used in read_from[week].items())]
+    return stale, replaced
 
 
 class _Tables:

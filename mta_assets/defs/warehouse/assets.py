@@ -40,8 +40,9 @@ SYSTEM_DAILY = dg.AssetKey([PREFIX, "system_daily"])
 # Lake assets a week may lack for good: MTA's official ridership starts in 2020.
 OPTIONAL_UPSTREAM = dg.AssetSelection.assets("official_hourly", "official_daily", "station_complexes")
 DBT_STOP_GRACE_S = 10.0  # dbt's clean stop after SIGINT, before it is killed
-# Builds again when another run replaced a source of the build while dbt read it.
+# Builds again, and the wait before each, when another run replaced a source of the build while dbt read it.
 SOURCE_CHANGE_RETRIES = 2
+SOURCE_CHANGE_WAIT_S = 5.0
 # Unpartitioned: every dbt run reads them whole, so their update is no reason to rebuild every week.
 WHOLE_TABLES = dg.AssetSelection.assets("official_daily", "station_complexes")
 
@@ -112,21 +113,29 @@ def warehouse_models(
 
 
 def _built_from_current(context: dg.AssetExecutionContext, lake: Lake, weeks: list[str], versions: dict) -> None:
-    """Build again (the step's retry) when another run replaced a week's ridership, stations or
-    readings while dbt read them.
+    """Build again (the step's retry) when another run replaced a week's readings, stations,
+    ridership or MTA's hourly data while dbt read them.
 
     Automation cannot catch it: the week's warehouse update, recorded after the other run's,
     resets the week's condition (docs/architecture.md "Automation"), and its rows would stay
     those dbt read before.
     """
     now = source_versions(lake, weeks)
-    replaced = sorted(f"{source} {week}" for (source, week), found in now.items() if versions.get((source, week)) != found)
-    if replaced:
-        context.log.warning(
-            f"{', '.join(replaced)}: replaced by another run while dbt read them; building the weeks again "
-            f"(attempt {context.retry_number + 2} of {SOURCE_CHANGE_RETRIES + 1})"
+    replaced = ", ".join(sorted(f"{source} {week}" for (source, week), found in now.items() if versions.get((source, week)) != found))
+    if not replaced:
+        return
+    if context.retry_number >= SOURCE_CHANGE_RETRIES:
+        raise dg.Failure(
+            description=f"{replaced}: replaced by another run during each of {SOURCE_CHANGE_RETRIES + 1} builds; "
+            "the warehouse holds the last build; materialize these weeks again once that run is done",
+            allow_retries=False,
         )
-        raise dg.RetryRequested(max_retries=SOURCE_CHANGE_RETRIES)
+    context.log.warning(
+        f"{replaced}: replaced by another run while dbt read them; building the weeks again in "
+        f"{SOURCE_CHANGE_WAIT_S:g} s (build {context.retry_number + 2} of at most {SOURCE_CHANGE_RETRIES + 1})"
+    )
+    # A wait, so that a run committing its weeks one after another is likely done by then.
+    raise dg.RetryRequested(max_retries=SOURCE_CHANGE_RETRIES, seconds_to_wait=SOURCE_CHANGE_WAIT_S)
 
 
 @dataclass

@@ -37,7 +37,6 @@ def source_versions(lake: Lake, weeks: list[str]) -> dict[tuple[str, str], tuple
     """(source, week) -> the object each weekly source of each week is now: its key, and its MD5
     where the key is fixed (stations, ridership), or None. Two of these taken apart tell
     whether another run replaced one in between. A few weeks are looked up at a time."""
-    from concurrent.futures import ThreadPoolExecutor
 
     def one(week: str) -> dict[tuple[str, str], tuple[str, str] | None]:
         readings = readings_file_key(lake, week)
@@ -52,8 +51,7 @@ def source_versions(lake: Lake, weeks: list[str]) -> dict[tuple[str, str], tuple
             found[(source, week)] = None if stored is None else (key, stored.md5)
         return found
 
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        return {name: version for found in pool.map(one, weeks) for name, version in found.items()}
+    return {name: version for found in lake.client.lookups(one, weeks) for name, version in found.items()}
 
 
 def week_keys(
