@@ -19,10 +19,12 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from difflib import unified_diff
 from pathlib import Path
+from queue import Empty, Queue
 
 import dagster as dg
 import pytest
@@ -325,18 +327,23 @@ def test_make_dev_is_offline_and_stops_its_mirror(tmp_path: Path) -> None:
         start_new_session=True,
     )
     lines: list[str] = []
+    # Read on a thread: a blocking readline would not see the deadline, and output left
+    # unread would fill the pipe and stall dg dev.
+    output: Queue[str] = Queue()
+    reader = threading.Thread(target=lambda: [output.put(line) for line in dev.stdout], daemon=True)
+    reader.start()
     try:
         mirror_url = None
         deadline = time.monotonic() + 180
         while mirror_url is None or not port_open(ui_port):
             assert time.monotonic() < deadline and dev.poll() is None, "".join(lines)[-3000:]
-            if mirror_url is None:
-                line = dev.stdout.readline()
-                lines.append(line)
-                found = re.search(r"^source: (http://127\.0\.0\.1:\d+) \(loopback mirror", line)
-                mirror_url = found.group(1) if found else None
-            else:
-                time.sleep(0.2)
+            try:
+                line = output.get(timeout=0.2)
+            except Empty:
+                continue
+            lines.append(line)
+            found = re.search(r"^source: (http://127\.0\.0\.1:\d+) \(loopback mirror", line)
+            mirror_url = mirror_url or (found.group(1) if found else None)
         # The synthetic weeks are served on loopback, and dg dev got them as its source.
         for name in ("turnstile_240106.txt", "turnstile_240113.txt"):
             with urllib.request.urlopen(f"{mirror_url}/{name}", timeout=10) as response:
@@ -365,6 +372,7 @@ def test_make_dev_is_offline_and_stops_its_mirror(tmp_path: Path) -> None:
         if dev.poll() is None:
             os.killpg(dev.pid, signal.SIGKILL)
             dev.wait(timeout=30)
+        reader.join(timeout=10)  # the pipe ends with the process group
         dev.stdout.close()
 
 
