@@ -54,13 +54,10 @@ def source_versions(lake: Lake, weeks: list[str]) -> dict[tuple[str, str], tuple
     return {name: version for found in lake.client.lookups(one, weeks) for name, version in found.items()}
 
 
-def week_keys(
-    lake: Lake, weeks: list[str], versions: dict[tuple[str, str], tuple[str, str] | None] | None = None
-) -> dict[str, list[str]]:
-    """dbt source -> the keys of the run's weeks (from ``versions`` when given). Turnstile datasets
-    are required for every week (a missing one fails the run naming the week); official ones
-    are used where they exist."""
-    versions = source_versions(lake, weeks) if versions is None else versions
+def week_keys(lake: Lake, weeks: list[str], versions: dict[tuple[str, str], tuple[str, str] | None]) -> dict[str, list[str]]:
+    """dbt source -> the keys of the run's weeks, from their ``source_versions``. Turnstile
+    datasets are required for every week (a missing one fails the run naming the week);
+    official ones are used where they exist."""
     keys: dict[str, list[str]] = {"readings": [], "stations": [], "ridership": [], "official_hourly": []}
     missing = []
     for week in weeks:
