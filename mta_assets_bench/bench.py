@@ -209,6 +209,15 @@ class Server:
         self._log.close()
 
 
+def start_emulator(log: Path, port: int | None = None) -> Server:
+    """gcp-storage-emulator on a loopback port, objects in memory."""
+    port = port or free_port()
+    return Server(
+        [sys.executable, "-m", "gcp_storage_emulator", "start", "--host=127.0.0.1", f"--port={port}", "--in-memory"],
+        f"http://127.0.0.1:{port}", log,
+    )
+
+
 def gcs_client(emulator_url: str):
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
@@ -467,10 +476,7 @@ def run(args: argparse.Namespace) -> dict:
             f"http://127.0.0.1:{mirror_port}", workdir / "mirror.log",
         )
         servers.append(mirror)
-        emulator = Server(
-            [sys.executable, "-m", "gcp_storage_emulator", "start", "--host=127.0.0.1", f"--port={emulator_port}", "--in-memory"],
-            f"http://127.0.0.1:{emulator_port}", workdir / "emulator.log",
-        )
+        emulator = start_emulator(workdir / "emulator.log", emulator_port)
         servers.append(emulator)
         bucket = f"mta-bench-{uuid.uuid4().hex[:8]}"
         gcs_client(emulator.url).create_bucket(bucket)

@@ -13,12 +13,11 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from mta_assets_bench.bench import FIRST_WEEK, Server, free_port, gcs_client
+from mta_assets_bench.bench import FIRST_WEEK, gcs_client, start_emulator
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,11 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="mta-rechecks-"))
-    port = free_port()
-    emulator = Server(
-        [sys.executable, "-m", "gcp_storage_emulator", "start", "--host=127.0.0.1", f"--port={port}", "--in-memory"],
-        f"http://127.0.0.1:{port}", work / "emulator.log",
-    )
+    emulator = start_emulator(work / "emulator.log")
     try:
         os.environ["STORAGE_EMULATOR_HOST"] = emulator.url
         gcs_client(emulator.url).create_bucket("mta-rechecks")
