@@ -22,7 +22,9 @@ from mta_assets.defs.io_manager import lake_metadata
 from mta_assets.defs.resources import Lake, MTASource, StationKeySource, with_links
 from mta_assets.defs.turnstile.checks import BLOCKING, readings_check_specs, to_check_result
 from mta_assets.defs.turnstile.partitions import backfill_policy, weekly_partitions
-from mta_assets.defs.turnstile.week import GZ, RAW, READINGS, WeekContext, WeekFailed, WeekPlan, process_week
+from mta_assets.defs.turnstile.week import (
+    GZ, RAW, READINGS, WeekContext, WeekFailed, WeekPlan, on_thread, process_week,
+)
 from mta_assets.defs.weeks import WEEK_RETRY_POLICY, WeekReport
 from mta_assets.mta.calendar import require_published, weeks_before
 from mta_assets.mta.stations import StationKey
@@ -152,23 +154,9 @@ def selected_keys(context: dg.AssetExecutionContext) -> list[dg.AssetKey]:
 
 
 def _start_week(week: str, ctx: WeekContext) -> Future:
-    """Run one week on its own daemon thread.
-
-    Daemon threads, not a ThreadPoolExecutor: the interpreter joins an executor's threads
-    at exit, so a terminated run would wait for a download in progress to finish.
-    """
-    future: Future = Future()
-
-    def work() -> None:
-        if not future.set_running_or_notify_cancel():
-            return
-        try:
-            future.set_result(process_week(week, ctx))
-        except BaseException as exc:  # handed to the main thread, which names the week
-            future.set_exception(exc)
-
-    threading.Thread(target=work, name=f"mta-week-{week}", daemon=True).start()
-    return future
+    """Run one week on its own daemon thread (a terminated run does not wait at exit for a
+    download in progress)."""
+    return on_thread(f"mta-week-{week}", process_week, week, ctx)
 
 
 def _station_key_once(source: StationKeySource, warn: Callable[[str], None]) -> Callable[[], StationKey | None]:

@@ -20,6 +20,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -119,12 +120,19 @@ def process_week(week: str, ctx: WeekContext) -> WeekResult:
     try:
         staged = _stage_source(week, ctx, folder)
         objects: list[tuple[str, Path, str]] = []  # (asset, local file, extension)
-        gz_path, gz_seconds = None, 0.0
+        gz_path, gzipped = None, _done(0.0)
         if ctx.plan.writes_gzip or ctx.plan.downloads:
             gz_path = folder / (staged.file_name.removesuffix(".txt") + ".csv.gz")
-            gz_seconds = gzip_file(staged.path, gz_path, ctx.plan.gzip_level)
-        _stop_if_cancelled(week, ctx)
-        outcomes, table_path, table_metadata, rows = _parse_and_validate(week, ctx, staged, folder)
+            # Compressed while the week is parsed: both release the GIL, and a single week
+            # (the schedule's, the sensor's) has no other week to overlap with.
+            gzipped = on_thread(f"mta-gzip-{week}", gzip_file, staged.path, gz_path, ctx.plan.gzip_level)
+        try:
+            _stop_if_cancelled(week, ctx)
+            outcomes, table_path, table_metadata, rows = _parse_and_validate(week, ctx, staged, folder)
+        except BaseException:
+            gzipped.exception()  # waited for: the week's folder is cleaned up next
+            raise
+        gz_seconds = gzipped.result()  # the quarantine and the commit need the whole gzip file
         failed = blocking_failures(outcomes)
         if failed:
             where = _quarantine(week, ctx, staged, gz_path)
@@ -158,6 +166,28 @@ def process_week(week: str, ctx: WeekContext) -> WeekResult:
             _keep_only_download(folder)
         else:
             ctx.staging.done(week)
+
+
+def on_thread(name: str, work: Callable[..., Any], *args: Any) -> Future:
+    """``work(*args)`` on a daemon thread (a terminated run does not wait for it at exit, as it
+    would for a ThreadPoolExecutor's); its result or error comes from the returned future."""
+    future: Future = Future()
+
+    def run() -> None:
+        if future.set_running_or_notify_cancel():
+            try:
+                future.set_result(work(*args))
+            except BaseException as exc:  # raised again by future.result() in the week's thread
+                future.set_exception(exc)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return future
+
+
+def _done(value: Any) -> Future:
+    future: Future = Future()
+    future.set_result(value)
+    return future
 
 
 def _stop_if_cancelled(week: str, ctx: WeekContext) -> None:
