@@ -218,6 +218,14 @@ def start_emulator(log: Path, port: int | None = None) -> Server:
     )
 
 
+def start_mirror(folder: Path, log: Path, port: int | None = None) -> Server:
+    """The loopback mirror serving ``folder``'s turnstile files as MTA's site does."""
+    port = port or free_port()
+    return Server(
+        [sys.executable, "-m", "mta_devtools.mirror", str(folder), "--port", str(port)], f"http://127.0.0.1:{port}", log
+    )
+
+
 def gcs_client(emulator_url: str):
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
@@ -471,10 +479,7 @@ def run(args: argparse.Namespace) -> dict:
         origins = prepare_weeks(workdir / "mirror", len(all_weeks), args.readings, real=not args.smoke)
 
         mirror_port, emulator_port = free_port(), free_port()
-        mirror = Server(
-            [sys.executable, "-m", "mta_devtools.mirror", str(workdir / "mirror"), "--port", str(mirror_port)],
-            f"http://127.0.0.1:{mirror_port}", workdir / "mirror.log",
-        )
+        mirror = start_mirror(workdir / "mirror", workdir / "mirror.log", mirror_port)
         servers.append(mirror)
         emulator = start_emulator(workdir / "emulator.log", emulator_port)
         servers.append(emulator)

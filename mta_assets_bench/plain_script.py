@@ -11,8 +11,9 @@ the assets with. For each week, one after another:
 4. write Parquet and upload it.
 
 Objects go to ``gs://BUCKET/PREFIX/turnstile/{csv_gz,readings}/YYYY/turnstile_YYMMDD.*``,
-the same names the assets use. gzip level 6 and zstd Parquet match the assets'
-defaults, so both sides do the same compression work.
+the same names the assets use. gzip level 6 of the stdlib's zlib writes about the size the
+assets' zlib-ng writes at its default level 5 (docs/benchmark.md "Compression level"),
+and zstd Parquet is the assets' default, so both sides store the same compression.
 
     python mta_assets_bench/plain_script.py --weeks 2023-12-30 2024-01-06 \\
         --source http://127.0.0.1:8765 --bucket my-bucket --prefix plain

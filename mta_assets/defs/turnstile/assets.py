@@ -23,7 +23,7 @@ from mta_assets.defs.resources import Lake, MTASource, StationKeySource, with_li
 from mta_assets.defs.turnstile.checks import BLOCKING, readings_check_specs, to_check_result
 from mta_assets.defs.turnstile.partitions import backfill_policy, weekly_partitions
 from mta_assets.defs.turnstile.week import (
-    GZ, RAW, READINGS, WeekContext, WeekFailed, WeekPlan, on_thread, process_week,
+    DEFAULT_GZIP_LEVEL, GZ, RAW, READINGS, WeekContext, WeekFailed, WeekPlan, on_thread, process_week,
 )
 from mta_assets.defs.weeks import WEEK_RETRY_POLICY, WeekReport
 from mta_assets.mta.calendar import require_published, weeks_before
@@ -34,7 +34,6 @@ from mta_assets.storage.http import source_down
 from mta_assets.storage.staging import RunStaging
 
 GROUP = "mta_turnstile"
-DEFAULT_GZIP_LEVEL = 6  # docs/benchmark.md "Compression level": 19% smaller than 1, a quarter of 9's time
 READINGS_KEY = dg.AssetKey(READINGS)
 CANCEL_GRACE_S = 6.0  # Dagster's Terminate should end the run within 10 s
 

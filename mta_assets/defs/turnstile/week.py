@@ -35,6 +35,9 @@ CONTENT_TYPES = {".txt": "text/plain", ".csv.gz": "application/gzip", ".parquet"
 _COPY_BLOCK = 1024 * 1024
 DATASETS = {RAW: "raw", GZ: "csv_gz", READINGS: "readings"}  # the lake's dataset of each asset
 _DOWNLOAD_STARTED = "download.started"
+# zlib-ng's level 5 writes what its 6 writes (0.1% larger) in two thirds of the time, and
+# what the stdlib's zlib writes at 6 in about a third (docs/benchmark.md "Compression level").
+DEFAULT_GZIP_LEVEL = 5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +46,7 @@ class WeekPlan:
 
     assets: frozenset[str]
     store_raw_text: bool = False  # the raw .txt beside the gzip object (docs/architecture.md "How a turnstile week flows")
-    gzip_level: int = 6
+    gzip_level: int = DEFAULT_GZIP_LEVEL
 
     @property
     def downloads(self) -> bool:
@@ -280,9 +283,9 @@ def _from_lake(week: str, ctx: WeekContext, folder: Path, raw_path: Path) -> _St
 def gzip_file(source: Path, target: Path, level: int) -> float:
     """Deterministic gzip (no file name, mtime 0), so equal input gives equal objects.
 
-    zlib-ng, not the stdlib's zlib: the same gzip format and about the same size at a
-    level, in a third of the time (docs/benchmark.md "Compression level"), and compression is the
-    largest share of a week's CPU time.
+    zlib-ng, not the stdlib's zlib: the same gzip format, and the size zlib writes at level
+    6 in about a third of its time at level 5 (docs/benchmark.md "Compression level");
+    compression is one of the largest shares of a week's CPU time.
     """
     from zlib_ng import gzip_ng
 
