@@ -180,7 +180,7 @@ def on_thread(name: str, work: Callable[..., Any], *args: Any) -> Future:
         if future.set_running_or_notify_cancel():
             try:
                 future.set_result(work(*args))
-            except BaseException as exc:  # raised again by future.result() in the week's thread
+            except BaseException as exc:  # raised again where future.result() is called
                 future.set_exception(exc)
 
     threading.Thread(target=run, name=name, daemon=True).start()
@@ -188,6 +188,7 @@ def on_thread(name: str, work: Callable[..., Any], *args: Any) -> Future:
 
 
 def _done(value: Any) -> Future:
+    """A future that already holds ``value`` (no gzip to wait for)."""
     future: Future = Future()
     future.set_result(value)
     return future
