@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import signal
 import subprocess
@@ -289,3 +290,41 @@ def test_sigterm_after_a_week_committed_records_that_week_and_keeps_the_next_as_
             assert instance.get_materialized_partitions(dg.AssetKey(asset)) == {first}, asset
     assert week_key(lake.client, "turnstile", "readings", second) is None
     assert week_key(lake.client, "turnstile", "csv_gz", second) is None
+
+
+def test_work_on_a_thread_hands_back_its_result_or_its_error_and_never_holds_the_exit():
+    from mta_assets.defs.turnstile.week import on_thread
+
+    seen: list[threading.Thread] = []
+
+    def work(a: int, b: int) -> int:
+        seen.append(threading.current_thread())
+        return a + b
+
+    assert on_thread("mta-test-sum", work, 2, 3).result(timeout=10) == 5
+    assert seen[0].name == "mta-test-sum" and seen[0].daemon  # a terminated run does not wait for it
+
+    def fail() -> None:
+        raise OSError(28, "No space left on device")
+
+    future = on_thread("mta-test-fail", fail)
+    assert isinstance(future.exception(timeout=10), OSError)
+    with pytest.raises(OSError, match="No space left"):
+        future.result()
+
+
+def test_a_week_compressed_beside_its_parse_stores_the_published_bytes_at_level_5(
+    mirror: MirrorServer, synthetic_week, local_lake: Lake
+):
+    """The gzip object is the published file, written at the default level, whatever the parse did meanwhile."""
+    synthetic_week(WEEK, readings=3000)
+    published = (Path(mirror.root) / "turnstile_240106.txt").read_bytes()
+    result = dg.materialize([turnstile_weeks], partition_key=WEEK, resources=resources(mirror.url, local_lake))
+    assert result.success
+    stored = local_lake.read_bytes(week_object_key(local_lake, "csv_gz", WEEK))
+    assert gzip.decompress(stored) == published
+    metadata = result.asset_materializations_for_node("turnstile_weeks")
+    gz = next(m for m in metadata if m.asset_key == dg.AssetKey("turnstile_csv_gz")).metadata
+    assert gz["gzip_level"].value == 5 and gz["bytes_in"].value == len(published)
+    table = local_lake.read_bytes(week_object_key(local_lake, "readings", WEEK))
+    assert pq.read_metadata(io.BytesIO(table)).num_rows == 3000
