@@ -112,8 +112,9 @@ class Lake(dg.ConfigurableResource):
         metadata: dict[str, str] | None = None,
         *,
         on_chunk: ChunkCallback | None = None,
+        new_key: bool = False,
     ) -> StoredObject:
-        return self.client.put_file(source, key, content_type, metadata, on_chunk=on_chunk)
+        return self.client.put_file(source, key, content_type, metadata, on_chunk=on_chunk, new_key=new_key)
 
     def stat(self, key: str) -> StoredObject | None:
         return self.client.stat(key)

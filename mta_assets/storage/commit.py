@@ -175,7 +175,7 @@ def commit_week(
                 stored[dataset] = client.put_file(path, old.key, content_type, metadata=metadata)
                 continue
             new_key = generation_key(client, area, dataset, week, generation, file_name)
-            stored[dataset] = client.put_file(path, new_key, content_type, metadata=metadata)
+            stored[dataset] = client.put_file(path, new_key, content_type, metadata=metadata, new_key=True)
             entries[dataset] = Entry(
                 new_key, file_name, stored[dataset].size, stored[dataset].crc32c, stored[dataset].md5,
                 generation, content_type,

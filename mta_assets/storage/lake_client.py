@@ -145,12 +145,15 @@ class LakeClient:
         metadata: dict[str, str] | None = None,
         *,
         on_chunk: ChunkCallback | None = None,
+        new_key: bool = False,
     ) -> StoredObject:
         """Store ``source`` at ``key`` atomically and verified; the source file is left in place.
 
         An object that already holds exactly these bytes is left as it is (no upload, same
         GCS generation, ``unchanged=True``): re-running an unchanged week costs one metadata
-        request. ``metadata`` becomes the object's custom metadata on GCS (ignored locally).
+        request. ``new_key``: nothing was ever stored at ``key`` (a new generation's key), so
+        that request is not made. ``metadata`` becomes the object's custom metadata on GCS
+        (ignored locally).
         """
         try:
             crc32c, md5 = file_checksums(source)
@@ -162,7 +165,7 @@ class LakeClient:
             ) from None
         started = time.perf_counter()
         with _interrupts_as_lake_errors(self.store.where, key):
-            existing = self._existing_if_identical(key, size, crc32c, md5)
+            existing = None if new_key else self._existing_if_identical(key, size, crc32c, md5)
             if existing is not None:
                 stored = dataclasses.replace(existing, chunks=0, unchanged=True)
             else:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -208,3 +209,22 @@ def test_a_holder_that_lost_its_lease_does_not_commit(local_lake: Lake, tmp_path
                 lease.check()
                 time.sleep(0.1)
     assert local_lake.read_bytes(key) == b'{"owner": "run B", "expires": 1e12}'  # not released by run A
+
+
+def test_a_new_generation_is_uploaded_without_asking_for_it_first(gcs_emulator, gcs_lake: Lake, tmp_path: Path, monkeypatch):
+    """Its keys were never written: a lookup before each upload would only cost a request
+    (on GCS, a round trip on the commit's path). An unchanged week still costs lookups, no upload."""
+    with GcsFaultProxy(gcs_emulator.host, mode="forward") as proxy:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+        lake = gcs_lake.model_copy()
+        manifest = commit(lake, week_files(tmp_path / "a", "A"))
+        new_keys = [urllib.parse.quote(entry.key, safe="") for entry in manifest.datasets.values()]
+        for key in new_keys:
+            touching = [(method, path) for method, path in proxy.requests if key in path or key in urllib.parse.unquote(path)]
+            assert touching and touching[0][0] in ("POST", "PUT"), touching  # the upload comes first
+        proxy.requests.clear()
+        again = commit(lake, week_files(tmp_path / "b", "A"))
+        assert again.unchanged and again.generation == manifest.generation
+        # The lease is its only upload (a small one, multipart); no object goes up again.
+        assert not [path for method, path in proxy.requests if "uploadType=resumable" in path]
+    assert read_week(gcs_lake.model_copy()) == {"csv_gz": b"gzip of download A", "readings": b"table of download A"}
