@@ -50,7 +50,10 @@ class TurnstileConfig(dg.Config):
     parse_slots: int = Field(
         default=1, ge=1, le=8, description="Weeks parsed at once; each parse needs about 100 MB of memory."
     )
-    gzip_level: int = Field(default=DEFAULT_GZIP_LEVEL, ge=1, le=9, description="gzip compression level.")
+    gzip_level: int = Field(
+        default=DEFAULT_GZIP_LEVEL, ge=1, le=9,
+        description="gzip (zlib-ng) level of the .csv.gz object; 5 writes about what 6 writes in two thirds of the time.",
+    )
     store_raw_text: bool = Field(
         default=False,
         description="Also keep the uncompressed .txt in the lake (33 MB a week); the gzip object is already "
