@@ -174,10 +174,10 @@ def commit_week(
                 # put_file verifies the object is still there and identical (restores it if not).
                 stored[dataset] = client.put_file(path, old.key, content_type, metadata=metadata)
                 continue
-            new_key = generation_key(client, area, dataset, week, generation, file_name)
-            stored[dataset] = client.put_file(path, new_key, content_type, metadata=metadata, new_key=True)
+            target = generation_key(client, area, dataset, week, generation, file_name)
+            stored[dataset] = client.put_file(path, target, content_type, metadata=metadata, new_key=True)
             entries[dataset] = Entry(
-                new_key, file_name, stored[dataset].size, stored[dataset].crc32c, stored[dataset].md5,
+                target, file_name, stored[dataset].size, stored[dataset].crc32c, stored[dataset].md5,
                 generation, content_type,
             )
             previous = old.key if old else (None if current else _legacy_key(client, area, dataset, week, None))

@@ -314,17 +314,36 @@ def test_work_on_a_thread_hands_back_its_result_or_its_error_and_never_holds_the
 
 
 def test_a_week_compressed_beside_its_parse_stores_the_published_bytes_at_level_5(
-    mirror: MirrorServer, synthetic_week, local_lake: Lake
+    mirror: MirrorServer, synthetic_week, local_lake: Lake, tmp_path: Path
 ):
     """The gzip object is the published file, written at the default level, whatever the parse did meanwhile."""
+    from mta_assets.defs.turnstile.week import gzip_file
+
     synthetic_week(WEEK, readings=3000)
-    published = (Path(mirror.root) / "turnstile_240106.txt").read_bytes()
+    published_path = Path(mirror.root) / "turnstile_240106.txt"
+    published = published_path.read_bytes()
     result = dg.materialize([turnstile_weeks], partition_key=WEEK, resources=resources(mirror.url, local_lake))
     assert result.success
     stored = local_lake.read_bytes(week_object_key(local_lake, "csv_gz", WEEK))
     assert gzip.decompress(stored) == published
+    # Byte for byte what level 5 writes on its own (deterministic: no name, mtime 0), not level 6's.
+    gzip_file(published_path, tmp_path / "level5.gz", 5)
+    gzip_file(published_path, tmp_path / "level6.gz", 6)
+    assert stored == (tmp_path / "level5.gz").read_bytes() != (tmp_path / "level6.gz").read_bytes()
     metadata = result.asset_materializations_for_node("turnstile_weeks")
     gz = next(m for m in metadata if m.asset_key == dg.AssetKey("turnstile_csv_gz")).metadata
     assert gz["gzip_level"].value == 5 and gz["bytes_in"].value == len(published)
     table = local_lake.read_bytes(week_object_key(local_lake, "readings", WEEK))
     assert pq.read_metadata(io.BytesIO(table)).num_rows == 3000
+
+
+def test_a_failed_gzip_names_both_files_and_keeps_its_errno(tmp_path: Path):
+    from mta_assets.defs.turnstile.week import gzip_file
+
+    source = tmp_path / "source.txt"
+    source.write_bytes(b"C/A,UNIT\n")
+    target = tmp_path / "gone" / "turnstile_240106.csv.gz"  # its folder was removed under it
+    with pytest.raises(FileNotFoundError) as failed:
+        gzip_file(source, target, 5)
+    assert str(source) in str(failed.value) and str(target) in str(failed.value)
+    assert failed.value.errno == 2

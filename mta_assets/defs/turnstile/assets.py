@@ -52,7 +52,7 @@ class TurnstileConfig(dg.Config):
     )
     gzip_level: int = Field(
         default=DEFAULT_GZIP_LEVEL, ge=1, le=9,
-        description="gzip (zlib-ng) level of the .csv.gz object; 5 writes about what 6 writes in two thirds of the time.",
+        description="gzip (zlib-ng) level of the .csv.gz object; 5 writes about what 6 writes in 63% of the time.",
     )
     store_raw_text: bool = Field(
         default=False,

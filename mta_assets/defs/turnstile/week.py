@@ -35,8 +35,8 @@ CONTENT_TYPES = {".txt": "text/plain", ".csv.gz": "application/gzip", ".parquet"
 _COPY_BLOCK = 1024 * 1024
 DATASETS = {RAW: "raw", GZ: "csv_gz", READINGS: "readings"}  # the lake's dataset of each asset
 _DOWNLOAD_STARTED = "download.started"
-# zlib-ng's level 5 writes what its 6 writes (0.1% larger) in two thirds of the time, and
-# what the stdlib's zlib writes at 6 in about a third (docs/benchmark.md "Compression level").
+# zlib-ng's level 5 writes what its 6 writes (0.1% larger) in 63% of the time, and about
+# what the stdlib's zlib writes at 6 in a third of zlib's time (docs/benchmark.md "Compression level").
 DEFAULT_GZIP_LEVEL = 5
 
 
@@ -132,8 +132,10 @@ def process_week(week: str, ctx: WeekContext) -> WeekResult:
         try:
             _stop_if_cancelled(week, ctx)
             outcomes, table_path, table_metadata, rows = _parse_and_validate(week, ctx, staged, folder)
-        except BaseException:
-            gzipped.exception()  # waited for: the week's folder is cleaned up next
+        except BaseException as exc:
+            gzip_error = gzipped.exception()  # waited for: the week's folder is cleaned up next
+            if gzip_error is not None:
+                exc.add_note(f"week {week}: the gzip of {staged.file_name} failed too: {gzip_error}")
             raise
         gz_seconds = gzipped.result()  # the quarantine and the commit need the whole gzip file
         failed = blocking_failures(outcomes)
@@ -284,16 +286,20 @@ def _from_lake(week: str, ctx: WeekContext, folder: Path, raw_path: Path) -> _St
 def gzip_file(source: Path, target: Path, level: int) -> float:
     """Deterministic gzip (no file name, mtime 0), so equal input gives equal objects.
 
-    zlib-ng, not the stdlib's zlib: the same gzip format, and the size zlib writes at level
-    6 in about a third of its time at level 5 (docs/benchmark.md "Compression level");
-    compression is one of the largest shares of a week's CPU time.
+    zlib-ng, not the stdlib's zlib: the same gzip format, and at level 5 about the size
+    zlib writes at level 6, in about a third of zlib's time (docs/benchmark.md
+    "Compression level"); compression is one of the largest shares of a week's CPU time.
+    Errors name the files: the week's failure message is this error's text.
     """
     from zlib_ng import gzip_ng
 
     started = time.perf_counter()
-    with open(source, "rb") as src, open(target, "wb") as raw_out:
-        with gzip_ng.GzipNGFile(filename="", mode="wb", compresslevel=level, fileobj=raw_out, mtime=0) as out:
-            shutil.copyfileobj(src, out, _COPY_BLOCK)
+    try:
+        with open(source, "rb") as src, open(target, "wb") as raw_out:
+            with gzip_ng.GzipNGFile(filename="", mode="wb", compresslevel=level, fileobj=raw_out, mtime=0) as out:
+                shutil.copyfileobj(src, out, _COPY_BLOCK)
+    except OSError as exc:  # a full or failing staging disk: same errno, the files named
+        raise OSError(exc.errno, f"gzip of {source} into {target} failed: {exc.strerror or exc}") from exc
     return time.perf_counter() - started
 
 
