@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -28,19 +27,13 @@ from mta_assets.storage.local import LocalStore
 
 T = TypeVar("T")
 R = TypeVar("R")
-_LOOKUP_THREADS: ThreadPoolExecutor | None = None
-_LOOKUP_THREADS_LOCK = threading.Lock()
-
-
+@functools.cache
 def _lookup_threads() -> ThreadPoolExecutor:
     # One small pool for the process, kept: a GCS store builds a client per thread (its
     # credentials resolved once each), so threads made anew for every call would build
-    # clients anew too.
-    global _LOOKUP_THREADS
-    with _LOOKUP_THREADS_LOCK:
-        if _LOOKUP_THREADS is None:
-            _LOOKUP_THREADS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="mta-lake-lookup")
-        return _LOOKUP_THREADS
+    # clients anew too. (Two first calls at once may each make a pool; an executor starts
+    # no thread until it is given work, so the one not kept costs nothing.)
+    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="mta-lake-lookup")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -138,9 +138,8 @@ def ridership_weeks(
             # A finished week's upstream files can go; the next week needs only its own and this one.
             turnstile_readings.release(shift_week(week, -1))
         checks[week] = results
-        if blocking_failures(results):
-            blocked = ", ".join(blocking_failures(results))
-            report.failed(week, f"blocking checks failed: {blocked}; its last good objects are kept")
+        if blocked := blocking_failures(results):
+            report.failed(week, f"blocking checks failed: {', '.join(blocked)}; its last good objects are kept")
             return
         if RIDERSHIP in metadata:
             earlier[week] = float(metadata[RIDERSHIP]["mean_daily_entries"])  # later weeks compare with this one

@@ -123,7 +123,7 @@ def process_week(week: str, ctx: WeekContext) -> WeekResult:
     try:
         staged = _stage_source(week, ctx, folder)
         objects: list[tuple[str, Path, str]] = []  # (asset, local file, extension)
-        gz_path, gzipped = None, _done(0.0)
+        gz_path, gzipped = None, None
         if ctx.plan.writes_gzip or ctx.plan.downloads:
             gz_path = folder / (staged.file_name.removesuffix(".txt") + ".csv.gz")
             # Compressed while the week is parsed: both release the GIL, and a single week
@@ -133,11 +133,11 @@ def process_week(week: str, ctx: WeekContext) -> WeekResult:
             _stop_if_cancelled(week, ctx)
             outcomes, table_path, table_metadata, rows = _parse_and_validate(week, ctx, staged, folder)
         except BaseException as exc:
-            gzip_error = gzipped.exception()  # waited for: the week's folder is cleaned up next
-            if gzip_error is not None:
+            # Waited for: the week's folder is cleaned up next.
+            if gzipped is not None and (gzip_error := gzipped.exception()) is not None:
                 exc.add_note(f"week {week}: the gzip of {staged.file_name} failed too: {gzip_error}")
             raise
-        gz_seconds = gzipped.result()  # the quarantine and the commit need the whole gzip file
+        gz_seconds = gzipped.result() if gzipped else 0.0  # the quarantine and the commit need the whole file
         failed = blocking_failures(outcomes)
         if failed:
             where = _quarantine(week, ctx, staged, gz_path)
@@ -186,13 +186,6 @@ def on_thread(name: str, work: Callable[..., Any], *args: Any) -> Future:
                 future.set_exception(exc)
 
     threading.Thread(target=run, name=name, daemon=True).start()
-    return future
-
-
-def _done(value: Any) -> Future:
-    """A future that already holds ``value`` (no gzip to wait for)."""
-    future: Future = Future()
-    future.set_result(value)
     return future
 
 
