@@ -478,10 +478,9 @@ def run(args: argparse.Namespace) -> dict:
         print(f"preparing {len(all_weeks)} week(s) in {workdir}", file=sys.stderr)
         origins = prepare_weeks(workdir / "mirror", len(all_weeks), args.readings, real=not args.smoke)
 
-        mirror_port, emulator_port = free_port(), free_port()
-        mirror = start_mirror(workdir / "mirror", workdir / "mirror.log", mirror_port)
+        mirror = start_mirror(workdir / "mirror", workdir / "mirror.log")
         servers.append(mirror)
-        emulator = start_emulator(workdir / "emulator.log", emulator_port)
+        emulator = start_emulator(workdir / "emulator.log")
         servers.append(emulator)
         bucket = f"mta-bench-{uuid.uuid4().hex[:8]}"
         gcs_client(emulator.url).create_bucket(bucket)

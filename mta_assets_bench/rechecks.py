@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -61,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warehouse step, sources of {len(weeks)} weeks, one pass: {statistics.median(warehouse):.2f} s")
     finally:
         emulator.stop()
+        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
