@@ -16,6 +16,8 @@
    (ridership, warehouse) and, with ``--raw-text``, with the raw text stored. For each run:
    wall time, peak resident memory (``os.wait4``) and peak local disk of its folder
    (sampled); and the time to import ``mta_assets.definitions`` against ``import dagster``.
+   What each of our runs recorded (its events by type, from its ``DAGSTER_HOME``) and the
+   time Dagster takes to store one asset event in a new SQLite ``DAGSTER_HOME`` on the same disk.
 4. Checks both sides stored the same thing: every ``.csv.gz`` object decompresses to the
    served file's bytes and the Parquet tables have equal row counts.
 5. Prints one markdown table and writes the numbers as JSON.
@@ -347,6 +349,40 @@ def time_imports(modules: list[str], repeats: int, code_root: Path = REPO_ROOT) 
     return timings
 
 
+def recorded_events(home: Path) -> dict[str, int]:
+    """The events the runs in this ``DAGSTER_HOME`` stored, by type (each one a write to its SQLite)."""
+    import collections
+
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        return dict(collections.Counter(
+            entry.dagster_event.event_type_value
+            for run in instance.get_runs()
+            for entry in instance.all_logs(run.run_id)
+            if entry.dagster_event is not None
+        ))
+
+
+def record_seconds(folder: Path, events: int = 300) -> float:
+    """Seconds Dagster takes to store one asset materialization in a new SQLite ``DAGSTER_HOME``
+    in ``folder`` (the disk the runs use), the median over ``events`` of them."""
+    import dagster as dg
+
+    home = Path(tempfile.mkdtemp(prefix="record-", dir=folder))
+    try:
+        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            seconds = []
+            for number in range(events):
+                started = time.perf_counter()
+                instance.report_runless_asset_event(dg.AssetMaterialization("bench_record", partition=str(number)))
+                seconds.append(time.perf_counter() - started)
+        return statistics.median(seconds)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
 # -- the report ---------------------------------------------------------------------------
 
 
@@ -388,6 +424,37 @@ def verdict(value: float, limit: float, smoke: bool = False) -> str:
     if smoke:
         return NOT_COMPARABLE
     return "met" if value <= limit else "missed"
+
+
+# Dagster's asset events: each is stored in the run's SQLite and again in the asset index.
+ASSET_EVENTS = {
+    "planned": ("ASSET_MATERIALIZATION_PLANNED", "ASSET_CHECK_EVALUATION_PLANNED"),
+    "materializations": ("ASSET_MATERIALIZATION",),
+    "check results": ("ASSET_CHECK_EVALUATION",),
+}
+RUN_LABELS = {
+    "ours_one_week": "(a)", "ours_backfill": "(b)", "ours_year": "(y)", "ours_backfill_paired": "(b2)",
+    "ours_backfill_everything": "(r)", "ours_one_week_everything": "(r1)", "ours_backfill_raw_text": "(b')",
+}
+
+
+def events_table(report: dict) -> list[str]:
+    """What each of our runs recorded, and the asset events' cost at the measured time per record."""
+    record_ms = report["record_ms"]
+    lines = [
+        f"| run (first repeat) | {' | '.join(ASSET_EVENTS)} | asset events | their records at {record_ms:.1f} ms each | all events |",
+        "|---|" + "---:|" * (len(ASSET_EVENTS) + 3),
+    ]
+    for name, label in RUN_LABELS.items():
+        found = report["events"].get(name)
+        if found is None:
+            continue
+        counts = [sum(found.get(kind, 0) for kind in kinds) for kinds in ASSET_EVENTS.values()]
+        lines.append(
+            f"| {label} | {' | '.join(f'{count:,}' for count in counts)} | {sum(counts):,} | "
+            f"{sum(counts) * record_ms / 1000:.1f} s | {sum(found.values()):,} |"
+        )
+    return lines
 
 
 def markdown_table(report: dict) -> str:
@@ -448,6 +515,7 @@ def markdown_table(report: dict) -> str:
         f"{report['lineage_peak_rss_mb']:.0f} MB | ≤ {TARGETS['lineage_peak_rss_mb']:.0f} MB | {t['lineage_peak_rss_mb']} |",
         "",
     ]
+    lines += events_table(report) + [""]
     if report.get("smoke"):
         lines += [
             f"Smoke run ({n} small synthetic weeks, 1 repeat): it checks that every measurement works, "
@@ -488,12 +556,15 @@ def run(args: argparse.Namespace) -> dict:
 
         print("timing imports", file=sys.stderr)
         imports = time_imports(["dagster", "mta_assets.definitions"], args.import_repeats, args.code_root)
+        print("timing Dagster's record of an event", file=sys.stderr)
+        record = record_seconds(workdir)
 
         scenarios = [("one_week", weeks[:1]), ("backfill", weeks)]
         if args.year_weeks:
             scenarios.append(("year", all_weeks[: args.year_weeks]))
         runs: dict[str, list[dict]] = {f"{side}_{name}": [] for side in ("ours", "plain") for name, _ in scenarios}
         outputs: dict[str, dict] = {}
+        events: dict[str, dict[str, int]] = {}  # what each of our runs recorded (the first repeat's)
         for repeat in range(args.repeats):
             for name, scenario_weeks in scenarios:
                 # The year is the whole lineage (ridership, complexes, dbt) against the plain script.
@@ -508,6 +579,8 @@ def run(args: argparse.Namespace) -> dict:
                     print(f"  {result['seconds']:.1f} s, peak {result['peak_rss_mb']:.0f} MB", file=sys.stderr)
                     if repeat == 0:
                         outputs[f"{side}_{name}"] = bench.outputs(prefix, scenario_weeks)
+                        if side == "ours":
+                            events[f"ours_{name}"] = recorded_events(workdir / prefix / "dagster_home")
                     bench.forget(prefix)
 
         # Variants of our backfill: everything downstream too (ridership and the warehouse:
@@ -527,6 +600,8 @@ def run(args: argparse.Namespace) -> dict:
                 result, prefix = bench.run_ours(options.pop("weeks", weeks), **options)
                 variant_runs[name].append(result)
                 print(f"  {result['seconds']:.1f} s, peak {result['peak_rss_mb']:.0f} MB", file=sys.stderr)
+                if repeat == 0:
+                    events[name] = recorded_events(workdir / prefix / "dagster_home")
                 bench.forget(prefix)
         results = {key: summarize(value) for key, value in runs.items()}
         results.update({name: summarize(value) for name, value in variant_runs.items()})
@@ -574,6 +649,8 @@ def run(args: argparse.Namespace) -> dict:
             "paired_ratios": paired,
             "ours_peak_rss_mb": ours_peak,
             "lineage_peak_rss_mb": lineage_peak,
+            "events": events,
+            "record_ms": round(record * 1000, 2),
             "servers": {"emulator_peak_rss_mb": round(emulator.peak_rss_mb(), 1), "mirror_peak_rss_mb": round(mirror.peak_rss_mb(), 1)},
             "agreement": {"all_agree": agree, "outputs": outputs},
             "targets": {

@@ -113,3 +113,21 @@ def test_prints_one_table_with_every_row(smoke_report: dict) -> None:
     ):
         assert label in table, label
     assert "missed" not in table and "| met |" not in table
+
+
+def test_counts_what_each_of_our_runs_recorded(smoke_report: dict) -> None:
+    events = smoke_report["events"]
+    assert set(events) == {
+        "ours_one_week", "ours_backfill", "ours_backfill_paired", "ours_backfill_everything", "ours_one_week_everything"
+    }
+    one, two = events["ours_one_week"], events["ours_backfill"]
+    # Each week records each of its assets and checks once, alone or in a range.
+    assert one["ASSET_MATERIALIZATION"] > 0 and one["ASSET_CHECK_EVALUATION"] > 0
+    assert two["ASSET_MATERIALIZATION"] == 2 * one["ASSET_MATERIALIZATION"]
+    assert two["ASSET_CHECK_EVALUATION"] == 2 * one["ASSET_CHECK_EVALUATION"]
+    assert events["ours_backfill_paired"] == two  # the same run again records the same
+    # The whole lineage records the turnstile weeks' events and those of ridership and dbt.
+    assert events["ours_backfill_everything"]["ASSET_MATERIALIZATION"] > two["ASSET_MATERIALIZATION"]
+    assert smoke_report["record_ms"] > 0
+    assert "| run (first repeat) | planned | materializations | check results | asset events |" in smoke_report["table"]
+    assert "| (b) | " in smoke_report["table"]

@@ -270,10 +270,12 @@ def test_readme_offline_commands_on_a_fresh_clone(fresh_clone: Path) -> None:
         ),
     ],
 )
-def test_wrapper_checks_weeks_in_our_words(args: list[str], env: dict[str, str], message: str) -> None:
+def test_wrapper_checks_weeks_in_our_words(
+    args: list[str], env: dict[str, str], message: str, tmp_path: Path
+) -> None:
     checked = subprocess.run(
         [str(REPO_ROOT / "mta"), "dagster", "asset", "materialize", "--select", "turnstile_csv*", *args],
-        env=newcomer_environment(DAGSTER_HOME=tempfile.mkdtemp(prefix="mta-home-"), **env),
+        env=newcomer_environment(DAGSTER_HOME=str(tmp_path), **env),
         capture_output=True,
         text=True,
         timeout=60,

@@ -70,7 +70,8 @@ def step_failure_messages(result) -> list[str]:
 def table_rows(lake: Lake, week: str) -> int:
     import pyarrow.parquet as pq
 
-    return pq.read_metadata(lake.fetch(week_object_key(lake, "readings", week), Path(tempfile.mkdtemp()))).num_rows
+    with tempfile.TemporaryDirectory() as folder:
+        return pq.read_metadata(lake.fetch(week_object_key(lake, "readings", week), Path(folder))).num_rows
 
 
 def latest_readings_metadata(instance: dg.DagsterInstance, week: str) -> dict:
