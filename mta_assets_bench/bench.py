@@ -46,6 +46,8 @@ from pathlib import Path
 
 import requests
 
+from mta_assets_bench.records import record_seconds, recorded_events
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PLAIN_SCRIPT = Path(__file__).resolve().with_name("plain_script.py")
 FIRST_WEEK = "2023-12-30"
@@ -347,40 +349,6 @@ def time_imports(modules: list[str], repeats: int, code_root: Path = REPO_ROOT) 
             ).stdout
             timings[module].append(float(output.strip().splitlines()[-1]))
     return timings
-
-
-def recorded_events(home: Path) -> dict[str, int]:
-    """The events the runs in this ``DAGSTER_HOME`` stored, by type (each one a write to its SQLite)."""
-    import collections
-
-    import dagster as dg
-
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        return dict(collections.Counter(
-            entry.dagster_event.event_type_value
-            for run in instance.get_runs()
-            for entry in instance.all_logs(run.run_id)
-            if entry.dagster_event is not None
-        ))
-
-
-def record_seconds(folder: Path, events: int = 300) -> float:
-    """Seconds Dagster takes to store one asset materialization in a new SQLite ``DAGSTER_HOME``
-    in ``folder`` (the disk the runs use), the median over ``events`` of them."""
-    import dagster as dg
-
-    home = Path(tempfile.mkdtemp(prefix="record-", dir=folder))
-    try:
-        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-        with dg.DagsterInstance.from_config(str(home)) as instance:
-            seconds = []
-            for number in range(events):
-                started = time.perf_counter()
-                instance.report_runless_asset_event(dg.AssetMaterialization("bench_record", partition=str(number)))
-                seconds.append(time.perf_counter() - started)
-        return statistics.median(seconds)
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
 
 
 # -- the report ---------------------------------------------------------------------------
