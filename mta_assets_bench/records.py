@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import re
 import shutil
 import statistics
 import tempfile
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mta_assets_bench.records", description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()), help="where the new DAGSTER_HOME goes")
     parser.add_argument("--events", type=int, default=300, help="asset events to store (default 300)")
-    parser.add_argument("--postgres-url", help="also store them in this PostgreSQL (postgresql+psycopg2://...)")
+    parser.add_argument("--postgres-url", help="also store them in this PostgreSQL (postgresql://user:password@host:port/database)")
     parser.add_argument("--count", type=Path, metavar="DAGSTER_HOME", help="print the events stored in this home, by type")
     args = parser.parse_args(argv)
     if args.count:
@@ -73,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"SQLite in {args.dir}: {record_seconds(args.dir, args.events) * 1000:.2f} ms per asset event")
     if args.postgres_url:
-        config = INSTANCE + f"storage:\n  postgres:\n    postgres_url: {args.postgres_url}\n"
+        # psycopg2, as deploy/dagster.yaml has it: SQLAlchemy 2.1 maps plain postgresql:// to psycopg 3.
+        url = re.sub(r"^postgresql://", "postgresql+psycopg2://", args.postgres_url)
+        config = INSTANCE + f"storage:\n  postgres:\n    postgres_url: {url}\n"
         print(f"PostgreSQL: {record_seconds(args.dir, args.events, config) * 1000:.2f} ms per asset event")
     return 0
 
