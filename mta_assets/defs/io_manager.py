@@ -1,11 +1,20 @@
 """How assets store and load weekly lake objects: the lake IO manager's logic (the resource is ``LakeIOManager`` in ``resources.py``).
 
 Loading. A downstream asset receives its upstream weeks the way its parameter is typed:
-``pa.Table`` or ``pd.DataFrame`` for one week's table (a mapping week -> table over a
-range, or when a partition mapping hands it several weeks), anything else a ``WeekFiles``
-mapping week -> local file, fetched when a week is read and dropped a few weeks later, so
-a range of any length keeps a bounded number of upstream objects on local disk. Weeks
-with no object (the week before the first one, say) are simply absent.
+
+- ``pa.Table`` or ``pd.DataFrame``: one week's table. Several weeks (a range, or a
+  partition mapping that hands it the week before too) fail before the step, naming the
+  annotation that takes them: ``dict[str, pd.DataFrame]`` (or ``pa.Table``);
+- ``dict[str, pd.DataFrame]`` (or ``pa.Table``, or ``Mapping[...]``): a dict week -> table,
+  each week read when it is read (``WeekValues``);
+- ``Path``: one week's local file;
+- anything else (no annotation, ``WeekFiles``): a ``WeekFiles`` mapping week -> local file.
+
+Files are fetched when a week is read and dropped a few weeks later, so a range of any
+length keeps a bounded number of upstream objects on local disk; a file handed out alone
+(a ``Path``) stays until the step's resources are torn down. Weeks with no object (the
+week before the first one, say) are simply absent. An unpartitioned asset's one object
+(``<lake>/<dataset><extension>``) is loaded the same way, as a table, a data frame or a file.
 
 Storing. A returned ``pa.Table``, ``pd.DataFrame`` or local file ``Path`` (or a mapping
 week -> one of them, for a range) becomes the week's object, written to a temporary file,
@@ -26,7 +35,7 @@ import shutil
 import tempfile
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
 from pathlib import Path
 
 from typing import Any
@@ -102,10 +111,16 @@ def as_type(path: Path, wanted: Any) -> Any:
     return path
 
 
-class WeekValues(Mapping[str, Any]):
-    """Upstream weeks as tables or data frames, read from their files when a week is read."""
+class WeekValues(dict):
+    """Upstream weeks as tables or data frames, each read from its file when it is read.
+
+    A ``dict``, because Dagster type-checks a ``dict[str, ...]`` (or ``Mapping``) parameter
+    as one; nothing is kept in it, so memory stays one week's whatever the range. Dagster's
+    check reads every value once before the step starts, so a week is read twice.
+    """
 
     def __init__(self, files: "WeekFiles", wanted: Any):
+        super().__init__()
         self._files = files
         self._wanted = wanted
 
@@ -117,6 +132,24 @@ class WeekValues(Mapping[str, Any]):
 
     def __len__(self) -> int:
         return len(self._files)
+
+    def __contains__(self, week: object) -> bool:
+        return week in self._files
+
+    def get(self, week: str, default: Any = None) -> Any:
+        return self[week] if week in self else default
+
+    def keys(self) -> KeysView[str]:
+        return KeysView(self)
+
+    def values(self) -> ValuesView[Any]:
+        return ValuesView(self)
+
+    def items(self) -> ItemsView[str, Any]:
+        return ItemsView(self)
+
+    def __repr__(self) -> str:
+        return f"WeekValues({list(self)}, {getattr(self._wanted, '__name__', self._wanted)})"
 
 
 class WeekFiles(Mapping[str, Path]):
@@ -186,11 +219,13 @@ class WeekFiles(Mapping[str, Path]):
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
 
-    def _drop(self) -> None:
-        for _, folder in self._fetched.values():
-            if folder is not None:
-                shutil.rmtree(folder, ignore_errors=True)
-        self._fetched.clear()
+    def release_all(self) -> None:
+        """Drop every local copy now."""
+        with self._lock:
+            folders = [folder for _, folder in self._fetched.values() if folder is not None]
+            self._fetched.clear()
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._keys)
@@ -202,4 +237,4 @@ class WeekFiles(Mapping[str, Path]):
         return week in self._keys
 
     def __del__(self) -> None:
-        self._drop()
+        self.release_all()

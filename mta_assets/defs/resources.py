@@ -14,6 +14,8 @@ fraction (deadlines) and unset settings take the checked model's values.
 
 import collections.abc
 import dataclasses
+import shutil
+import tempfile
 import threading
 import typing
 from collections.abc import Mapping
@@ -213,6 +215,7 @@ class LakeIOManager(dg.ConfigurableIOManager):
     """Stores and loads weekly lake objects (GCS or a local folder): tables, data frames or files (``io_manager.py``)."""
 
     lake: dg.ResourceDependency[Lake]
+    _held: list[Any] = PrivateAttr(default_factory=list)
 
     def handle_output(self, context: dg.OutputContext, obj: object) -> None:
         if obj is None:
@@ -236,22 +239,56 @@ class LakeIOManager(dg.ConfigurableIOManager):
     def load_input(self, context: dg.InputContext) -> Any:
         upstream = context.upstream_output
         dataset, extension = where(upstream.definition_metadata if upstream else None, context.asset_key.path)
-        weeks = list(context.asset_partition_keys) if context.has_asset_partitions else []
-        files = WeekFiles(self.lake.client, dataset, extension, weeks)
         wanted = context.dagster_type.typing_type
+        name = context.asset_key.to_user_string()
+        if not context.has_asset_partitions:
+            return as_type(self._hold_object(name, self.lake.client.key(dataset + extension)), wanted)
+        weeks = list(context.asset_partition_keys)
+        files = WeekFiles(self.lake.client, dataset, extension, weeks)
         if typing.get_origin(wanted) in (dict, Mapping, collections.abc.Mapping):
             value_type = (typing.get_args(wanted) or (str, Any))[-1]
-            return WeekValues(files, value_type)  # a mapping week -> value, asked for by name
-        if isinstance(wanted, type) and issubclass(wanted, Mapping):
+            return WeekValues(files, value_type)  # a dict week -> value, asked for by name
+        if not _is_one_value(wanted):
             return files  # WeekFiles: week -> local file
-        if len(weeks) == 1:
-            if weeks[0] not in files:
-                raise dg.Failure(
-                    f"{context.asset_key.to_user_string()} week {weeks[0]}: no object in the lake "
-                    f"({self.lake.uri_for(self.lake.key_for(dataset, weeks[0], extension))})"
-                )
-            return as_type(files[weeks[0]], wanted)
-        return WeekValues(files, wanted)
+        if len(weeks) > 1:
+            raise dg.Failure(
+                f"{name}: weeks {weeks[0]} to {weeks[-1]} ({len(weeks)}) for a parameter typed "
+                f"{getattr(wanted, '__name__', wanted)}, which holds one week; type it "
+                f"dict[str, {getattr(wanted, '__name__', wanted)}] to get a dict week -> value"
+            )
+        if weeks[0] not in files:
+            raise dg.Failure(
+                f"{name} week {weeks[0]}: no object in the lake "
+                f"({self.lake.uri_for(self.lake.key_for(dataset, weeks[0], extension))})"
+            )
+        self._held.append(files)  # its local copy stays while the step may read the value
+        return as_type(files[weeks[0]], wanted)
+
+    def _hold_object(self, name: str, key: str) -> Path:
+        """An unpartitioned asset's object as a local file, kept until teardown."""
+        folder = Path(tempfile.mkdtemp(prefix="mta-load-"))
+        self._held.append(folder)
+        if self.lake.client.stat(key) is None:
+            raise dg.Failure(f"{name}: no object in the lake ({self.lake.uri_for(key)})")
+        return self.lake.client.fetch(key, folder)
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        # The local copies handed out as values (a Path, an unpartitioned asset's object).
+        for held in self._held:
+            if isinstance(held, Path):
+                shutil.rmtree(held, ignore_errors=True)
+            else:
+                held.release_all()
+        self._held.clear()
+
+
+def _is_one_value(wanted: Any) -> bool:
+    """Whether a parameter's type holds one week: a table, a data frame or a file."""
+    if wanted is Path:
+        return True
+    return getattr(wanted, "__name__", "") in ("Table", "DataFrame") and str(getattr(wanted, "__module__", "")).startswith(
+        ("pyarrow", "pandas")
+    )
 
 
 class StationKeySource(dg.ConfigurableResource):

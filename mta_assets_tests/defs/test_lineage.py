@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import dagster as dg
@@ -75,6 +76,18 @@ def run_automation(res: dict, instance: dg.DagsterInstance, cursor=None) -> tupl
     raise AssertionError(f"automation did not settle: {executed}")
 
 
+def recorded_rows(instance: dg.DagsterInstance, week: str) -> int:
+    """The row count the week's turnstile_readings materialization recorded."""
+    (record,) = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("turnstile_readings"), asset_partitions=[week]), limit=1
+    ).records
+    return record.asset_materialization.metadata["dagster/row_count"].value
+
+
+def step_failure_messages(result) -> list[str]:
+    return [event.event_specific_data.error.message for event in result.all_events if event.is_step_failure]
+
+
 def ridership_entries(lake, week: str, tmp_path) -> dict:
     table = pq.read_table(lake.fetch(lake.key_for("ridership", week, ".parquet"), tmp_path / "read" / week))
     return {str(row["date"]): row["entries"] for row in table.group_by("date").aggregate([("entries", "sum")]).rename_columns(["date", "entries"]).to_pylist()}
@@ -113,6 +126,75 @@ def test_a_users_own_assets_get_the_weeks_table_through_the_io_manager(tmp_path,
     assert sum(pq.read_table(stored)["readings"].to_pylist()) == real_rows
     meta = instance.get_latest_materialization_event(dg.AssetKey("entries_per_unit")).asset_materialization.metadata
     assert meta["uri"].value.endswith(file_name_for_week(week).replace(".txt", ".parquet"))
+
+
+def test_a_users_asset_over_a_range_gets_a_dict_of_weeks_of_the_type_it_names(tmp_path, mirror, synthetic_week, any_lake):
+    weeks = consecutive_weeks("2024-01-06", 2)
+    for week in weeks:
+        synthetic_week(week, readings=1500)
+    res = resources(mirror, any_lake, tmp_path)
+    instance = dg.DagsterInstance.ephemeral()
+    assert materialize(weeks, res, instance, assets=[turnstile_weeks]).success
+    seen: dict[str, object] = {}
+
+    @dg.asset(partitions_def=weekly_partitions, io_manager_key="lake_io_manager", backfill_policy=dg.BackfillPolicy.single_run())
+    def frames(turnstile_readings: dict[str, pd.DataFrame]) -> None:
+        """The range's tables as data frames, by week."""
+        seen["frames"] = {week: len(frame) for week, frame in turnstile_readings.items()}
+
+    @dg.asset(partitions_def=weekly_partitions, io_manager_key="lake_io_manager", backfill_policy=dg.BackfillPolicy.single_run())
+    def tables(turnstile_readings: Mapping[str, pa.Table]) -> None:
+        """The range's tables as Arrow, by week."""
+        seen["tables"] = {week: turnstile_readings[week].num_rows for week in turnstile_readings}
+
+    @dg.asset(partitions_def=weekly_partitions, io_manager_key="lake_io_manager", backfill_policy=dg.BackfillPolicy.single_run())
+    def one_frame(turnstile_readings: pd.DataFrame) -> None:
+        """A data frame, which holds one week: not a range."""
+
+    run = materialize(weeks, res, instance, assets=[turnstile_weeks, frames, tables, one_frame], selection=["frames", "tables", "one_frame"])
+    rows = {week: recorded_rows(instance, week) for week in weeks}
+    assert seen == {"frames": rows, "tables": rows}
+    (failure,) = step_failure_messages(run)
+    assert (
+        "turnstile_readings: weeks 2024-01-06 to 2024-01-13 (2) for a parameter typed DataFrame, which holds one week; "
+        "type it dict[str, DataFrame] to get a dict week -> value"
+    ) in failure
+
+
+def test_a_users_asset_reads_its_files_while_it_runs_and_an_unpartitioned_table(tmp_path, mirror, synthetic_week, any_lake):
+    week = "2024-01-06"
+    synthetic_week(week, readings=1500)
+    res = resources(mirror, any_lake, tmp_path)
+    instance = dg.DagsterInstance.ephemeral()
+    assert dg.materialize([turnstile_weeks], partition_key=week, resources=res, instance=instance).success
+    seen: dict[str, object] = {}
+
+    @dg.asset(partitions_def=weekly_partitions, io_manager_key="lake_io_manager")
+    def gzip_sizes(turnstile_csv_gz, turnstile_readings: Path) -> pd.DataFrame:
+        """The week's objects as local files: a mapping week -> file (no annotation), a file (Path)."""
+        import gc
+
+        gc.collect()  # the files outlive whatever load_input made to fetch them
+        seen["gz"] = {w: turnstile_csv_gz[w].read_bytes()[:2] for w in turnstile_csv_gz}
+        seen["rows"] = pq.read_metadata(turnstile_readings).num_rows
+        return pd.DataFrame({"week": [week], "rows": [seen["rows"]]})
+
+    @dg.asset(io_manager_key="lake_io_manager")
+    def all_weeks() -> pd.DataFrame:
+        """An unpartitioned table, stored as one object."""
+        return pd.DataFrame({"week": [week], "rows": [1500]})  # any table
+
+    @dg.asset(io_manager_key="lake_io_manager")
+    def total(all_weeks: pa.Table) -> None:
+        """Reads the unpartitioned table back."""
+        seen["total"] = all_weeks.to_pylist()
+
+    everything = [turnstile_weeks, gzip_sizes, all_weeks, total]
+    assert dg.materialize(everything, selection=["gzip_sizes"], partition_key=week, resources=res, instance=instance).success
+    assert seen == {"gz": {week: b"\x1f\x8b"}, "rows": recorded_rows(instance, week)}  # gzip's magic bytes
+    assert dg.materialize(everything, selection=["all_weeks", "total"], resources=res, instance=instance).success
+    assert seen["total"] == [{"week": week, "rows": 1500}]
+    assert any_lake.stat(any_lake.key("all_weeks.parquet")) is not None
 
 
 def test_a_bad_week_costs_no_other_week_its_ridership_and_missing_reruns_only_it(
