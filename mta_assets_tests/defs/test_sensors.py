@@ -217,6 +217,20 @@ def test_probes_use_short_timeouts_and_one_retry() -> None:
     assert (probing.connect_timeout_s, probing.read_timeout_s, probing.retries) == (5.0, 10.0, 1)
 
 
+def test_probes_keep_the_sources_credentials_and_limits(mirror: MirrorServer, synthetic_week) -> None:
+    synthetic_week("2023-12-30", readings=READINGS)
+    mirror.require_auth("mta", "Pa55|w0rd")
+    source = MTASource(base_url=mirror.url, user="mta", password="Pa55|w0rd", retries=0, max_file_bytes=1 << 30, probe_deadline_s=7)
+    assert (probing_source(source).user, probing_source(source).max_file_bytes, probing_source(source).probe_deadline_s) == (
+        "mta", 1 << 30, 7
+    )
+    context = dg.build_sensor_context(cursor=None, resources={"mta_source": source})
+
+    result = evaluate_file_arrival(context, source, NOW)
+
+    assert weeks_requested(result) == ["2023-12-30"]  # not "MTA source unavailable": the probe sent the credentials
+
+
 def test_the_sensor_definition_uses_its_resource_and_the_clock(mirror: MirrorServer, synthetic_week) -> None:
     latest = latest_published_week()
     following = consecutive_weeks(latest, 2)[1]

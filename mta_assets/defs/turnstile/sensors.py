@@ -83,13 +83,14 @@ def dump_cursor(through: str | None, weeks: dict[str, str]) -> str:
 
 
 def probing_source(mta_source: MTASource) -> MTASource:
-    """The same source with timeouts short enough for a sensor tick."""
-    return MTASource(
-        base_url=mta_source.base_url,
-        connect_timeout_s=min(mta_source.connect_timeout_s, PROBE_CONNECT_TIMEOUT_S),
-        read_timeout_s=min(mta_source.read_timeout_s, PROBE_READ_TIMEOUT_S),
-        retries=min(mta_source.retries, PROBE_RETRIES),
-        backoff_factor_s=min(mta_source.backoff_factor_s, 0.5),
+    """The same source (its URL, credentials and limits) with timeouts short enough for a sensor tick."""
+    return mta_source.model_copy(
+        update={
+            "connect_timeout_s": min(mta_source.connect_timeout_s, PROBE_CONNECT_TIMEOUT_S),
+            "read_timeout_s": min(mta_source.read_timeout_s, PROBE_READ_TIMEOUT_S),
+            "retries": min(mta_source.retries, PROBE_RETRIES),
+            "backoff_factor_s": min(mta_source.backoff_factor_s, 0.5),
+        }
     )
 
 
