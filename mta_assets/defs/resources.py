@@ -35,6 +35,7 @@ from mta_assets.storage.lake_client import LakeClient
 # The station key fetched from MTA's site, once per URL and process.
 _FETCHED: dict[str, tuple[StationKey | None, str]] = {}
 _FETCH_LOCK = threading.Lock()
+STATION_KEY_MAX_BYTES = 20 * 1024 * 1024
 
 
 class Lake(dg.ConfigurableResource):
@@ -298,7 +299,7 @@ class StationKeySource(dg.ConfigurableResource):
         default=None, description="Local CSV or xls of the key, for offline use (env MTA_STATION_KEY_PATH)."
     )
     url: str = Field(default=DEFAULT_STATION_KEY_URL, description="Where MTA publishes the key (env MTA_STATION_KEY_URL).")
-    timeout_s: float = Field(default=20.0, description="Connect and read timeout of the one fetch attempt.")
+    timeout_s: float = Field(default=20.0, description="Deadline of the one fetch attempt, connection included.")
 
     def load(self) -> tuple[StationKey | None, str]:
         """(key, where it came from) or (None, why not). A local path must work; a fetch may fail.
@@ -316,11 +317,22 @@ class StationKeySource(dg.ConfigurableResource):
     def _fetch(self) -> tuple[StationKey | None, str]:
         import requests
 
+        from mta_assets.storage.deadline import Deadline, TransferAborted
+
+        # timeout_s bounds the whole fetch, not each read: a server sending a byte at a time
+        # would otherwise hold every step that waits for the key (under _FETCH_LOCK).
+        deadline = Deadline(self.timeout_s)
         try:
-            response = requests.get(self.url, timeout=(min(self.timeout_s, 5.0), self.timeout_s))
-            response.raise_for_status()
-            return parse_station_key(response.content, self.url.rsplit("/", 1)[-1]), self.url
-        except (requests.RequestException, ValueError) as exc:
+            with requests.get(self.url, timeout=(min(self.timeout_s, 5.0), self.timeout_s), stream=True) as response:
+                response.raise_for_status()
+                body = bytearray()
+                while chunk := response.raw.read1(64 * 1024, decode_content=True):
+                    deadline.check(len(chunk))
+                    body += chunk
+                    if len(body) > STATION_KEY_MAX_BYTES:
+                        raise ValueError(f"more than {STATION_KEY_MAX_BYTES:,} bytes; the key is about 0.1 MB")
+            return parse_station_key(bytes(body), self.url.rsplit("/", 1)[-1]), self.url
+        except (requests.RequestException, ValueError, TransferAborted) as exc:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             return None, f"station key unavailable from {self.url}: {first} (set MTA_STATION_KEY_PATH for offline use)"
 
