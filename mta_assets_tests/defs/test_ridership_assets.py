@@ -238,6 +238,40 @@ def test_a_wide_week_without_a_station_key_fails_its_station_check_and_is_not_st
     assert lake.stat(lake.key_for("ridership", week, ".parquet")) is None
 
 
+def test_a_week_that_fails_a_blocking_check_keeps_its_last_good_stations_and_ridership(
+    tmp_path, mirror, synthetic_week, station_key_path
+):
+    """Named with the key, then run again while the key is unavailable: the station check
+    blocks, and the week's stations object (read beside its ridership) is not replaced."""
+    week = "2013-01-26"
+    synthetic_week(week, readings=1500)
+    lake = Lake(url=str(tmp_path / "lake"))
+    instance = dg.DagsterInstance.ephemeral()
+    good = dg.materialize(
+        ASSETS, partition_key=week, resources=resources(mirror, lake, station_key_path), instance=instance
+    )
+    assert good.success
+    objects = {dataset: lake.key_for(dataset, week, ".parquet") for dataset in ("stations", "ridership")}
+    before = {dataset: lake.read_bytes(key) for dataset, key in objects.items()}
+    stat_before = {dataset: lake.stat(key) for dataset, key in objects.items()}
+    unnamed = pq.read_table(lake.fetch(objects["stations"], tmp_path / "good"))["station"].null_count
+    assert unnamed == 0
+
+    blocked = dg.materialize(
+        ASSETS, partition_key=week, resources=resources(mirror, lake, None), instance=instance, raise_on_error=False
+    )
+    assert not blocked.success
+    failure = next(e for e in blocked.all_events if e.is_step_failure and e.step_key == "ridership_weeks")
+    assert f"week {week}: blocking checks failed: every_unit_has_station" in failure.event_specific_data.error.message
+    assert materializations_of(blocked, "stations") == []
+    assert materializations_of(blocked, "ridership_daily") == []
+    assert {dataset: lake.read_bytes(key) for dataset, key in objects.items()} == before
+    assert {dataset: lake.stat(key) for dataset, key in objects.items()} == stat_before
+    for asset in ("stations", "ridership_daily"):
+        latest = instance.get_latest_materialization_event(dg.AssetKey(asset))
+        assert latest.run_id == good.run_id, asset
+
+
 def test_the_checks_judge_a_weeks_rows_as_the_readme_says():
     import pyarrow as pa
 

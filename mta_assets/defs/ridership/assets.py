@@ -242,17 +242,11 @@ def _week(week, selected, readings: _Tables, lake: Lake, key, key_note: str, ear
     if STATIONS in selected:
         stations = station_dimension(current.select(STATION_COLUMNS), key)
         stations = stations.append_column("week", _week_column(week, stations.num_rows))
-        sources = stations.group_by(["source"]).aggregate([([], "count_all")]).to_pylist()
-        stored = store_week(lake.client, "stations", week, stations)
-        metadata[STATIONS] = {
-            "dagster/row_count": dg.MetadataValue.int(stations.num_rows),
-            "pairs_by_source": dg.MetadataValue.json({str(row["source"]): row["count_all"] for row in sources}),
-            "station_key": key_note,
-            **with_links(stored.metadata()),
-        }
     else:
         stations = _stored_stations(lake, week)
     if RIDERSHIP not in selected:
+        # Stations alone: every check is on ridership_daily and none runs, so nothing blocks the week.
+        metadata[STATIONS] = _store_stations(lake, week, stations, key_note)
         return metadata, []
     rows = daily(intervals(current, previous), stations, dt.date.fromisoformat(week))
     del current, previous
@@ -266,7 +260,11 @@ def _week(week, selected, readings: _Tables, lake: Lake, key, key_note: str, ear
         check_named(stations, f"{key_note}; names from: {', '.join(names)}"),
     ]
     if blocking_failures(results):
+        # Nothing of the week is stored, stations included: the warehouse reads a week's
+        # stations beside its ridership, so both keep their last good objects together.
         return metadata, results
+    if STATIONS in selected:
+        metadata[STATIONS] = _store_stations(lake, week, stations, key_note)
     used, dropped = (int(pc.sum(rows[c]).as_py() or 0) for c in ("intervals_used", "intervals_dropped"))
     capped = int(pc.sum(rows["intervals_capped"]).as_py() or 0)
     stored = store_week(lake.client, "ridership", week, rows)
@@ -287,6 +285,18 @@ def _week(week, selected, readings: _Tables, lake: Lake, key, key_note: str, ear
     if ratio is not None:  # a number, so the Plots tab draws it across weeks
         metadata[RIDERSHIP]["turnstile_over_official"] = round(ratio, 4)
     return metadata, results
+
+
+def _store_stations(lake: Lake, week: str, stations, key_note: str) -> dict[str, Any]:
+    """Store the week's station dimension; returns its materialization metadata."""
+    sources = stations.group_by(["source"]).aggregate([([], "count_all")]).to_pylist()
+    stored = store_week(lake.client, "stations", week, stations)
+    return {
+        "dagster/row_count": dg.MetadataValue.int(stations.num_rows),
+        "pairs_by_source": dg.MetadataValue.json({str(row["source"]): row["count_all"] for row in sources}),
+        "station_key": key_note,
+        **with_links(stored.metadata()),
+    }
 
 
 def _stored_stations(lake: Lake, week: str):
