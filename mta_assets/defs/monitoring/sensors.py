@@ -50,7 +50,7 @@ def expected_week(
     while week is not None and week >= calendar.FIRST_WEEK:
         if (deadline := week_deadline(week, hours)) <= now:
             return week, deadline
-        week = (calendar.week_start(week) - dt.timedelta(days=7)).strftime(calendar.KEY_FORMAT)
+        week = calendar.shift_week(week, -1)
     return None, None
 
 

@@ -8,6 +8,7 @@ from mta_assets.defs.official.checks import HOURLY, RAW
 from mta_assets.defs.official.partitions import official_partitions
 from mta_assets.defs.official.resources import OpenDataSource
 from mta_assets.mta import official
+from mta_assets.mta.calendar import shift_week
 from mta_assets.storage.soda import SodaUnavailable
 
 
@@ -41,7 +42,7 @@ def official_publication_sensor(context: dg.SensorEvaluationContext, open_data: 
             f"no new week published: {client.resource_url(dataset, 'csv')} has rows through {through or 'nothing'}, "
             f"last week requested {context.cursor or 'none'}"
         )
-    first = (dt.date.fromisoformat(context.cursor) + dt.timedelta(days=7)).isoformat() if context.cursor else last
+    first = shift_week(context.cursor, 1) if context.cursor else last
     weeks = official_partitions.get_partition_keys_in_range(dg.PartitionKeyRange(first, last))
     context.update_cursor(last)
     return [dg.RunRequest(run_key=f"official_hourly:{week}", partition_key=week) for week in weeks]
