@@ -84,6 +84,17 @@ def recorded_rows(instance: dg.DagsterInstance, week: str) -> int:
     return record.asset_materialization.metadata["dagster/row_count"].value
 
 
+def zone(name: str):
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(name)
+
+
+def schedule_hour(schedule: dg.ScheduleDefinition) -> int:
+    """The hour of day the schedule fires at (its cron's second field)."""
+    return int(str(schedule.cron_schedule).split()[1])
+
+
 def step_failure_messages(result) -> list[str]:
     return [event.event_specific_data.error.message for event in result.all_events if event.is_step_failure]
 
@@ -411,22 +422,36 @@ def test_a_week_whose_readings_keep_changing_fails_naming_it_and_records_nothing
 
 @pytest.mark.parametrize("how", ["schedule", "sensor"])
 def test_a_requested_week_gets_every_asset_of_the_lineage(how, tmp_path, mirror, synthetic_week, local_lake):
-    """The job behind the schedule and the sensor selects everything downstream of the turnstile assets."""
+    """The schedule's and the sensor's own run request, executed: the job behind them selects
+    everything downstream of the turnstile assets."""
+    import datetime as dt
+
     from mta_assets.definitions import defs
+    from mta_assets.defs.turnstile.sensors import evaluate_file_arrival
+    from mta_assets.mta.calendar import TIMEZONE
 
     week = "2024-01-06"
     synthetic_week(week, readings=2500)
-    job = defs.resolve_job_def("mta_turnstile_job")
-    selected = {key.to_user_string() for key in job.asset_layer.selected_asset_keys}
-    assert {"turnstile_csv", "turnstile_csv_gz", "turnstile_readings", "stations", "ridership_daily"} <= selected
+    # Saturday 2024-01-13, the afternoon turnstile_240113.txt (the week 2024-01-06) is published.
+    published = dt.datetime(2024, 1, 13, 15, 0, tzinfo=zone(TIMEZONE))
+    res = resources(mirror, local_lake, tmp_path)
     if how == "schedule":
         schedule = defs.resolve_schedule_def("mta_weekly_schedule")
-        assert schedule.job_name == job.name
+        when = dt.datetime.combine(dt.date(2024, 1, 13), dt.time(schedule_hour(schedule), 0)).replace(tzinfo=zone(TIMEZONE))
+        (request,) = schedule.evaluate_tick(dg.build_schedule_context(scheduled_execution_time=when)).run_requests
+        job_name = schedule.job_name
     else:
-        assert defs.resolve_sensor_def("mta_file_arrival_sensor").job_name == job.name
+        sensor = defs.resolve_sensor_def("mta_file_arrival_sensor")
+        context = dg.build_sensor_context(cursor=None, resources={"mta_source": res["mta_source"]})
+        (request,) = evaluate_file_arrival(context, res["mta_source"], published).run_requests
+        job_name = sensor.job_name
+    assert request.partition_key == week
+    job = defs.resolve_job_def(job_name)
     result = job.execute_in_process(
-        partition_key=week, resources=resources(mirror, local_lake, tmp_path), instance=dg.DagsterInstance.ephemeral()
+        partition_key=request.partition_key, tags=request.tags, resources=res, instance=dg.DagsterInstance.ephemeral()
     )
     assert result.success
+    materialized = {event.asset_key.to_user_string() for event in result.get_asset_materialization_events()}
+    assert {"turnstile_csv_gz", "turnstile_readings", "stations", "ridership_daily", "warehouse/fct_ridership_daily"} <= materialized
     assert local_lake.stat(local_lake.key_for("ridership", week, ".parquet")) is not None
     assert warehouse_weeks(tmp_path) == [week]  # the week's rows reached the warehouse in the same run
