@@ -46,6 +46,8 @@ from mta_assets.storage.lake_client import LakeClient
 
 DATASET_KEY = "lake/dataset"
 EXTENSION_KEY = "lake/extension"
+AREA_KEY = "lake/area"  # whose week manifests name the current objects (storage/commit.py)
+DEFAULT_AREA = "turnstile"
 # Weeks kept on local disk at once per reader: a reader working on two weeks at a time
 # reads each week and the one before it.
 _KEEP_FETCHED = 4
@@ -55,16 +57,17 @@ PARQUET_TYPE = "application/vnd.apache.parquet"
 CONTENT_TYPES = {".parquet": PARQUET_TYPE, ".csv.gz": "application/gzip", ".txt": "text/plain"}
 
 
-def lake_metadata(dataset: str, extension: str) -> dict[str, str]:
-    """Definition metadata telling the IO manager where an asset's weeks live."""
-    return {DATASET_KEY: dataset, EXTENSION_KEY: extension}
+def lake_metadata(dataset: str, extension: str, area: str = DEFAULT_AREA) -> dict[str, str]:
+    """Definition metadata telling the IO manager where an asset's weeks live (or, unpartitioned,
+    its one object: ``<dataset><extension>``) and whose week manifests to follow."""
+    return {DATASET_KEY: dataset, EXTENSION_KEY: extension, AREA_KEY: area}
 
 
-def where(metadata: Any, asset_path: list[str]) -> tuple[str, str]:
-    """(dataset, extension) of an asset's weeks: its definition metadata, else Parquet under its key."""
+def where(metadata: Any, asset_path: list[str]) -> tuple[str, str, str]:
+    """(dataset, extension, area) of an asset's weeks: its definition metadata, else Parquet under its key."""
     if metadata and DATASET_KEY in metadata:
-        return str(metadata[DATASET_KEY]), str(metadata.get(EXTENSION_KEY, ".parquet"))
-    return "/".join(asset_path), ".parquet"
+        return str(metadata[DATASET_KEY]), str(metadata.get(EXTENSION_KEY, ".parquet")), str(metadata.get(AREA_KEY, DEFAULT_AREA))
+    return "/".join(asset_path), ".parquet", DEFAULT_AREA
 
 
 def store_week(lake: LakeClient, dataset: str, week: str | None, value: Any, extension: str = ".parquet") -> StoredObject:
@@ -155,8 +158,9 @@ class WeekValues(dict):
 class WeekFiles(Mapping[str, Path]):
     """Upstream weeks as local files, fetched on access; only the last few weeks read stay on disk."""
 
-    def __init__(self, lake: LakeClient, dataset: str, extension: str, weeks: list[str]):
+    def __init__(self, lake: LakeClient, dataset: str, extension: str, weeks: list[str], area: str = DEFAULT_AREA):
         self._lake = lake
+        self._area = area
         self._dataset = dataset
         self._extension = extension
         self._weeks = list(weeks)
@@ -167,7 +171,7 @@ class WeekFiles(Mapping[str, Path]):
     def _find(self, week: str) -> str | None:
         # The week's manifest names its current object (storage/commit.py); a week
         # committed before manifests is found at its fixed key.
-        return week_key(self._lake, "turnstile", self._dataset, week, self._extension)
+        return week_key(self._lake, self._area, self._dataset, week, self._extension)
 
     def __getitem__(self, week: str) -> Path:
         return self.file(week)[0]

@@ -221,7 +221,7 @@ class LakeIOManager(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj: object) -> None:
         if obj is None:
             return  # a weekly step of ours has stored each week as it finished (io_manager.py)
-        dataset, extension = where(context.definition_metadata, context.asset_key.path)
+        dataset, extension, _ = where(context.definition_metadata, context.asset_key.path)
         weeks = list(context.asset_partition_keys) if context.has_asset_partitions else [None]
         if len(weeks) == 1 and not isinstance(obj, Mapping):
             obj = {weeks[0]: obj}
@@ -239,13 +239,13 @@ class LakeIOManager(dg.ConfigurableIOManager):
 
     def load_input(self, context: dg.InputContext) -> Any:
         upstream = context.upstream_output
-        dataset, extension = where(upstream.definition_metadata if upstream else None, context.asset_key.path)
+        dataset, extension, area = where(upstream.definition_metadata if upstream else None, context.asset_key.path)
         wanted = context.dagster_type.typing_type
         name = context.asset_key.to_user_string()
         if not context.has_asset_partitions:
             return as_type(self._hold_object(name, self.lake.client.key(dataset + extension)), wanted)
         weeks = list(context.asset_partition_keys)
-        files = WeekFiles(self.lake.client, dataset, extension, weeks)
+        files = WeekFiles(self.lake.client, dataset, extension, weeks, area)
         if typing.get_origin(wanted) in (dict, Mapping, collections.abc.Mapping):
             value_type = (typing.get_args(wanted) or (str, Any))[-1]
             return WeekValues(files, value_type)  # a dict week -> value, asked for by name

@@ -3,14 +3,16 @@
 import datetime as dt
 
 import dagster as dg
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mta_assets.defs.official.assets import official_daily, official_hourly_week, station_complexes
 from mta_assets.defs.official.checks import HOURLY
+from mta_assets.defs.official.partitions import official_partitions
 from mta_assets.defs.official.resources import OpenDataSource
-from mta_assets.defs.resources import Lake
+from mta_assets.defs.resources import Lake, LakeIOManager
 from mta_assets.mta import official
 from mta_assets.storage.commit import week_key
 from mta_assets_tests.fixtures_gcs import free_port
@@ -20,8 +22,10 @@ WEEK = "2024-01-06"
 
 
 def _resources(tmp_path, mirror, **source) -> dict:
+    lake = Lake(url=str(tmp_path / "lake"))
     return {
-        "lake": Lake(url=str(tmp_path / "lake")),
+        "lake": lake,
+        "lake_io_manager": LakeIOManager(lake=lake),
         "open_data": OpenDataSource(base_url=mirror.url, page_size=5_000, backoff_factor_s=0.1, **source),
     }
 
@@ -163,8 +167,9 @@ def test_weeks_after_one_whose_source_is_down_are_not_tried_in_that_run(tmp_path
     weeks = ["2023-12-30", "2024-01-06", "2024-01-13"]
     # Nothing listens there: the first week's download fails past its retries.
     down = OpenDataSource(base_url=f"http://127.0.0.1:{free_port()}", retries=1, backoff_factor_s=0)
+    lake = Lake(url=str(tmp_path / "lake"))
     result = _materialize(
-        [official_hourly_week], resources={"lake": Lake(url=str(tmp_path / "lake")), "open_data": down},
+        [official_hourly_week], resources={"lake": lake, "lake_io_manager": LakeIOManager(lake=lake), "open_data": down},
         raise_on_error=False,
         tags={"dagster/asset_partition_range_start": weeks[0], "dagster/asset_partition_range_end": weeks[-1]},
     )
@@ -180,3 +185,29 @@ def test_weeks_after_one_whose_source_is_down_are_not_tried_in_that_run(tmp_path
     assert "Connection refused" in message
     assert f"week {weeks[2]}: not tried, the source was down (see weeks {weeks[0]} and {weeks[1]})" in message
     assert not (tmp_path / "lake").exists() or not any(path.is_file() for path in (tmp_path / "lake").rglob("*"))
+
+
+def test_a_users_asset_reads_the_official_week_and_the_daily_totals_through_the_io_manager(tmp_path, soda_mirror):
+    res = _resources(tmp_path, soda_mirror, station_complexes_url=str(STATIONS))
+    instance = dg.DagsterInstance.ephemeral()
+    assert _materialize([official_hourly_week], partition_key=WEEK, resources=res, instance=instance).success
+    assert _materialize([official_daily], resources=res, instance=instance).success
+    lake = res["lake"].client
+    stored = pq.read_table(lake.root / week_key(lake, "official", "hourly", WEEK))
+    seen = {}
+
+    @dg.asset(partitions_def=official_partitions)
+    def official_rows(official_hourly: pa.Table, official_hourly_raw) -> None:
+        """The week's validated table, and its raw file as a mapping week -> file."""
+        seen["hourly"] = official_hourly.num_rows
+        seen["raw"] = official.parse_hourly(official_hourly_raw[WEEK]).num_rows
+
+    @dg.asset
+    def busiest_day(official_daily: pd.DataFrame) -> None:
+        """The unpartitioned daily totals as a data frame."""
+        seen["days"] = len(official_daily)
+
+    assets = [official_hourly_week, official_daily, official_rows, busiest_day]
+    assert dg.materialize(assets, selection=["official_rows"], partition_key=WEEK, resources=res, instance=instance).success
+    assert dg.materialize(assets, selection=["busiest_day"], resources=res, instance=instance).success
+    assert seen == {"hourly": stored.num_rows, "raw": stored.num_rows, "days": 1_720}

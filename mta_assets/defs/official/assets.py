@@ -19,6 +19,7 @@ from mta_assets.defs.official.daily import official_daily
 from mta_assets.defs.official.partitions import official_partitions
 from mta_assets.defs.official.resources import OpenDataSource
 from mta_assets.defs.official.stations import station_complexes
+from mta_assets.defs.io_manager import lake_metadata
 from mta_assets.defs.resources import Lake, with_links
 from mta_assets.defs.weeks import WEEK_RETRY_POLICY, WeekReport
 from mta_assets.mta import official
@@ -52,10 +53,13 @@ def _turnstile_by_day(lake: Lake, week: str, folder: Path) -> dict | None:
 
 @dg.multi_asset(
     specs=[
+        # Stored by the step's own commit; loaded by downstream assets through the lake IO manager.
         dg.AssetSpec(RAW, description="MTA's hourly subway ridership of the week as data.ny.gov published it (gzip CSV).",
-                     kinds={"csv"}, group_name=GROUP, owners=["team:data-engineering"], skippable=True),
+                     kinds={"csv"}, group_name=GROUP, owners=["team:data-engineering"], skippable=True,
+                     metadata=lake_metadata("hourly_raw", ".csv.gz", AREA)).with_io_manager_key("lake_io_manager"),
         dg.AssetSpec(HOURLY, description="MTA's hourly ridership of the week by station complex, validated (Parquet).",
-                     kinds={"parquet"}, deps=[RAW], group_name=GROUP, owners=["team:data-engineering"], skippable=True),
+                     kinds={"parquet"}, deps=[RAW], group_name=GROUP, owners=["team:data-engineering"], skippable=True,
+                     metadata=lake_metadata("hourly", ".parquet", AREA)).with_io_manager_key("lake_io_manager"),
     ],
     check_specs=hourly_check_specs(official_partitions),
     partitions_def=official_partitions,

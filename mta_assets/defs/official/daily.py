@@ -5,6 +5,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from mta_assets.defs.io_manager import lake_metadata
 from mta_assets.defs.official.resources import OpenDataSource
 from mta_assets.defs.resources import Lake, with_links
 from mta_assets.mta import official
@@ -18,6 +19,9 @@ KEY_PARTS = ("official", "daily", "daily_ridership.parquet")
     key=DAILY,
     group_name="mta_official",
     kinds={"parquet"},
+    # Stored whole by the asset itself; loaded by downstream assets through the lake IO manager.
+    metadata=lake_metadata("official/daily/daily_ridership", ".parquet"),
+    io_manager_key="lake_io_manager",
     owners=["team:data-engineering"],
     # Unpartitioned, and built in the same run as a range of weeks (`./mta materialize A...B`):
     # the CLI runs a range in one run only when every selected asset says so.

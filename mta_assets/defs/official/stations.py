@@ -5,6 +5,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from mta_assets.defs.io_manager import lake_metadata
 from mta_assets.defs.official.resources import OpenDataSource
 from mta_assets.defs.resources import Lake, with_links
 from mta_assets.mta import complexes
@@ -33,6 +34,9 @@ def lake_pairs(lake: Lake, folder: Path) -> dict[str, set[tuple[str, str]]]:
     key=STATION_COMPLEXES,
     group_name="mta_official",
     kinds={"parquet"},
+    # Stored whole by the asset itself; loaded by downstream assets through the lake IO manager.
+    metadata=lake_metadata("official/stations/station_complexes", ".parquet"),
+    io_manager_key="lake_io_manager",
     owners=["team:data-engineering"],
     deps=[dg.AssetKey("stations")],
     # Unpartitioned, and built in the same run as a range of weeks (`./mta materialize A...B`):
