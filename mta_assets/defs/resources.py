@@ -225,10 +225,12 @@ class LakeIOManager(dg.ConfigurableIOManager):
         weeks = list(context.asset_partition_keys) if context.has_asset_partitions else [None]
         if len(weeks) == 1 and not isinstance(obj, Mapping):
             obj = {weeks[0]: obj}
-        if not isinstance(obj, Mapping) or set(obj) - set(weeks):
+        if not isinstance(obj, Mapping) or set(obj) != set(weeks):
+            # Dagster records every week of the run as materialized: each must get its object.
+            found = sorted(map(str, obj)) if isinstance(obj, Mapping) else type(obj).__name__
             raise dg.Failure(
                 f"{context.asset_key.to_user_string()}: a range of weeks is stored from a mapping week -> value "
-                f"with weeks from {weeks[0]} to {weeks[-1]}"
+                f"with every week from {weeks[0]} to {weeks[-1]} ({len(weeks)}); got {found}"
             )
         stored = {week: store_week(self.lake.client, dataset, week, value, extension) for week, value in obj.items()}
         if len(stored) == 1:
@@ -242,12 +244,14 @@ class LakeIOManager(dg.ConfigurableIOManager):
         dataset, extension, area = where(upstream.definition_metadata if upstream else None, context.asset_key.path)
         wanted = context.dagster_type.typing_type
         name = context.asset_key.to_user_string()
+        _check_table_type(name, extension, wanted)
         if not context.has_asset_partitions:
             return as_type(self._hold_object(name, self.lake.client.key(dataset + extension)), wanted)
         weeks = list(context.asset_partition_keys)
         files = WeekFiles(self.lake.client, dataset, extension, weeks, area)
         if typing.get_origin(wanted) in (dict, Mapping, collections.abc.Mapping):
             value_type = (typing.get_args(wanted) or (str, Any))[-1]
+            _check_table_type(name, extension, value_type)
             return WeekValues(files, value_type)  # a dict week -> value, asked for by name
         if not _is_one_value(wanted):
             return files  # WeekFiles: week -> local file
@@ -281,6 +285,16 @@ class LakeIOManager(dg.ConfigurableIOManager):
             else:
                 held.release_all()
         self._held.clear()
+
+
+def _check_table_type(name: str, extension: str, wanted: Any) -> None:
+    """A table or a data frame is read from Parquet only: say so before the step, not with Arrow's error."""
+    if _is_one_value(wanted) and wanted is not Path and extension != ".parquet":
+        raise dg.Failure(
+            f"{name}: its objects are {extension} files, not Parquet tables, so a parameter typed "
+            f"{getattr(wanted, '__name__', wanted)} cannot take them; type it Path (one week's file) or leave it "
+            "untyped (a mapping week -> file)"
+        )
 
 
 def _is_one_value(wanted: Any) -> bool:

@@ -162,14 +162,31 @@ def test_a_users_asset_over_a_range_gets_a_dict_of_weeks_of_the_type_it_names(tm
     def one_frame(turnstile_readings: pd.DataFrame) -> None:
         """A data frame, which holds one week: not a range."""
 
-    run = materialize(weeks, res, instance, assets=[turnstile_weeks, frames, tables, one_frame], selection=["frames", "tables", "one_frame"])
+    @dg.asset(partitions_def=weekly_partitions, io_manager_key="lake_io_manager", backfill_policy=dg.BackfillPolicy.single_run())
+    def gzip_frames(turnstile_csv_gz: dict[str, pd.DataFrame]) -> None:
+        """Gzip objects are files, not tables."""
+
+    @dg.asset(partitions_def=weekly_partitions, io_manager_key="lake_io_manager", backfill_policy=dg.BackfillPolicy.single_run())
+    def first_week_only(turnstile_readings: dict[str, pa.Table]) -> dict[str, pa.Table]:
+        """Returns one week of two: Dagster would record both as materialized."""
+        return {weeks[0]: turnstile_readings[weeks[0]]}
+
+    users = [frames, tables, one_frame, gzip_frames, first_week_only]
+    run = materialize(weeks, res, instance, assets=[turnstile_weeks, *users], selection=[a.key.to_user_string() for a in users])
     rows = {week: recorded_rows(instance, week) for week in weeks}
     assert seen == {"frames": rows, "tables": rows}
-    (failure,) = step_failure_messages(run)
-    assert (
+    failures = step_failure_messages(run)
+    assert len(failures) == 3
+    for message in (
         "turnstile_readings: weeks 2024-01-06 to 2024-01-13 (2) for a parameter typed DataFrame, which holds one week; "
-        "type it dict[str, DataFrame] to get a dict week -> value"
-    ) in failure
+        "type it dict[str, DataFrame] to get a dict week -> value",
+        "turnstile_csv_gz: its objects are .csv.gz files, not Parquet tables, so a parameter typed DataFrame cannot "
+        "take them; type it Path (one week's file) or leave it untyped (a mapping week -> file)",
+        "first_week_only: a range of weeks is stored from a mapping week -> value with every week from 2024-01-06 "
+        "to 2024-01-13 (2); got ['2024-01-06']",
+    ):
+        assert any(message in failure for failure in failures), (message, failures)
+    assert any_lake.stat(any_lake.key_for("first_week_only", weeks[0], ".parquet")) is None  # nothing stored
 
 
 def test_a_users_asset_reads_its_files_while_it_runs_and_an_unpartitioned_table(tmp_path, mirror, synthetic_week, any_lake):
