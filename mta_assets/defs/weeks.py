@@ -33,13 +33,19 @@ A step interrupted (Terminate) records the weeks it committed before the interru
 same way (``record_committed``): they are in the lake.
 
 A retry of the step works on ``to_do`` only: the weeks an earlier attempt in the same run
-did not commit. The committed ones were recorded on their partitions when that attempt
-failed, and keep their objects; they are not downloaded and computed again.
+neither committed nor failed for good. The committed ones were recorded on their partitions
+when that attempt failed, and keep their objects; they are not downloaded and computed again.
+A week that failed permanently (a page that is not a turnstile file, a failed blocking check)
+fails once: the step is retried for its other weeks' transient failures, and trying that week
+again would only fetch, quarantine and fail it again. Its failure is read back from the
+run's own event log (the line ``failed`` logs for it, ``PERMANENT_FAILURE``), so the retry
+reports it failed with its original cause without touching it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -68,6 +74,11 @@ def week_check_spec(
 WEEK_RETRY_POLICY = dg.RetryPolicy(max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 # Weeks whose source failed past its retries before the source counts as down.
 SOURCE_DOWN_AFTER = 2
+# How ``failed`` logs a permanent failure. A retry of the step reads these lines back from
+# the run's event log: Dagster keeps no other per-week record of a failure (the step's
+# Failure and its metadata are not in the retry event), and a line in the run's log is
+# there for whichever process runs the retry. The progress part holds no parentheses.
+PERMANENT_FAILURE = re.compile(r"week (?P<week>\S+) failed permanently \([^()]*\): (?P<cause>.*)", re.S)
 
 
 class WeekReport:
@@ -92,11 +103,20 @@ class WeekReport:
                 f"retry: {len(self.resumed)} week(s) committed by an earlier attempt are kept, not run again "
                 f"({', '.join(sorted(self.resumed))})"
             )
+        # Weeks that failed permanently in an earlier attempt: failed again, with that cause, untried.
+        self.failed_before = self._failed_earlier() if context.retry_number else {}
+        self.failures.update(self.failed_before)
+        if self.failed_before:
+            context.log.info(
+                f"retry: {len(self.failed_before)} week(s) that failed permanently in an earlier attempt are not "
+                f"tried again ({', '.join(sorted(self.failed_before))})"
+            )
 
     @property
     def to_do(self) -> list[str]:
-        """The weeks this attempt works on: all of them, but on a retry those already committed."""
-        return [week for week in self.weeks if week not in self.resumed]
+        """The weeks this attempt works on: all of them, but on a retry neither those already
+        committed nor those that failed permanently."""
+        return [week for week in self.weeks if week not in self.resumed and week not in self.failed_before]
 
     def _committed_earlier(self) -> dict[str, Mapping[dg.AssetKey, Mapping[str, Any]]]:
         """Each week whose every selected asset an earlier attempt in this run recorded, with that metadata."""
@@ -108,6 +128,18 @@ class WeekReport:
             if event is not None and event.asset_key in keys and event.partition in self.weeks:
                 found.setdefault(event.partition, {})[event.asset_key] = record.asset_materialization.metadata
         return {week: assets for week, assets in found.items() if set(assets) == keys}
+
+    def _failed_earlier(self) -> dict[str, str]:
+        """Each week of this step that an earlier attempt in this run logged as failed permanently, with its cause."""
+        found: dict[str, str] = {}
+        for record in self.context.instance.all_logs(self.context.run.run_id):
+            # The step's own lines: a user log line has no Dagster event, and its step key is the op's name.
+            if record.dagster_event is not None or record.step_key != self.context.op_def.name:
+                continue
+            match = PERMANENT_FAILURE.fullmatch(record.user_message)
+            if match and match["week"] in self.weeks and match["week"] not in self.resumed:
+                found[match["week"]] = match["cause"]
+        return found
 
     def checks(self, week: str, results: Iterable[dg.AssetCheckResult], blocking: frozenset[str]) -> None:
         """Log the week's check results on its partition (the selected checks only)."""
@@ -140,7 +172,10 @@ class WeekReport:
             self.retryable.add(week)
         if source_down:
             self.source_failed.append(week)
-        self.context.log.error(f"{self.failures[week]} ({self.progress()})")
+        if retryable:
+            self.context.log.error(f"{self.failures[week]} ({self.progress()})")
+        else:  # read back by a retry of the step (``_failed_earlier``)
+            self.context.log.error(f"week {week} failed permanently ({self.progress()}): {self.failures[week]}")
 
     def held_back(self, week: str) -> bool:
         """Fail ``week`` without trying it once the source was found down in this attempt."""
@@ -165,8 +200,8 @@ class WeekReport:
     def progress(self) -> str:
         finished, total = len(self.done) + len(self.failures), len(self.weeks)
         elapsed = time.perf_counter() - self.started
-        # Weeks resumed from an earlier attempt took no time in this one: the rate leaves them out.
-        worked = finished - len(self.resumed)
+        # Weeks settled by an earlier attempt took no time in this one: the rate leaves them out.
+        worked = finished - len(self.resumed) - len(self.failed_before)
         eta = elapsed / worked * (total - finished) if worked > 0 else 0.0
         return f"{finished} of {total} weeks, {len(self.failures)} failed, elapsed {elapsed:.0f} s, ETA {eta:.0f} s"
 

@@ -24,7 +24,11 @@ until the next commit (``replaced`` in the manifest), so a reader in flight fini
 Idempotent: an object whose bytes equal the current manifest's (size, md5, crc32c) keeps
 its key; when every object is unchanged no manifest is written at all, so running a week
 twice changes nothing visible. A commit naming only some datasets (the table rebuilt from
-the lake's gzip object) carries the others forward.
+the lake's gzip object) carries the others forward, but only when they come from the same
+download (``Source``): a commit of new bytes from another download that would carry forward
+objects of the earlier one raises ``SourceChanged`` and commits nothing, so a reader never
+sees one week's objects from two downloads. Carried objects the caller calls ``droppable``
+(the optional raw text) leave the manifest instead.
 
 Migration: a week written before manifests has objects at the fixed keys
 ``turnstile/<dataset>/<YYYY>/turnstile_<YYMMDD>.<ext>`` (``lake.object_key``) and no
@@ -49,6 +53,32 @@ from mta_assets.storage.locks import DEFAULT_LEASE_S, week_lock
 
 LEGACY_AREA = "turnstile"  # the only area written before manifests
 LEGACY_EXTENSIONS = {"raw": ".txt", "csv_gz": ".csv.gz", "readings": ".parquet"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """The download a commit's objects come from; a commit with one carries forward only objects of the same download."""
+
+    sha256: str  # the source file's checksum, recorded as the manifest's ``source_sha256``
+    # The lake key the objects were rebuilt from (the week's own gzip object): while the
+    # manifest still names it, they come from the download the week already holds.
+    built_from: str | None = None
+    # Datasets dropped from the manifest, not refused, when they come from another download.
+    droppable: frozenset[str] = frozenset()
+
+
+class SourceChanged(RuntimeError):
+    """A commit of some of a week's datasets from another download than the rest of the week: nothing was committed."""
+
+    permanent = True  # the same selection fails the same way on a retry
+
+    def __init__(self, week: str, uri: str, changed: list[str], carried: list[str], ours: str, theirs: str):
+        self.week, self.changed, self.carried, self.ours, self.theirs = week, changed, carried, ours, theirs
+        super().__init__(
+            f"week {week}: {', '.join(changed)} from a download with sha256 {ours[:12] or 'unknown'} would be committed "
+            f"beside {', '.join(carried)} from another download (sha256 {theirs[:12] or 'not recorded'}, {uri}); "
+            "nothing was committed"
+        )
 
 
 class CommitConflict(RuntimeError):
@@ -157,9 +187,17 @@ def commit_week(
     wait_s: float,
     metadata: dict[str, str] | None = None,
     lease_s: float = DEFAULT_LEASE_S,
+    source: Source | None = None,
 ) -> WeekManifest:
-    """Commit the week's ``objects`` (dataset -> (local file, file name, content type)) as one unit."""
+    """Commit the week's ``objects`` (dataset -> (local file, file name, content type)) as one unit.
+
+    With ``source``, the datasets not in ``objects`` are carried forward only when they come
+    from the same download (``SourceChanged`` otherwise); its checksum is recorded as
+    ``source_sha256`` in the manifest and on each object.
+    """
     key = manifest_key(client, area, week)
+    if source is not None:
+        metadata = {**(metadata or {}), "source_sha256": source.sha256}
     with week_lock(client, week, owner, wait_s=wait_s, lease_s=lease_s, area=area) as lease:
         found = client.read_versioned(key)
         current = WeekManifest.from_json(found[0], client.uri_for(key)) if found else None
@@ -167,10 +205,18 @@ def commit_week(
         entries = dict(current.datasets) if current else {}
         replaced: dict[str, str] = {}
         stored: dict[str, StoredObject] = {}
+        unchanged = {
+            dataset for dataset, (path, file_name, _) in objects.items()
+            if (old := entries.get(dataset)) is not None and old.file_name == file_name and _same_bytes(path, old)
+        }
+        if source is not None and len(unchanged) < len(objects):
+            # Checked under the lease, before any upload: the week's objects as they are now.
+            for dataset in _one_download(client, area, week, objects, unchanged, current, source, key):
+                replaced[dataset] = entries.pop(dataset).key  # kept for readers in flight, like a replaced object
         for dataset, (path, file_name, content_type) in objects.items():
             lease.check()  # a run that lost its lease stops uploading
             old = entries.get(dataset)
-            if old is not None and old.file_name == file_name and _same_bytes(path, old):
+            if dataset in unchanged:
                 # put_file verifies the object is still there and identical (restores it if not).
                 stored[dataset] = client.put_file(path, old.key, content_type, metadata=metadata)
                 continue
@@ -199,6 +245,34 @@ def commit_week(
             )
         _collect(client, area, week, manifest, current)
     return manifest
+
+
+def _one_download(
+    client: LakeClient, area: str, week: str, objects: dict, unchanged: set[str],
+    current: WeekManifest | None, source: Source, key: str,
+) -> list[str]:
+    """The droppable datasets to leave out of the manifest; raises ``SourceChanged`` when a
+    dataset this commit does not write would be carried forward from another download."""
+    named = current.datasets if current else {}
+    # What readers see of the week now: a dataset the manifest does not name is read at its
+    # legacy key, if it has one (a week stored before manifests).
+    seen = {dataset: entry.key for dataset, entry in named.items()}
+    for dataset in LEGACY_EXTENSIONS:
+        if dataset not in named and dataset not in objects:
+            legacy = _legacy_key(client, area, dataset, week, None)
+            if legacy is not None:
+                seen[dataset] = legacy
+    carried = sorted(dataset for dataset in seen if dataset not in objects)
+    if not carried:
+        return []
+    theirs = current.metadata.get("source_sha256", "") if current else ""
+    if (theirs and theirs == source.sha256) or source.built_from in seen.values():
+        return []
+    refused = [d for d in carried if d not in source.droppable]
+    if refused:
+        changed = sorted(set(objects) - unchanged)
+        raise SourceChanged(week, client.uri_for(key), changed, sorted(refused), source.sha256, theirs)
+    return [d for d in carried if d in named]
 
 
 def _collect(client: LakeClient, area: str, week: str, new: WeekManifest, old: WeekManifest | None) -> None:

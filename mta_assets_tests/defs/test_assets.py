@@ -13,6 +13,7 @@ import pytest
 
 from mta_assets.defs.resources import Lake, LakeIOManager, MTASource
 from mta_assets.defs.turnstile.assets import turnstile_weeks
+from mta_assets.storage.commit import current_week
 from mta_devtools.synthetic import week_bytes
 from mta_assets_tests.samples import offline_station_key, rebuild_full_week
 from mta_assets_tests.lake_objects import week_object_key, week_stat
@@ -153,6 +154,39 @@ def test_the_table_alone_is_rebuilt_from_the_lakes_gzip_object(mirror, synthetic
     assert mirror.requests == []  # read from the lake, not from MTA
     assert week_stat(local_lake, "readings", WEEK) is not None
     assert week_stat(local_lake, "csv_gz", WEEK) == gz_before
+
+
+def _week_in_lake(lake: Lake, folder: Path) -> tuple[bytes, int]:
+    """(the published bytes of the week's gzip object, the rows of its table), as a reader sees them."""
+    published = gzip.decompress(lake.read_bytes(week_object_key(lake, "csv_gz", WEEK)))
+    table = pq.read_table(lake.fetch(week_object_key(lake, "readings", WEEK), folder / "fetched"))
+    return published, table.num_rows
+
+
+def test_a_republished_week_is_not_committed_by_its_gzip_alone(mirror, synthetic_week, local_lake, tmp_path):
+    """Readers never see one week's objects from two downloads (issue 18, item 4)."""
+    first = synthetic_week(WEEK, readings=1000, seed=1).read_bytes()
+    instance = dg.DagsterInstance.ephemeral()
+    assert materialize(mirror.url, local_lake, instance).success
+    # The same bytes again: the gzip alone is fine, nothing changes.
+    assert materialize(mirror.url, local_lake, instance, selection=["turnstile_csv_gz"]).success
+    assert _week_in_lake(local_lake, tmp_path / "a") == (first, 1000)
+    manifest_before = current_week(local_lake, "turnstile", WEEK)
+
+    second = synthetic_week(WEEK, readings=1500, seed=2).read_bytes()  # MTA publishes the week again
+    result = materialize(mirror.url, local_lake, instance, selection=["turnstile_csv_gz"])
+
+    assert not result.success
+    message = failure_message(result)
+    assert f"week {WEEK}: {NAME} from {mirror.url}/{NAME} is not the file the week's turnstile_readings" in message
+    assert "materialize the turnstile group for this week (select turnstile_readings too)" in message
+    # The week is still the first download, whole; Dagster recorded no new gzip either.
+    assert current_week(local_lake, "turnstile", WEEK) == manifest_before
+    assert _week_in_lake(local_lake, tmp_path / "b") == (first, 1000)
+    assert result.asset_materializations_for_node("turnstile_weeks") == []
+
+    assert materialize(mirror.url, local_lake, instance).success  # the group: both from the new download
+    assert _week_in_lake(local_lake, tmp_path / "c") == (second, 1500)
 
 
 def _garbage_tail(good: bytes) -> bytes:

@@ -210,13 +210,15 @@ def test_a_stalled_source_costs_a_week_its_deadline_once_across_step_retries(
     assert 2 <= len(gets) <= 10
 
 
-def _range_with_fast_source_retries(mirror, tmp_path, monkeypatch, instance, weeks: list[str], in_flight: int):
-    """The turnstile step over ``weeks`` in one run, one transport retry per download, no backoff."""
+def _range_with_fast_source_retries(
+    mirror, tmp_path, monkeypatch, instance, weeks: list[str], in_flight: int, retries: int = 1
+):
+    """The turnstile step over ``weeks`` in one run, ``retries`` transport retries per download, no backoff."""
     for name, value in {
         "MTA_SOURCE_URL": mirror.url, "MTA_LAKE_URL": str(tmp_path / "lake"), "MTA_STAGING_DIR": str(tmp_path / "staging"),
     }.items():
         monkeypatch.setenv(name, value)
-    resources = {**build_resources(), "mta_source": MTASource(base_url=mirror.url, retries=1, backoff_factor_s=0)}
+    resources = {**build_resources(), "mta_source": MTASource(base_url=mirror.url, retries=retries, backoff_factor_s=0)}
     return dg.materialize(
         [turnstile_weeks], resources=resources, instance=instance, raise_on_error=False,
         run_config={"ops": {"turnstile_weeks": {"config": {"weeks_in_flight": in_flight}}}},
@@ -279,3 +281,31 @@ def test_the_step_s_retry_runs_only_the_weeks_an_earlier_attempt_did_not_commit(
     # Its latest materialization still carries the metadata it was committed with.
     assert latest[weeks[0]] < latest[weeks[1]] < latest[weeks[2]]
     assert latest[weeks[0]] > 900
+
+
+def test_a_week_that_failed_permanently_is_not_downloaded_again_by_the_step_s_retry(
+    mirror: MirrorServer, synthetic_week, tmp_path, monkeypatch
+):
+    """A permanent error fails once: the retry for another week's 503 leaves the bad week alone."""
+    weeks = ["2023-12-30", "2024-01-06"]
+    names = [synthetic_week(week, readings=1_000).name for week in weeks]
+    mirror.inject(names[0], *["html"] * 5)  # a maintenance page with 200, however often it is asked for
+    mirror.inject(names[1], "503")  # once, with no transport retry: the step's retry gets the file
+    readings = dg.AssetKey("turnstile_readings")
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = _range_with_fast_source_retries(mirror, tmp_path, monkeypatch, instance, weeks, in_flight=1, retries=0)
+        status = instance.get_status_by_partition(readings, weeks, turnstile_weeks.partitions_def)
+        said = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    gets = [path.lstrip("/") for method, path in mirror.requests if method == "GET"]
+    assert gets.count(names[0]) == 1, gets
+    assert gets.count(names[1]) == 2, gets
+    assert len([e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]) == 1
+    assert status[weeks[1]] == dg.AssetPartitionStatus.MATERIALIZED
+    assert status[weeks[0]] != dg.AssetPartitionStatus.MATERIALIZED
+    (failure,) = [event for event in result.all_events if event.is_step_failure]
+    message = failure.step_failure_data.error.message  # not retryable: the step's own Failure, not a retry's
+    cause = f"week {weeks[0]}: {mirror.url}/{names[0]} is not a turnstile file: the server sent 'text/html"
+    assert "1 of 2 week(s) failed: " + cause in message  # the first attempt's cause, the page's start included
+    assert "an HTML page (starts '<!DOCTYPE html>" in message
+    assert weeks[1] not in message
+    assert f"retry: 1 week(s) that failed permanently in an earlier attempt are not tried again ({weeks[0]})" in said

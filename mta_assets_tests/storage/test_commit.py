@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from mta_assets.defs.resources import Lake
-from mta_assets.storage.commit import commit_week, current_week, manifest_key, week_key
+from mta_assets.storage.commit import Source, SourceChanged, commit_week, current_week, manifest_key, week_key
 from mta_assets.storage.lake import LakeError
 from mta_assets.storage.locks import LeaseLost, WeekLocked, lock_key, week_lock
 from mta_assets_tests.storage.gcs_proxy import GcsFaultProxy
@@ -70,6 +70,39 @@ def test_the_same_bytes_committed_again_change_nothing(any_lake: Lake, tmp_path:
 
     assert again.unchanged and again.owner == "run A"
     assert (any_lake.read_bytes(key), sorted(any_lake.list_keys("turnstile/"))) == before
+
+
+def test_a_commit_carries_forward_only_objects_of_its_own_download(local_lake: Lake, tmp_path: Path):
+    files = week_files(tmp_path / "a", "A")
+    raw = tmp_path / "a" / "turnstile_240106.txt"
+    raw.write_bytes(b"text of download A")
+    first = commit_week(
+        local_lake, "turnstile", WEEK, {**files, "raw": (raw, raw.name, "text/plain")}, owner="run A", wait_s=5,
+        source=Source("a" * 64),
+    )
+    assert first.metadata == {"source_sha256": "a" * 64}
+    only_gz = {"csv_gz": week_files(tmp_path / "b", "B")["csv_gz"]}
+
+    with pytest.raises(SourceChanged) as refused:
+        commit_week(local_lake, "turnstile", WEEK, only_gz, owner="run B", wait_s=5, source=Source("b" * 64))
+
+    assert str(refused.value).startswith(f"week {WEEK}: csv_gz from a download with sha256 bbbbbbbbbbbb would be ")
+    assert "beside raw, readings from another download (sha256 aaaaaaaaaaaa" in str(refused.value)
+    assert current_week(local_lake, "turnstile", WEEK) == first
+    # Rebuilt from the week's own gzip object: the same download, whatever the checksum says.
+    table = {"readings": week_files(tmp_path / "c", "C")["readings"]}
+    rebuilt = commit_week(
+        local_lake, "turnstile", WEEK, table, owner="run C", wait_s=5,
+        source=Source("", built_from=first.datasets["csv_gz"].key),
+    )
+    assert read_week(local_lake) == {"csv_gz": b"gzip of download A", "readings": b"table of download C"}
+    # A new download of both: the raw text of the earlier one leaves the week rather than stopping it.
+    both = commit_week(
+        local_lake, "turnstile", WEEK, week_files(tmp_path / "d", "D"), owner="run D", wait_s=5,
+        source=Source("d" * 64, droppable=frozenset({"raw"})),
+    )
+    assert set(both.datasets) == {"csv_gz", "readings"} and both.replaced["raw"] == rebuilt.datasets["raw"].key
+    assert read_week(local_lake) == {"csv_gz": b"gzip of download D", "readings": b"table of download D"}
 
 
 def test_a_week_from_before_manifests_is_read_and_migrated(local_lake: Lake, tmp_path: Path):

@@ -5,7 +5,9 @@ gzip → parse → validate → commit (``week.py``) a few weeks at a time, so a
 length stages only the weeks in flight, a week is committed only once it has passed
 every blocking check, and a week that fails stops only itself. The three assets keep
 their own keys, lineage and per-week metadata; any subset can be materialized (the
-table alone is rebuilt from the lake's gzip object).
+table alone is rebuilt from the lake's gzip object), but a week MTA published again needs
+the table with its gzip: one without the other would leave the week's objects from two
+downloads (``week._commit``).
 """
 
 

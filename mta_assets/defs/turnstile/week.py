@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import hashlib
 import json
 import shutil
 import threading
@@ -26,7 +27,7 @@ from typing import Any
 
 from mta_assets.mta.calendar import candidate_file_names, expected_layout
 from mta_assets.mta.validate import Outcome, ValidationSettings, WeekEvidence, blocking_failures, validate_week
-from mta_assets.storage.commit import commit_week, week_key
+from mta_assets.storage.commit import Source, SourceChanged, commit_week, week_key
 from mta_assets.storage.errors import is_transient
 from mta_assets.storage.staging import RunStaging
 
@@ -34,6 +35,7 @@ RAW, GZ, READINGS = "turnstile_csv", "turnstile_csv_gz", "turnstile_readings"
 CONTENT_TYPES = {".txt": "text/plain", ".csv.gz": "application/gzip", ".parquet": "application/vnd.apache.parquet"}
 _COPY_BLOCK = 1024 * 1024
 DATASETS = {RAW: "raw", GZ: "csv_gz", READINGS: "readings"}  # the lake's dataset of each asset
+ASSETS = {dataset: asset for asset, dataset in DATASETS.items()}
 _DOWNLOAD_STARTED = "download.started"
 # zlib-ng's level 5 writes what its 6 writes (0.1% larger) in 63% of the time, and about
 # what the stdlib's zlib writes at 6 in a third of zlib's time (docs/benchmark.md "Compression level").
@@ -114,6 +116,7 @@ class _Staged:
     file_name: str
     length_stated: bool
     metadata: dict[str, Any]
+    built_from: str | None = None  # the lake's gzip object it was rebuilt from; None for a download
 
 
 def process_week(week: str, ctx: WeekContext) -> WeekResult:
@@ -210,7 +213,9 @@ def _stage_source(week: str, ctx: WeekContext, folder: Path) -> _Staged:
         saved = json.loads(record.read_text())
         if raw_path.stat().st_size == saved["metadata"]["source_bytes"]:
             ctx.log(f"week {week}: reusing the download staged whole by an earlier attempt")
-            return _Staged(raw_path, saved["file_name"], saved["length_stated"], saved["metadata"])
+            return _Staged(
+                raw_path, saved["file_name"], saved["length_stated"], saved["metadata"], saved.get("built_from")
+            )
     if ctx.plan.downloads:
         download = _download(week, ctx, folder)
         download.path.replace(raw_path)
@@ -223,7 +228,10 @@ def _stage_source(week: str, ctx: WeekContext, folder: Path) -> _Staged:
         staged = _from_lake(week, ctx, folder, raw_path)
     record.write_text(
         json.dumps(
-            {"file_name": staged.file_name, "length_stated": staged.length_stated, "metadata": _plain(staged.metadata)}
+            {
+                "file_name": staged.file_name, "length_stated": staged.length_stated,
+                "metadata": _plain(staged.metadata), "built_from": staged.built_from,
+            }
         )
     )
     return staged
@@ -267,13 +275,19 @@ def _from_lake(week: str, ctx: WeekContext, folder: Path, raw_path: Path) -> _St
         )
     name = key.rsplit("/", 1)[-1].removesuffix(".csv.gz") + ".txt"
     local = ctx.lake.fetch(key, folder / "lake")
+    # The published file's sha256, as a download records it: the commit compares it with the
+    # manifest's, so a table rebuilt from this object is known to match the week's gzip.
+    digest = hashlib.sha256()
     with gzip.open(local, "rb") as src, open(raw_path, "wb") as out:
-        shutil.copyfileobj(src, out, _COPY_BLOCK)
+        while block := src.read(_COPY_BLOCK):
+            digest.update(block)
+            out.write(block)
     if local.parent == folder / "lake":
         shutil.rmtree(folder / "lake", ignore_errors=True)
     size = raw_path.stat().st_size
+    metadata = {"source_file": name, "source_bytes": size, "url": ctx.lake.uri_for(key), "sha256": digest.hexdigest()}
     # Rebuilt from a gzip object that was committed whole: its length is known.
-    return _Staged(raw_path, name, True, {"source_file": name, "source_bytes": size, "url": ctx.lake.uri_for(key)})
+    return _Staged(raw_path, name, True, metadata, built_from=key)
 
 
 def gzip_file(source: Path, target: Path, level: int) -> float:
@@ -343,18 +357,51 @@ def _quarantine(week: str, ctx: WeekContext, staged: _Staged, gz_path: Path | No
 
 
 def _commit(week: str, ctx: WeekContext, staged: _Staged, objects: list[tuple[str, Path, str]]) -> dict[str, Any]:
-    """Commit the week's objects as one unit, from this one download (``storage/commit.py``)."""
-    provenance = {"source_sha256": str(staged.metadata.get("sha256", "")), "run_id": ctx.run_id}
+    """Commit the week's objects as one unit, from this one download (``storage/commit.py``).
+
+    A run that selects only some of the assets commits only their objects and carries the
+    week's others forward, which is right only when they come from this same download. When
+    MTA republished the week (other bytes than those the week's objects come from), a
+    ``turnstile_csv_gz`` or ``turnstile_csv`` alone would leave the old table beside the new
+    gzip object. The table is parsed and validated here anyway, but committing it would not
+    make it a materialization: Dagster records only the selected assets, so
+    ``turnstile_readings`` would keep the old row counts and its downstream assets would not
+    know the week changed. So that week fails, committing nothing, and says to select the
+    group; the optional raw text of an earlier download is dropped from the week instead.
+    """
     stem = staged.file_name.removesuffix(".txt")
-    manifest = commit_week(
-        ctx.lake,
-        "turnstile",
-        week,
-        {DATASETS[asset]: (path, stem + extension, CONTENT_TYPES[extension]) for asset, path, extension in objects},
-        owner=f"run {ctx.run_id}",
-        wait_s=ctx.lock_wait_s,
-        metadata=provenance,
-    )
+    source = Source(str(staged.metadata.get("sha256", "")), staged.built_from, droppable=frozenset({DATASETS[RAW]}))
+    try:
+        manifest = commit_week(
+            ctx.lake,
+            "turnstile",
+            week,
+            {DATASETS[asset]: (path, stem + extension, CONTENT_TYPES[extension]) for asset, path, extension in objects},
+            owner=f"run {ctx.run_id}",
+            wait_s=ctx.lock_wait_s,
+            metadata={"run_id": ctx.run_id},
+            source=source,
+        )
+    except SourceChanged as exc:
+        changed = ", ".join(ASSETS[d] for d in exc.changed)
+        carried = ", ".join(ASSETS[d] for d in exc.carried)
+        if staged.built_from is None:
+            where = f"{staged.file_name} from {staged.metadata.get('url')}"
+            if exc.theirs:
+                what = (
+                    f"is not the file the week's {carried} in the lake come from (MTA published it again: "
+                    f"sha256 {exc.ours[:12]}, the lake's {exc.theirs[:12]})"
+                )
+            else:  # a week stored before the checksum was recorded: no proof it is the same file
+                what = f"may not be the file the week's {carried} in the lake come from (they record no sha256)"
+            why = f"{where} {what}, so {changed} alone would mix two downloads of the week"
+            fix = f"materialize the turnstile group for this week (select {carried} too)"
+        else:
+            why = f"its gzip object was replaced by another run while {changed} was rebuilt from {staged.built_from}"
+            fix = f"materialize {changed} again"
+        raise WeekFailed(
+            week, f"week {week}: {why}; nothing was committed and the week keeps its objects; {fix}", permanent=True
+        ) from None
     return {
         asset: _Committed(manifest.stored[DATASETS[asset]], manifest.lake_metadata(DATASETS[asset]))
         for asset, _, _ in objects
