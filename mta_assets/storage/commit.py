@@ -255,10 +255,12 @@ def _one_download(
     dataset this commit does not write would be carried forward from another download."""
     named = current.datasets if current else {}
     # What readers see of the week now: a dataset the manifest does not name is read at its
-    # legacy key, if it has one (a week stored before manifests).
+    # legacy key, if it has one (a week stored before manifests). A droppable one is not
+    # looked for: a legacy object cannot leave a manifest that never named it, and the
+    # lookups would cost every new week's commit a request or two.
     seen = {dataset: entry.key for dataset, entry in named.items()}
     for dataset in LEGACY_EXTENSIONS:
-        if dataset not in named and dataset not in objects:
+        if dataset not in named and dataset not in objects and dataset not in source.droppable:
             legacy = _legacy_key(client, area, dataset, week, None)
             if legacy is not None:
                 seen[dataset] = legacy
