@@ -46,7 +46,6 @@ from pathlib import Path
 
 import requests
 
-from mta_assets_bench.records import record_seconds, recorded_events
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PLAIN_SCRIPT = Path(__file__).resolve().with_name("plain_script.py")
@@ -337,6 +336,16 @@ class Bench:
         shutil.rmtree(self.workdir / prefix, ignore_errors=True)
 
 
+def records(*args: str, code_root: Path = REPO_ROOT) -> dict:
+    """``python -m mta_assets_bench.records --json ARGS`` in a child process: Dagster stays out of
+    this one, whose resident memory would otherwise count in every child's peak (``records.py``)."""
+    output = subprocess.run(
+        [sys.executable, "-m", "mta_assets_bench.records", "--json", *args],
+        env=child_env(code_root), cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+    ).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
 def time_imports(modules: list[str], repeats: int, code_root: Path = REPO_ROOT) -> dict[str, list[float]]:
     """Seconds to import each module in a fresh interpreter, the modules alternating."""
     timings: dict[str, list[float]] = {module: [] for module in modules}
@@ -525,7 +534,7 @@ def run(args: argparse.Namespace) -> dict:
         print("timing imports", file=sys.stderr)
         imports = time_imports(["dagster", "mta_assets.definitions"], args.import_repeats, args.code_root)
         print("timing Dagster's record of an event", file=sys.stderr)
-        record = record_seconds(workdir)
+        record_ms = records("--dir", str(workdir))["sqlite_ms"]
 
         scenarios = [("one_week", weeks[:1]), ("backfill", weeks)]
         if args.year_weeks:
@@ -548,7 +557,7 @@ def run(args: argparse.Namespace) -> dict:
                     if repeat == 0:
                         outputs[f"{side}_{name}"] = bench.outputs(prefix, scenario_weeks)
                         if side == "ours":
-                            events[f"ours_{name}"] = recorded_events(workdir / prefix / "dagster_home")
+                            events[f"ours_{name}"] = records("--count", str(workdir / prefix / "dagster_home"))
                     bench.forget(prefix)
 
         # Variants of our backfill: everything downstream too (ridership and the warehouse:
@@ -569,7 +578,7 @@ def run(args: argparse.Namespace) -> dict:
                 variant_runs[name].append(result)
                 print(f"  {result['seconds']:.1f} s, peak {result['peak_rss_mb']:.0f} MB", file=sys.stderr)
                 if repeat == 0:
-                    events[name] = recorded_events(workdir / prefix / "dagster_home")
+                    events[name] = records("--count", str(workdir / prefix / "dagster_home"))
                 bench.forget(prefix)
         results = {key: summarize(value) for key, value in runs.items()}
         results.update({name: summarize(value) for name, value in variant_runs.items()})
@@ -618,7 +627,7 @@ def run(args: argparse.Namespace) -> dict:
             "ours_peak_rss_mb": ours_peak,
             "lineage_peak_rss_mb": lineage_peak,
             "events": events,
-            "record_ms": round(record * 1000, 2),
+            "record_ms": round(record_ms, 2),
             "servers": {"emulator_peak_rss_mb": round(emulator.peak_rss_mb(), 1), "mirror_peak_rss_mb": round(mirror.peak_rss_mb(), 1)},
             "agreement": {"all_agree": agree, "outputs": outputs},
             "targets": {

@@ -7,6 +7,10 @@ well, in transactions of their own. A run of many weeks and assets stores thousa
     python -m mta_assets_bench.records [--dir FOLDER] [--events 300] [--postgres-url URL]
     python -m mta_assets_bench.records --count DAGSTER_HOME   # a run's events by type
 
+The benchmark runs it as a child process (``--json``): importing Dagster into the
+benchmark's own process would raise every child's peak memory as the kernel reports it
+(a child's high-water mark starts from its parent's resident memory at the fork).
+
 The time is the median over ``--events`` asset materializations stored one by one in a new
 ``DAGSTER_HOME`` in ``--dir`` (the disk matters: each transaction syncs it); with
 ``--postgres-url`` (``eval "$(bash .ci/postgres.sh)"`` starts one) also in PostgreSQL.
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import re
 import shutil
 import statistics
@@ -65,12 +70,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=300, help="asset events to store (default 300)")
     parser.add_argument("--postgres-url", help="also store them in this PostgreSQL (postgresql://user:password@host:port/database)")
     parser.add_argument("--count", type=Path, metavar="DAGSTER_HOME", help="print the events stored in this home, by type")
+    parser.add_argument("--json", action="store_true", help="print the counts or the SQLite time (ms) as JSON")
     args = parser.parse_args(argv)
     if args.count:
         found = recorded_events(args.count)
+        if args.json:
+            print(json.dumps(found))
+            return 0
         for kind, count in sorted(found.items(), key=lambda item: -item[1]):
             print(f"{count:7,} {kind}")
         print(f"{sum(found.values()):7,} in all")
+        return 0
+    if args.json:
+        print(json.dumps({"sqlite_ms": round(record_seconds(args.dir, args.events) * 1000, 3)}))
         return 0
     print(f"SQLite in {args.dir}: {record_seconds(args.dir, args.events) * 1000:.2f} ms per asset event")
     if args.postgres_url:
