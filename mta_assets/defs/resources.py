@@ -266,7 +266,8 @@ class LakeIOManager(dg.ConfigurableIOManager):
                 f"{name} week {weeks[0]}: no object in the lake "
                 f"({self.lake.uri_for(self.lake.key_for(dataset, weeks[0], extension))})"
             )
-        self._held.append(files)  # its local copy stays while the step may read the value
+        if wanted is Path:
+            self._held.append(files)  # the file handed out stays while the step may read it
         return as_type(files[weeks[0]], wanted)
 
     def _hold_object(self, name: str, key: str) -> Path:
