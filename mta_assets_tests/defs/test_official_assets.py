@@ -211,3 +211,37 @@ def test_a_users_asset_reads_the_official_week_and_the_daily_totals_through_the_
     assert dg.materialize(assets, selection=["official_rows"], partition_key=WEEK, resources=res, instance=instance).success
     assert dg.materialize(assets, selection=["busiest_day"], resources=res, instance=instance).success
     assert seen == {"hourly": stored.num_rows, "raw": stored.num_rows, "days": 1_720}
+
+
+def test_a_lake_error_in_one_week_of_a_range_fails_that_week_alone_and_once(tmp_path, soda_mirror):
+    weeks = ["2023-12-23", "2023-12-30", "2024-01-06"]
+    res = _resources(tmp_path, soda_mirror)
+    lake = res["lake"].client
+    # The middle week's folder is a file: every upload of that week fails for good ("Not a directory").
+    blocked = lake.root / "official" / "hourly_raw" / "2023" / weeks[1]
+    blocked.parent.mkdir(parents=True)
+    blocked.write_text("not a folder")
+    instance = dg.DagsterInstance.ephemeral()
+    result = _materialize(
+        [official_hourly_week], resources=res, instance=instance, raise_on_error=False,
+        tags={"dagster/asset_partition_range_start": weeks[0], "dagster/asset_partition_range_end": weeks[-1]},
+    )
+    assert not result.success
+    # A permanent cause: no retry of the step, so the week was downloaded once.
+    assert not [event for event in result.all_events if event.event_type_value == "STEP_UP_FOR_RETRY"]
+    first_pages = [
+        r["query"]["$where"] for r in soda_mirror.requests
+        if r["path"] == "/resource/wujg-7c2s.csv" and int(r["query"]["$offset"]) == 0
+    ]
+    assert sum(f">= '{weeks[1]}T" in where for where in first_pages) == 1
+    (failure,) = [event for event in result.all_events if event.is_step_failure]
+    message = failure.step_failure_data.error.message
+    assert "1 of 3 week(s) failed" in message and f"week {weeks[1]}: " in message and "Not a directory" in message
+    # The other weeks are committed and recorded as such; the failed one stays missing.
+    status = instance.get_status_by_partition(HOURLY, weeks, official_hourly_week.partitions_def)
+    assert status == {
+        weeks[0]: dg.AssetPartitionStatus.MATERIALIZED,
+        weeks[1]: dg.AssetPartitionStatus.FAILED,
+        weeks[2]: dg.AssetPartitionStatus.MATERIALIZED,
+    }
+    assert [week_key(lake, "official", "hourly", week) is not None for week in weeks] == [True, False, True]

@@ -24,6 +24,7 @@ from mta_assets.defs.resources import Lake, with_links
 from mta_assets.defs.weeks import WEEK_RETRY_POLICY, WeekReport
 from mta_assets.mta import official
 from mta_assets.storage.commit import commit_week, week_key
+from mta_assets.storage.errors import is_transient
 from mta_assets.storage.http import source_down
 from mta_assets.storage.soda import NotPublished, SodaError
 
@@ -89,6 +90,9 @@ def official_hourly_week(context: dg.AssetExecutionContext, config: OfficialHour
             except _Blocked as blocked:
                 report.checks(week, blocked.results, frozenset(BLOCKING))
                 report.failed(week, str(blocked))
+                continue
+            except Exception as exc:  # the lake (a lock held past the wait, an unwritable store): this week's alone
+                report.failed(week, f"week {week}: {exc}", retryable=is_transient(exc))
                 continue
             report.checks(week, results, frozenset(BLOCKING))
             report.committed(week, metadata)

@@ -132,7 +132,7 @@ def ridership_weeks(
         try:
             metadata, results = _week(week, selected, tables, lake, key, key_note, earlier, config, official)
         except Exception as exc:  # reported per week; the other weeks go on
-            report.failed(week, str(exc))
+            report.failed(week, str(exc), retryable=is_transient(exc))
             return
         finally:
             # A finished week's upstream files can go; the next week needs only its own and this one.
