@@ -197,6 +197,7 @@ class GcsStore(LakeStore):
 
     def fetch(self, key: str, dest_dir: Path, deadline_for: Callable[[int], Deadline]) -> Path:
         import google_crc32c
+        from google.api_core import exceptions as gexc
 
         uri = self.uri_for(key)
         blob = self._get_blob(key)
@@ -241,6 +242,14 @@ class GcsStore(LakeStore):
             raise LakeError(f"read {uri}: {exc}", exc.permanent) from None
         except LakeError:
             raise
+        except gexc.NotFound as exc:
+            # It was there a moment ago: deleted while read (another run's commit collected
+            # this generation, or someone deleted it), not a missing bucket.
+            raise LakeError(
+                f"read {uri}: the object was deleted while it was read, after {start} of {blob.size} bytes "
+                f"(its week committed anew by another run, or deleted by hand) ({_first_line(exc)})",
+                permanent=True,
+            ) from None
         except OSError as exc:
             if not _is_network_error(exc):
                 raise LakeError(f"read {uri}: cannot write {partial}: {exc.strerror or exc}", permanent=True) from None

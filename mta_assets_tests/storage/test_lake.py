@@ -175,9 +175,10 @@ def test_fetch_gives_the_local_object_itself_or_a_verified_download(any_lake, tm
         assert [p.name for p in fetched.parent.iterdir()] == ["turnstile_240106.txt"]
     else:
         assert fetched == any_lake.root / key  # no copy on a local lake
-    with pytest.raises(LakeError, match=r"turnstile_240107.*does not exist|does not exist") as missing:
+    with pytest.raises(LakeError, match=r"turnstile_240107.txt:? .*does not exist") as missing:
         any_lake.fetch(any_lake.key("turnstile", "raw", "2024", "turnstile_240107.txt"), tmp_path / "fetched")
     assert missing.value.permanent
+    assert "bucket" not in str(missing.value)  # the bucket is there: the object is what is missing
 
 
 def test_keys_lists_deletes_and_small_objects(any_lake, tmp_path):
@@ -241,3 +242,26 @@ def test_custom_metadata_is_stored_on_gcs(gcs_lake, tmp_path):
     gcs_lake.put_file(path, key, "text/plain", metadata={"source_url": "http://example.test/x", "week": WEEK})
     client = storage.Client(project="mta-test", credentials=AnonymousCredentials())
     assert client.bucket(gcs_lake.bucket_name).get_blob(key).metadata == {"source_url": "http://example.test/x", "week": WEEK}
+
+
+def test_an_object_deleted_while_it_is_read_from_gcs_says_so_and_not_that_the_bucket_is_missing(gcs_lake, tmp_path):
+    from mta_assets.storage.deadline import Deadline
+
+    key = gcs_lake.key("turnstile", "readings", "2024", WEEK, "gen1", "turnstile_240113.parquet")
+    path = tmp_path / "object.bin"
+    path.write_bytes(b"x" * (3 * gcs_lake.chunk_size_bytes))
+    gcs_lake.put_file(path, key, "application/octet-stream")
+
+    class DeletedAfterTheFirstChunk(Deadline):
+        # Another run's commit collects the generation while this reader is between chunks.
+        def check(self, new_bytes: int = 0) -> None:
+            if new_bytes:
+                gcs_lake.delete(key)
+            super().check(new_bytes)
+
+    with pytest.raises(LakeError) as error:
+        gcs_lake.client.store.fetch(key, tmp_path / "fetched", lambda size: DeletedAfterTheFirstChunk(60))
+    message = str(error.value)
+    assert f"read {gcs_lake.uri_for(key)}: the object was deleted while it was read" in message
+    assert "bucket" not in message and error.value.permanent
+    assert not any((tmp_path / "fetched").iterdir())  # no partial file left
