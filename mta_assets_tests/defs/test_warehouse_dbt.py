@@ -494,3 +494,47 @@ def test_a_ridership_week_another_run_rewrites_while_dbt_reads_it_is_built_again
     assert entries == pc.sum(rows["entries"]).as_py()  # the rewritten week, not the one dbt read first
     said = [entry.user_message for entry in instance.all_logs(result.run_id)]
     assert any(f"ridership {week}: replaced by another run while dbt read them" in line for line in said)
+
+
+def test_a_week_with_only_mta_data_builds_the_models_that_read_it_and_no_turnstile_model(tmp_path):
+    """After the turnstile files ended (early 2024) MTA's data is a week's only source; before, it may land first."""
+    from mta_assets.defs.turnstile.partitions import weekly_partitions
+    from mta_assets_tests.warehouse_lake import HOURLY_DAY
+
+    lake = Lake(url=str(tmp_path / "lake"))
+    build_official(lake, tmp_path)  # MTA's hourly week, daily totals and crosswalk; no turnstile object at all
+    week = (HOURLY_DAY - dt.timedelta(days=(HOURLY_DAY.weekday() + 2) % 7)).isoformat()
+    weekly = [dg.AssetSpec(key, partitions_def=weekly_partitions) for key in UPSTREAM[:4]]
+    resources = {
+        "lake": lake,
+        "duckdb_warehouse": DuckDBWarehouse(database=str(tmp_path / "warehouse.duckdb")),
+        "dbt": DbtCliResource(project_dir=prepared_project(), dbt_executable=dbt_executable()),
+    }
+    defs = dg.Definitions(assets=[warehouse_models, *weekly, *(dg.AssetSpec(key) for key in UPSTREAM[4:])], resources=resources)
+    instance = dg.DagsterInstance.ephemeral()
+    first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="official_hourly", partition=week))
+
+    # What automation asks for once MTA's week is in: the model that reads it, not the turnstile ones.
+    tick = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+    official = dg.AssetKey(["warehouse", "fct_official_complex_daily"])
+    requested = {key for key in warehouse_models.keys if week in tick.get_requested_partitions(key)}
+    assert requested == {official}
+    result = dg.materialize(
+        [warehouse_models, *weekly], selection=[official], partition_key=week, resources=resources,
+        instance=instance, raise_on_error=False,
+    )
+    assert result.success, failure_text(result)
+    assert [m.partition for m in result.asset_materializations_for_node("warehouse_models")] == [week]
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as connection:
+        weeks = connection.execute("select distinct cast(week as varchar) from fct_official_complex_daily").fetchall()
+        assert weeks == [(week,)]
+        assert connection.execute("select count(*) from readings").fetchone() == (0,)
+
+    # A model that reads the turnstile week still needs it, and says which week lacks what.
+    readings = dg.materialize(
+        [warehouse_models, *weekly], selection=[dg.AssetKey(["warehouse", "readings"])], partition_key=week,
+        resources=resources, instance=instance, raise_on_error=False,
+    )
+    assert not readings.success
+    assert f"week {week}: no turnstile_readings object in the lake" in failure_text(readings)

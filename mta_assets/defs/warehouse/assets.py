@@ -45,6 +45,8 @@ SOURCE_CHANGE_RETRIES = 2
 SOURCE_CHANGE_WAIT_S = 5.0
 # Unpartitioned: every dbt run reads them whole, so their update is no reason to rebuild every week.
 WHOLE_TABLES = dg.AssetSelection.assets("official_daily", "station_complexes")
+# The lake's turnstile datasets the warehouse reads (dbt sources, macros/lake_datasets.sql).
+TURNSTILE_SOURCES = frozenset(dg.AssetKey(name) for name in ("turnstile_readings", "stations", "ridership_daily"))
 
 
 class WarehouseTranslator(DagsterDbtTranslator):
@@ -86,7 +88,13 @@ def warehouse_models(
     held: list[dg.MaterializeResult] = []  # system_daily's, recorded once its metrics are read
     try:
         versions = source_versions(lake, weeks)  # a change after this is seen after the build
-        files = local_files(lake, week_keys(lake, weeks, versions), folder)
+        needs_turnstile = reads_turnstile(context.assets_def, context.selected_asset_keys)
+        files = local_files(lake, week_keys(lake, weeks, versions, needs_turnstile), folder)
+        if not needs_turnstile and (without := [w for w in weeks if versions[("readings", w)] is None]):
+            context.log.info(
+                f"week(s) {', '.join(without)}: no turnstile objects in the lake; the selected models read MTA's "
+                "data only and are built from it (the turnstile models follow when their week is committed)"
+            )
         build = _start(context, dbt, duckdb_warehouse, weeks, files)
         try:
             # Each result is recorded as dbt reports it (the UI shows the build's progress, and
@@ -110,6 +118,25 @@ def warehouse_models(
     yield from held
     if failure is not None:
         raise failure
+
+
+def reads_turnstile(models: dg.AssetsDefinition, keys: Iterable[dg.AssetKey]) -> bool:
+    """Whether any of these models reads a turnstile dataset, directly or through other models.
+
+    The official-only models (MTA's hourly data by complex, its daily estimate) are requested
+    by automation as soon as MTA's week is in the lake, which after the turnstile files
+    ended (early 2024) is the only source a week has.
+    """
+    seen: set[dg.AssetKey] = set()
+    pending = list(keys)
+    while pending:
+        key = pending.pop()
+        if key in TURNSTILE_SOURCES:
+            return True
+        if key not in seen:
+            seen.add(key)
+            pending.extend(models.asset_deps.get(key, ()))
+    return False
 
 
 def _built_from_current(context: dg.AssetExecutionContext, lake: Lake, weeks: list[str], versions: dict) -> None:

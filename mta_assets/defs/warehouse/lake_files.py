@@ -54,10 +54,14 @@ def source_versions(lake: Lake, weeks: list[str]) -> dict[tuple[str, str], tuple
     return {name: version for found in lake.client.lookups(one, weeks) for name, version in found.items()}
 
 
-def week_keys(lake: Lake, weeks: list[str], versions: dict[tuple[str, str], tuple[str, str] | None]) -> dict[str, list[str]]:
-    """dbt source -> the keys of the run's weeks, from their ``source_versions``. Turnstile
-    datasets are required for every week (a missing one fails the run naming the week);
-    official ones are used where they exist."""
+def week_keys(
+    lake: Lake, weeks: list[str], versions: dict[tuple[str, str], tuple[str, str] | None], turnstile_required: bool = True
+) -> dict[str, list[str]]:
+    """dbt source -> the keys of the run's weeks, from their ``source_versions``. Official
+    datasets are used where they exist. Turnstile datasets are required for every week (a
+    missing one fails the run naming the week) when the run records a model that reads them
+    (``turnstile_required``); otherwise a week without them is built from MTA's data alone:
+    a week after the turnstile files ended, or one whose turnstile week is not in yet."""
     keys: dict[str, list[str]] = {"readings": [], "stations": [], "ridership": [], "official_hourly": []}
     missing = []
     for week in weeks:
@@ -69,7 +73,7 @@ def week_keys(lake: Lake, weeks: list[str], versions: dict[tuple[str, str], tupl
         for source in keys:
             if (found := versions[(source, week)]) is not None:
                 keys[source].append(found[0])
-    if missing:
+    if missing and turnstile_required:
         raise LakeObjectError("; ".join(missing))
     for source, dataset in (("official_daily", "daily"), ("station_complexes", "stations")):
         key = official_key(lake, dataset)
