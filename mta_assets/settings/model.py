@@ -99,6 +99,7 @@ class MtaSettings(BaseSettings):
     last_week: str | None = Field(
         default=None,
         description="The source's last week; weekly partitions end there, so no later week is requested or late. "
+        "The warehouse's weeks end there too: MTA's hourly data of later weeks stays in the lake (official_hourly). "
         "Unset: partitions run to the current week.",
         json_schema_extra={"allowed": f"a Saturday YYYY-MM-DD, from {FIRST_WEEK}"},
     )
