@@ -1,10 +1,12 @@
 {#- The lake's datasets: where their objects are under the lake (for runs without the var
-lake_files) and their columns (for a week that has no object of that dataset yet).
+lake_files: the fixed keys, and for a weekly dataset committed through manifests, which
+manifests and which of their datasets; macros/lake.sql) and their columns (for a week that
+has no object of that dataset yet).
 The Parquet schemas are the writers' (mta/parse.py, mta/stations.py, mta/ridership.py and
 the official ridership assets). -#}
 {% macro lake_datasets() %}
   {{ return({
-    'readings': {'glob': 'turnstile/readings/*/*.parquet', 'columns': {
+    'readings': {'glob': 'turnstile/readings/*/*.parquet', 'manifests': ['turnstile', 'readings'], 'columns': {
         'ca': 'varchar', 'unit': 'varchar', 'scp': 'varchar', 'station': 'varchar', 'linename': 'varchar',
         'division': 'varchar', 'reading_time': 'timestamp', 'desc': 'varchar', 'entries': 'bigint',
         'exits': 'bigint', 'week': 'date', 'source_file': 'varchar'}},
@@ -15,7 +17,7 @@ the official ridership assets). -#}
         'week': 'date', 'date': 'date', 'unit': 'varchar', 'station': 'varchar', 'linename': 'varchar',
         'division': 'varchar', 'entries': 'bigint', 'exits': 'bigint', 'intervals_used': 'bigint',
         'intervals_capped': 'bigint', 'intervals_dropped': 'bigint', 'turnstiles': 'bigint'}},
-    'official_hourly': {'glob': 'official/hourly/*/*.parquet', 'columns': {
+    'official_hourly': {'glob': 'official/hourly/*/*.parquet', 'manifests': ['official', 'hourly'], 'columns': {
         'transit_timestamp': 'timestamp', 'transit_mode': 'varchar', 'station_complex_id': 'varchar',
         'station_complex': 'varchar', 'borough': 'varchar', 'payment_method': 'varchar',
         'fare_class_category': 'varchar', 'ridership': 'double', 'transfers': 'double',

@@ -24,6 +24,7 @@ from mta_assets.defs.warehouse.assets import SYSTEM_DAILY, warehouse_models
 from mta_assets.defs.warehouse.metrics import week_metrics
 from mta_assets.defs.warehouse.project import dbt_executable, prepared_project, write_run_file
 from mta_assets.defs.warehouse.resources import DuckDBWarehouse
+from mta_assets.storage.commit import commit_week
 from mta_assets.storage.duckdb_file import WarehouseBusy
 from mta_devtools.synthetic import consecutive_weeks
 from mta_assets_tests.warehouse_lake import PARQUET, build_official, build_turnstile_weeks, ridership_dir
@@ -410,8 +411,36 @@ def test_a_run_s_weeks_and_files_reach_dbt_in_its_target_folder_whatever_the_ran
     assert in_weeks.count("date '") == 720 and "date '2010-05-01'" in in_weeks and f"date '{weeks[-1]}'" in in_weeks
     assert "where false" in compiled  # a dataset without objects for these weeks: an empty relation
 
-    by_hand = _compile_inline(sql, tmp_path, run_file=False, lake_url="/srv/mta/lake")
-    assert "read_parquet(['/srv/mta/lake/turnstile/readings/*/*.parquet'], union_by_name = true) where true" in by_hand
+
+def test_dbt_by_hand_reads_each_week_s_current_objects_of_the_lake(tmp_path):
+    """Without Dagster's run file dbt reads the whole local lake: each week where its manifest points
+    (not the replaced generation kept beside it), and the objects of a lake written before manifests."""
+    lake = Lake(url=str(tmp_path / "lake"))
+    weeks = WEEKS[:2]
+    build_turnstile_weeks(lake, weeks, tmp_path)  # the fixed keys of a lake written before manifests
+    build_official(lake, tmp_path)
+    legacy = pq.read_metadata(lake.root / lake.key_for("readings", weeks[1], ".parquet")).num_rows
+    table = pq.read_table(lake.root / lake.key_for("readings", weeks[1], ".parquet"))
+    for rows in (1000, 500):  # the week committed twice: the first generation stays, replaced, for readers in flight
+        staged = tmp_path / "turnstile_240113.parquet"
+        pq.write_table(table.slice(0, rows), staged)
+        commit_week(lake.client, "turnstile", weeks[1], {"readings": (staged, staged.name, PARQUET)}, owner="test", wait_s=10)
+    generations = list((lake.root / "turnstile" / "readings").rglob("*.parquet"))
+    assert len(generations) == 3 and legacy > 1000  # week 1's legacy object, week 2's two generations
+
+    project = prepared_project().project_dir
+    database = tmp_path / "warehouse.duckdb"
+    env = {"PATH": str(Path(sys.executable).parent), "HOME": str(tmp_path), "MTA_LAKE_URL": str(lake.root),
+           "DBT_TARGET_PATH": str(tmp_path / "target"), "DBT_LOG_PATH": str(tmp_path / "target")}
+    command = [dbt_executable(), "build", "--quiet", "--project-dir", str(project), "--profiles-dir", str(project),
+               "--vars", json.dumps({"warehouse": str(database)})]
+    built = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-2000:]
+    with duckdb.connect(str(database), read_only=True) as connection:
+        counts = dict(connection.execute("select cast(week as varchar), count(*) from readings group by 1").fetchall())
+        assert counts == {weeks[0]: pq.read_metadata(lake.root / lake.key_for("readings", weeks[0], ".parquet")).num_rows,
+                          weeks[1]: 500}
+        assert connection.execute("select count(*) from fct_official_complex_daily").fetchone()[0] > 0
 
 
 def test_dbt_for_dagster_answers_the_version_at_once_and_runs_dbt_for_the_rest():
