@@ -113,10 +113,12 @@ def test_the_sensor_requests_each_published_week_once_and_never_one_not_publishe
 
     res = {"open_data": OpenDataSource(base_url=soda_mirror.url)}
     first = official_publication_sensor(dg.build_sensor_context(resources=res))
-    assert [r.partition_key for r in first] == [WEEK]  # the mirror has published through 2024-01-12 23:00
+    # The mirror has published through 2024-01-12 23:00; MTA's daily totals are refreshed with each new week.
+    assert [(r.partition_key, r.asset_selection) for r in first] == [
+        (WEEK, [dg.AssetKey("official_hourly_raw"), HOURLY]), (None, [dg.AssetKey("official_daily")])]
     behind = official_publication_sensor(dg.build_sensor_context(cursor="2023-12-23", resources=res))
     assert [(r.partition_key, r.run_key) for r in behind] == [
-        ("2023-12-30", "official_hourly:2023-12-30"), (WEEK, f"official_hourly:{WEEK}")]
+        ("2023-12-30", "official_hourly:2023-12-30"), (WEEK, f"official_hourly:{WEEK}"), (None, f"official_daily:{WEEK}")]
     current = official_publication_sensor(dg.build_sensor_context(cursor=WEEK, resources=res))
     assert isinstance(current, dg.SkipReason) and "rows through 2024-01-12 23:00:00" in current.skip_message
 
