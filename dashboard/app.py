@@ -10,6 +10,10 @@ from dash import Dash, Input, Output, dcc, html
 from dashboard.data import Warehouse, WarehouseUnavailable
 
 TURNSTILE, OFFICIAL = "#1f77b4", "#ff7f0e"
+PARTIAL_DAY = "partial day (file boundary or missing week)"
+PARTIAL = f"turnstile entries, {PARTIAL_DAY}"
+# Said in the hover too: a partial day's count is what the loaded files hold of it, not the day's riders.
+PARTIAL_HOVER = "partial day: %{y:,.0f}, only part of the day is in the loaded turnstile files<extra></extra>"
 
 
 def create_app(warehouse: Warehouse) -> Dash:
@@ -66,7 +70,9 @@ def _layout(warehouse: Warehouse) -> html.Div:
             dcc.Graph(id="system-chart", figure=_system_figure(system)),
             html.P(
                 "Turnstile entries (counted from MTA's turnstile registers) beside MTA's own daily subway "
-                "estimate: after 2020 the registers count about half of the paid entries."
+                "estimate: after 2020 the registers count about half of the paid entries. Hollow points "
+                "and hatched bars are partial days, not dips: a week's Friday ends in the next week's file, "
+                "and a day next to a week not loaded lacks that week's part."
             ),
             html.H2("A station or a station complex by day"),
             dcc.RadioItems(
@@ -108,10 +114,20 @@ def _figure(title: str) -> go.Figure:
 
 def _system_figure(rows: list[dict]) -> go.Figure:
     figure = _figure("The whole system by day")
+    # A partial day (a week's Friday ends in the next week's file; a day next to a week not
+    # loaded lacks that week's part) is no dip in ridership: it gets its own hollow points,
+    # and the line breaks there instead of running through it.
     figure.add_scatter(
-        x=[r["date"] for r in rows], y=[r["entries_turnstile"] for r in rows], name="turnstile entries",
-        line={"color": TURNSTILE},
+        x=[r["date"] for r in rows], y=[r["entries_turnstile"] if r["turnstile_complete"] else None for r in rows],
+        name="turnstile entries", line={"color": TURNSTILE},
     )
+    partial = [r for r in rows if r["entries_turnstile"] is not None and not r["turnstile_complete"]]
+    if partial:
+        figure.add_scatter(
+            x=[r["date"] for r in partial], y=[r["entries_turnstile"] for r in partial], name=PARTIAL,
+            mode="markers", marker={"color": TURNSTILE, "symbol": "circle-open", "size": 9},
+            hovertemplate=PARTIAL_HOVER,
+        )
     official = [r for r in rows if r["entries_official"] is not None]
     if official:
         figure.add_scatter(
@@ -121,17 +137,30 @@ def _system_figure(rows: list[dict]) -> go.Figure:
     return figure
 
 
+def _bars(figure: go.Figure, rows: list[dict], column: str, name: str, color: str) -> None:
+    """The column's bars on whole days, and apart, hatched and named so, on partial days (see ``_system_figure``)."""
+    whole = [r for r in rows if r[column] is not None and r["complete"]]
+    partial = [r for r in rows if r[column] is not None and not r["complete"]]
+    figure.add_bar(x=[r["date"] for r in whole], y=[r[column] for r in whole], name=name, marker={"color": color},
+                   offsetgroup=column)
+    if partial:  # the same slot of the day as the whole days' bars: one group per column
+        figure.add_bar(
+            x=[r["date"] for r in partial], y=[r[column] for r in partial], name=f"{name}, {PARTIAL_DAY}",
+            marker={"color": color, "opacity": 0.45, "pattern": {"shape": "/"}}, offsetgroup=column,
+            hovertemplate=PARTIAL_HOVER,
+        )
+
+
 def _series_figure(warehouse: Warehouse, kind: str, picked: str) -> go.Figure:
     if kind == "complex":
         rows = warehouse.complex_series(picked)
         figure = _figure(f"Complex {picked} by day")
-        figure.add_bar(x=[r["date"] for r in rows], y=[r["entries_turnstile"] for r in rows], name="turnstile entries",
-                       marker={"color": TURNSTILE})
+        _bars(figure, rows, "entries_turnstile", "turnstile entries", TURNSTILE)
         figure.add_bar(x=[r["date"] for r in rows], y=[r["entries_official"] for r in rows], name="MTA hourly, summed",
-                       marker={"color": OFFICIAL})
+                       marker={"color": OFFICIAL}, offsetgroup="entries_official")
         return figure
     rows = warehouse.station_series(picked)
     figure = _figure(f"{picked} by day")
-    figure.add_bar(x=[r["date"] for r in rows], y=[r["entries"] for r in rows], name="entries", marker={"color": TURNSTILE})
-    figure.add_bar(x=[r["date"] for r in rows], y=[r["exits"] for r in rows], name="exits", marker={"color": OFFICIAL})
+    _bars(figure, rows, "entries", "entries", TURNSTILE)
+    _bars(figure, rows, "exits", "exits", OFFICIAL)
     return figure

@@ -20,8 +20,11 @@ from system_daily order by date
 STATIONS = "select station_id, station, linename, unit, division from dim_station order by station, linename, unit"
 COMPLEXES = "select complex_id, complex_name from dim_complex where complex_name is not null order by complex_name"
 STATION_SERIES = "select date, entries, exits, complete from ridership_daily where station_id = ? order by date"
+# complete: whether the day's turnstile entries are whole (turnstile_days, one row per date).
 COMPLEX_SERIES = """
-select date, entries_turnstile, entries_official, source from ridership_complex_daily where complex_id = ? order by date
+select c.date, c.entries_turnstile, c.entries_official, c.source, coalesce(d.complete, false) as complete
+from ridership_complex_daily c left join turnstile_days d on d.date = c.date
+where c.complex_id = ? order by c.date
 """
 TOP = """
 select station, linename, sum(entries) as entries from ridership_daily

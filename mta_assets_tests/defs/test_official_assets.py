@@ -1,6 +1,7 @@
 """The official ridership assets against the loopback SODA server, on a local lake."""
 
 import datetime as dt
+import statistics
 
 import dagster as dg
 import pandas as pd
@@ -123,15 +124,20 @@ def test_the_sensor_requests_each_published_week_once_and_never_one_not_publishe
     assert isinstance(current, dg.SkipReason) and "rows through 2024-01-12 23:00:00" in current.skip_message
 
 
-def test_the_week_check_states_turnstile_over_official_when_both_sources_exist(tmp_path, soda_mirror):
+def test_the_week_check_states_turnstile_over_official_on_the_full_days_when_both_sources_exist(tmp_path, soda_mirror):
     res = _resources(tmp_path, soda_mirror)
     first = _materialize([official_hourly_week], partition_key=WEEK, resources=res)
     lake = res["lake"].client
     hourly = pq.read_table(lake.root / week_key(lake, "official", "hourly", WEEK))
     by_day = official.daily_totals(hourly)
-    # A ridership_daily week whose turnstile entries are 0.5 of the official ones on each day.
+    # A ridership_daily week as the turnstiles give it: Saturday to Thursday at 0.40-0.65 of the
+    # official ridership, and a partial Friday (its evening is in the next week's file) at 0.10.
     days = sorted(by_day)
-    ridership = pa.table({"date": pa.array(days, pa.date32()), "entries": [int(by_day[d] * 0.5) for d in days],
+    friday = dt.date.fromisoformat(WEEK) + dt.timedelta(days=6)
+    assert len(days) == 7 and days[-1] == friday
+    share = {day: (0.10 if day == friday else 0.40 + 0.05 * n) for n, day in enumerate(days)}
+    entries = {day: int(by_day[day] * share[day]) for day in days}
+    ridership = pa.table({"date": pa.array(days, pa.date32()), "entries": [entries[d] for d in days],
                           "exits": [0] * len(days)})
     path = tmp_path / "ridership.parquet"
     pq.write_table(ridership, path)
@@ -139,11 +145,15 @@ def test_the_week_check_states_turnstile_over_official_when_both_sources_exist(t
     assert _checks(first)["turnstile_over_official"].passed  # nothing to compare with yet
     again = _materialize([official_hourly_week], partition_key=WEEK, resources=res)
     check = _checks(again)["turnstile_over_official"]
-    expected = official.ratio_summary(official.turnstile_over_official(
-        {d: float(int(by_day[d] * 0.5)) for d in days}, by_day))["median"]
+    # The median of the six full days' ratios (about 0.525): the partial Friday would pull it to 0.50.
+    expected = statistics.median(entries[d] / by_day[d] for d in days if d != friday)
+    assert 0.52 < expected < 0.53
     assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
-    assert f"turnstile entries are {expected:.2f} of MTA's hourly ridership (median of 7 days" in check.description
+    assert (f"turnstile entries are {expected:.2f} of MTA's hourly ridership (median of 6 full days, "
+            "Sat 2024-01-06 to Thu 2024-01-11") in check.description
     assert check.metadata["turnstile_over_official"].value == round(expected, 4)
+    assert check.metadata["days_compared"].value == "Sat 2024-01-06 to Thu 2024-01-11, the week's full days"
+    assert f"ratio_{friday}" not in check.metadata
     (materialization,) = [m for m in again.asset_materializations_for_node("official_hourly_week") if m.asset_key == HOURLY]
     assert materialization.metadata["turnstile_over_official"].value == round(expected, 4)
 

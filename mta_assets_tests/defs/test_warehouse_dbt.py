@@ -134,6 +134,35 @@ def test_seven_real_weeks_build_with_every_dbt_test_green(built, lake):
         assert 0.45 < ratio < 0.65, day
 
 
+def test_a_week_s_plotted_figures_do_not_depend_on_whether_its_neighbours_were_built(built, lake, tmp_path):
+    """A week's figures are recorded once, when it is built: the same with its neighbours loaded or not.
+
+    2024-01-13 among all seven weeks has a complete Saturday and Friday; built alone (as the
+    first week of a warehouse, or by the schedule before the next week exists) it has neither.
+    """
+    week = "2024-01-13"
+
+    def figures(result) -> dict:
+        (event,) = [e for e in result.get_asset_materialization_events() if e.asset_key == SYSTEM_DAILY and e.partition == week]
+        return {name: value.value for name, value in event.materialization.metadata.items()
+                if name in ("mean_daily_entries", "turnstile_over_official", "intervals_dropped_share", "figures_days")}
+
+    _, among_all = built
+    alone = materialize(lake, tmp_path / "warehouse.duckdb", week)
+    assert alone.success, failure_text(alone)
+    assert figures(alone) == figures(among_all)
+
+    # Saturday to Thursday of the week's own ridership file, summed here without the warehouse.
+    table = pq.read_table(lake.fetch(lake.key_for("ridership", week, ".parquet"), tmp_path / "fetched"))
+    by_day: dict[dt.date, int] = {}
+    for day, entries in zip(table["date"].to_pylist(), table["entries"].to_pylist()):
+        by_day[day] = by_day.get(day, 0) + entries
+    saturday = dt.date.fromisoformat(week)
+    full = [by_day[saturday + dt.timedelta(days=n)] for n in range(6)]
+    assert figures(alone)["mean_daily_entries"] == pytest.approx(sum(full) / 6, abs=1e-5)
+    assert figures(alone)["figures_days"].startswith("Sat 2024-01-13 to Thu 2024-01-18")
+
+
 def test_readme_queries_and_the_complex_series(built):
     database, _ = built
     with duckdb.connect(str(database), read_only=True) as connection:
@@ -255,10 +284,13 @@ def test_the_week_figures_wait_for_a_file_another_run_took_and_give_up_at_the_de
     with duckdb.connect(str(database)) as connection:
         connection.execute(
             "create table system_daily as select date '2024-01-06' + cast(i as integer) as date, 1000.0 * (i + 1) as entries_turnstile, "
-            "true as turnstile_complete, 0.5 as turnstile_over_official, i as intervals_dropped, 10 as intervals "
+            "2000.0 * (i + 1) as entries_official, i as intervals_dropped, 10 as intervals "
             "from range(7) t(i)"
         )
-    expected = {"2024-01-06": {"mean_daily_entries": 4000.0, "turnstile_over_official": 0.5, "intervals_dropped_share": 0.3}}
+    # Saturday to Thursday: the Friday (7000 entries, 6 dropped) is not in the figures.
+    expected = {"2024-01-06": {"mean_daily_entries": 3500.0, "turnstile_over_official": 0.5, "intervals_dropped_share": 0.25,
+                               "figures_days": "Sat 2024-01-06 to Thu 2024-01-11, the week's full days "
+                               "(its Friday ends in the next week's file)"}}
 
     def hold(seconds: str) -> subprocess.Popen:
         holder = subprocess.Popen([sys.executable, "-c", HOLD, str(database), seconds], stdout=subprocess.PIPE, text=True)

@@ -8,6 +8,7 @@ import datetime as dt
 
 import dagster as dg
 
+from mta_assets.defs.ridership.checks import full_days
 from mta_assets.defs.weeks import week_check_spec
 from mta_assets.mta import official
 
@@ -21,8 +22,9 @@ BLOCKING = {
 }
 WARN = {
     "plausible": "Row count and total ridership within a share of the median of earlier weeks.",
-    "turnstile_over_official": "Turnstile entries (ridership_daily) over MTA's hourly ridership for the week's days, "
-    "when both exist; warns when they disagree by more than 10% (after 2020 the turnstiles undercount, about 0.5).",
+    "turnstile_over_official": "Turnstile entries (ridership_daily) over MTA's hourly ridership on the week's full days "
+    "(Saturday to Thursday), when both exist; warns when they disagree by more than 10% (after 2020 the turnstiles "
+    "undercount, about 0.5).",
 }
 AGREEMENT = (0.9, 1.1)
 
@@ -71,20 +73,28 @@ def plausible_result(week: str, rows: int, total: float, earlier: list[tuple[flo
 def reconciliation_result(
     week: str, turnstile_by_day: dict[dt.date, float] | None, official_by_day: dict[dt.date, float]
 ) -> tuple[dg.AssetCheckResult, float | None]:
-    """The week's turnstile entries over MTA's hourly ridership, per day and as a median."""
+    """The week's turnstile entries over MTA's hourly ridership, per full day and as a median.
+
+    Saturday to Thursday, the days ridership_daily's own ``turnstile_over_official`` uses: the
+    week's Friday ends in the next week's file, so its turnstile entries are a part of the day.
+    """
     if turnstile_by_day is None:
         return _result("turnstile_over_official", True, f"week {week}: no turnstile ridership_daily in the lake; nothing to compare"), None
-    ratios = official.turnstile_over_official(turnstile_by_day, official_by_day)
+    first, last = full_days(week)
+    days = f"{first:%a %Y-%m-%d} to {last:%a %Y-%m-%d}"
+    full = {day: entries for day, entries in turnstile_by_day.items() if first <= day <= last}
+    ratios = official.turnstile_over_official(full, official_by_day)
     summary = official.ratio_summary(ratios)
     if not summary:
-        return _result("turnstile_over_official", True, f"week {week}: no day with both sources"), None
+        return _result("turnstile_over_official", True, f"week {week}: no full day ({days}) with both sources"), None
     median = summary["median"]
     text = (
-        f"week {week}: turnstile entries are {median:.2f} of MTA's hourly ridership (median of {len(ratios)} days, "
-        f"{summary['min']:.2f}-{summary['max']:.2f}); "
+        f"week {week}: turnstile entries are {median:.2f} of MTA's hourly ridership (median of {len(ratios)} full days, "
+        f"{days}, {summary['min']:.2f}-{summary['max']:.2f}; the Friday ends in the next week's file); "
         + ("the sources agree" if AGREEMENT[0] <= median <= AGREEMENT[1] else
            "the turnstile registers undercount paid entries after 2020: read ridership_daily as a lower bound")
     )
     per_day = {f"ratio_{day:%Y-%m-%d}": round(value, 4) for day, value in ratios.items()}
     passed = AGREEMENT[0] <= median <= AGREEMENT[1]
-    return _result("turnstile_over_official", passed, text, turnstile_over_official=round(median, 4), **per_day), median
+    return _result("turnstile_over_official", passed, text, turnstile_over_official=round(median, 4),
+                   days_compared=f"{days}, the week's full days", **per_day), median
