@@ -228,7 +228,7 @@ def _waits(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse) -> Cal
     return wait
 
 
-def _metrics(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, weeks: list[str]) -> dict[str, dict[str, float]]:
+def _metrics(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, weeks: list[str]) -> dict[str, dict[str, float | str]]:
     """The weeks' figures for ``system_daily``, read after dbt closed the file; none when it stays held.
 
     Another run's dbt may take the file as soon as ours lets it go. The weeks are built and
