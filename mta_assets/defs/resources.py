@@ -18,7 +18,7 @@ import shutil
 import tempfile
 import threading
 import typing
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +133,9 @@ class Lake(dg.ConfigurableResource):
 
     def delete(self, key: str) -> None:
         self.client.delete(key)
+
+    def prune(self, prefix_under_lake: str, keep: Collection[str]) -> None:
+        self.client.prune(prefix_under_lake, keep)
 
     def create_if_absent(self, key: str, data: bytes) -> bool:
         return self.client.create_if_absent(key, data)
