@@ -251,7 +251,7 @@ class LakeIOManager(dg.ConfigurableIOManager):
         if not context.has_asset_partitions:
             return as_type(self._hold_object(name, self.lake.client.key(dataset + extension)), wanted)
         weeks = list(context.asset_partition_keys)
-        files = WeekFiles(self.lake.client, dataset, extension, weeks, area)
+        files = WeekFiles(self.lake.client, dataset, extension, weeks, area, name=name, log=context.log.info)
         if typing.get_origin(wanted) in (dict, Mapping, collections.abc.Mapping):
             value_type = (typing.get_args(wanted) or (str, Any))[-1]
             _check_table_type(name, extension, value_type)
@@ -271,7 +271,7 @@ class LakeIOManager(dg.ConfigurableIOManager):
             )
         if wanted is Path:
             self._held.append(files)  # the file handed out stays while the step may read it
-        return as_type(files[weeks[0]], wanted)
+        return files.read(weeks[0], lambda path: as_type(path, wanted))
 
     def _hold_object(self, name: str, key: str) -> Path:
         """An unpartitioned asset's object as a local file, kept until teardown."""
