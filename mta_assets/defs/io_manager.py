@@ -7,12 +7,13 @@ Loading. A downstream asset receives its upstream weeks the way its parameter is
   annotation that takes them: ``dict[str, pd.DataFrame]`` (or ``pa.Table``);
 - ``dict[str, pd.DataFrame]`` (or ``pa.Table``, or ``Mapping[...]``): a dict week -> table,
   each week read when it is read (``WeekValues``);
-- ``Path``: one week's local file;
+- ``Path``: one week's local file, the step's own until teardown;
 - anything else (no annotation, ``WeekFiles``): a ``WeekFiles`` mapping week -> local file.
 
 Files are fetched when a week is read and dropped a few weeks later, so a range of any
 length keeps a bounded number of upstream objects on local disk; a file handed out alone
-(a ``Path``) stays until the step's resources are torn down. A week
+(a ``Path``) stays until the step's resources are torn down, also on a local lake, whose
+commits collect a replaced object one commit later (a hard link, else a copy). A week
 whose object other runs' commits collected meanwhile is read from the object its
 manifest names now. Weeks with no object (the week before the first one, say) are simply
 absent. An unpartitioned asset's one object (``<lake>/<dataset><extension>``) is loaded
@@ -33,6 +34,7 @@ weeks as Parquet under a dataset named after its key. Nothing is pickled.
 """
 
 
+import os
 import shutil
 import tempfile
 import threading
@@ -115,6 +117,18 @@ def as_type(path: Path, wanted: Any) -> Any:
 
         return pq.read_table(path).to_pandas()
     return path
+
+
+def own_file(path: Path, folder: Path) -> Path:
+    """``path``'s file in ``folder``, which outlives ``path`` being deleted: a hard link, else a copy."""
+    target = folder / path.name
+    try:
+        os.link(path, target)
+    except FileNotFoundError:
+        raise
+    except OSError:  # another filesystem, or one without hard links
+        shutil.copyfile(path, target)
+    return target
 
 
 class WeekValues(dict):

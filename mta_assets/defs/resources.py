@@ -25,7 +25,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from mta_assets.defs.io_manager import WeekFiles, WeekValues, as_type, store_week, where
+from mta_assets.defs.io_manager import WeekFiles, WeekValues, as_type, own_file, store_week, where
 from mta_assets.mta.stations import DEFAULT_STATION_KEY_URL, StationKey, load_station_key, parse_station_key
 from mta_assets.settings import DEFAULT_LAKE_URL, DEFAULT_SOURCE_URL, DEFAULTS, MtaSettings, env_name, load
 from mta_assets.storage.http import DownloadedFile, MTAClient, RemoteFile
@@ -219,7 +219,7 @@ class LakeIOManager(dg.ConfigurableIOManager):
     """Stores and loads weekly lake objects (GCS or a local folder): tables, data frames or files (``io_manager.py``)."""
 
     lake: dg.ResourceDependency[Lake]
-    _held: list[Any] = PrivateAttr(default_factory=list)
+    _held: list[Path] = PrivateAttr(default_factory=list)  # folders of the files handed out as values
 
     def handle_output(self, context: dg.OutputContext, obj: object) -> None:
         if obj is None:
@@ -270,7 +270,11 @@ class LakeIOManager(dg.ConfigurableIOManager):
                 f"({self.lake.uri_for(self.lake.key_for(dataset, weeks[0], extension))})"
             )
         if wanted is Path:
-            self._held.append(files)  # the file handed out stays while the step may read it
+            # The step's own file until teardown: a local lake's object itself goes when
+            # other runs' commits collect it (storage/commit.py).
+            folder = Path(tempfile.mkdtemp(prefix="mta-load-"))
+            self._held.append(folder)
+            return files.read(weeks[0], lambda path: own_file(path, folder))
         return files.read(weeks[0], lambda path: as_type(path, wanted))
 
     def _hold_object(self, name: str, key: str) -> Path:
@@ -283,11 +287,8 @@ class LakeIOManager(dg.ConfigurableIOManager):
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         # The local copies handed out as values (a Path, an unpartitioned asset's object).
-        for held in self._held:
-            if isinstance(held, Path):
-                shutil.rmtree(held, ignore_errors=True)
-            else:
-                held.release_all()
+        for folder in self._held:
+            shutil.rmtree(folder, ignore_errors=True)
         self._held.clear()
 
 

@@ -244,6 +244,22 @@ def _users_run(lake, asset, week: str, instance=None):
     )
 
 
+def test_a_users_path_keeps_the_week_as_the_step_started_whatever_other_runs_commit(tmp_path, any_lake):
+    week = "2024-01-06"
+    _another_run_commits(any_lake, week, "R1", tmp_path)
+    seen: dict[str, object] = {}
+
+    @dg.asset(partitions_def=weekly_partitions, io_manager_key="lake_io_manager")
+    def held_file(turnstile_readings: Path) -> None:
+        """Reads its file after two other runs committed the week anew: the second collects the first object."""
+        _another_run_commits(any_lake, week, "R2", tmp_path)
+        _another_run_commits(any_lake, week, "R3", tmp_path)
+        seen["units"] = pq.read_table(turnstile_readings)["unit"].to_pylist()
+
+    assert _users_run(any_lake, held_file, week).success
+    assert seen == {"units": ["R1"]}
+
+
 def test_a_users_tables_follow_their_week_when_other_runs_commit_it_meanwhile(tmp_path, local_lake):
     week = "2024-01-06"
     _another_run_commits(local_lake, week, "R1", tmp_path)
