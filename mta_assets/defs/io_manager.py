@@ -7,14 +7,17 @@ Loading. A downstream asset receives its upstream weeks the way its parameter is
   annotation that takes them: ``dict[str, pd.DataFrame]`` (or ``pa.Table``);
 - ``dict[str, pd.DataFrame]`` (or ``pa.Table``, or ``Mapping[...]``): a dict week -> table,
   each week read when it is read (``WeekValues``);
-- ``Path``: one week's local file;
+- ``Path``: one week's local file, the step's own until teardown;
 - anything else (no annotation, ``WeekFiles``): a ``WeekFiles`` mapping week -> local file.
 
 Files are fetched when a week is read and dropped a few weeks later, so a range of any
 length keeps a bounded number of upstream objects on local disk; a file handed out alone
-(a ``Path``) stays until the step's resources are torn down. Weeks with no object (the
-week before the first one, say) are simply absent. An unpartitioned asset's one object
-(``<lake>/<dataset><extension>``) is loaded the same way, as a table, a data frame or a file.
+(a ``Path``) stays until the step's resources are torn down, also on a local lake, whose
+commits collect a replaced object one commit later (a hard link, else a copy). A week
+whose object other runs' commits collected meanwhile is read from the object its
+manifest names now. Weeks with no object (the week before the first one, say) are simply
+absent. An unpartitioned asset's one object (``<lake>/<dataset><extension>``) is loaded
+the same way, as a table, a data frame or a file.
 
 Storing. A returned ``pa.Table``, ``pd.DataFrame`` or local file ``Path`` (or a mapping
 week -> one of them, for a range) becomes the week's object, written to a temporary file,
@@ -31,17 +34,18 @@ weeks as Parquet under a dataset named after its key. Nothing is pickled.
 """
 
 
+import os
 import shutil
 import tempfile
 import threading
 from collections import OrderedDict
-from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
+from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
 from pathlib import Path
 
-from typing import Any
+from typing import Any, TypeVar
 
 from mta_assets.storage.commit import week_key
-from mta_assets.storage.lake import StoredObject
+from mta_assets.storage.lake import LakeError, StoredObject
 from mta_assets.storage.lake_client import LakeClient
 
 DATASET_KEY = "lake/dataset"
@@ -55,6 +59,7 @@ _KEEP_FETCHED = 4
 
 PARQUET_TYPE = "application/vnd.apache.parquet"
 CONTENT_TYPES = {".parquet": PARQUET_TYPE, ".csv.gz": "application/gzip", ".txt": "text/plain"}
+T = TypeVar("T")
 
 
 def lake_metadata(dataset: str, extension: str, area: str = DEFAULT_AREA) -> dict[str, str]:
@@ -114,6 +119,18 @@ def as_type(path: Path, wanted: Any) -> Any:
     return path
 
 
+def own_file(path: Path, folder: Path) -> Path:
+    """``path``'s file in ``folder``, which outlives ``path`` being deleted: a hard link, else a copy."""
+    target = folder / path.name
+    try:
+        os.link(path, target)
+    except FileNotFoundError:
+        raise
+    except OSError:  # another filesystem, or one without hard links
+        shutil.copyfile(path, target)
+    return target
+
+
 class WeekValues(dict):
     """Upstream weeks as tables or data frames, each read from its file when it is read.
 
@@ -128,7 +145,7 @@ class WeekValues(dict):
         self._wanted = wanted
 
     def __getitem__(self, week: str) -> Any:
-        return as_type(self._files[week], self._wanted)
+        return self._files.read(week, lambda path: as_type(path, self._wanted))
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._files)
@@ -158,8 +175,13 @@ class WeekValues(dict):
 class WeekFiles(Mapping[str, Path]):
     """Upstream weeks as local files, fetched on access; only the last few weeks read stay on disk."""
 
-    def __init__(self, lake: LakeClient, dataset: str, extension: str, weeks: list[str], area: str = DEFAULT_AREA):
+    def __init__(
+        self, lake: LakeClient, dataset: str, extension: str, weeks: list[str], area: str = DEFAULT_AREA,
+        name: str | None = None, log: Callable[[str], None] = lambda message: None,
+    ):
         self._lake = lake
+        self._name = name or dataset  # the upstream asset, for messages
+        self._log = log
         self._area = area
         self._dataset = dataset
         self._extension = extension
@@ -198,16 +220,19 @@ class WeekFiles(Mapping[str, Path]):
         return changed
 
     def file(self, week: str) -> tuple[Path, bool]:
-        """(the week's local file, whether it is the lake's own object: a local lake, no copy)."""
-        key = self._keys[week]
+        """(the week's local file, whether it is the lake's own object: a local lake, no copy).
+
+        A local lake's object handed out earlier may be gone since: a commit keeps the object
+        it replaces for readers in flight until the week's next commit. The week's manifest
+        then names the object to read.
+        """
         with self._lock:
-            if week not in self._fetched:
-                folder = Path(tempfile.mkdtemp(prefix="mta-load-"))
-                path = self._lake.fetch(key, folder)
-                if path.parent != folder:  # a local lake hands out the object itself, no copy
+            if week in self._fetched and not self._fetched[week][0].exists():
+                _, folder = self._fetched.pop(week)
+                if folder is not None:
                     shutil.rmtree(folder, ignore_errors=True)
-                    folder = None
-                self._fetched[week] = (path, folder)
+            if week not in self._fetched:
+                self._fetched[week] = self._fetch(week)
                 while len(self._fetched) > _KEEP_FETCHED:
                     _, (_, old) = self._fetched.popitem(last=False)
                     if old is not None:
@@ -215,6 +240,55 @@ class WeekFiles(Mapping[str, Path]):
             self._fetched.move_to_end(week)
             path, folder = self._fetched[week]
             return path, folder is None
+
+    def read(self, week: str, reader: Callable[[Path], T]) -> T:
+        """``reader`` of the week's file, once more from the week's current object when the file
+        went before ``reader`` opened it (a local lake's object, collected by another run's commit)."""
+        try:
+            return reader(self[week])
+        except FileNotFoundError:
+            pass  # gone since it was found: ``self[week]`` follows the week's manifest again
+        try:
+            return reader(self[week])
+        except FileNotFoundError as exc:
+            why = "the week kept being committed anew by other runs"
+            raise self._unreadable(week, self._keys[week], exc, why, permanent=False) from None
+
+    def _fetch(self, week: str) -> tuple[Path, Path | None]:
+        key = self._keys[week]
+        try:
+            return self._fetch_key(key)
+        except LakeError as exc:
+            gone = exc
+        current = self._find(week)
+        if current is None or current == key:
+            why = "the week's manifest still names it" if current else "the week has no object any more"
+            raise self._unreadable(week, key, gone, why, gone.permanent)
+        self._keys[week] = current  # what ``key(week)`` reports from now on: the object read
+        self._log(
+            f"{self._name} week {week}: committed anew by another run while this step ran; reading "
+            f"{self._lake.uri_for(current)}, as {self._lake.uri_for(key)} is gone"
+        )
+        try:
+            return self._fetch_key(current)
+        except LakeError as exc:
+            why = "the week was committed anew by another run meanwhile"
+            raise self._unreadable(week, current, exc, why, exc.permanent) from None
+
+    def _fetch_key(self, key: str) -> tuple[Path, Path | None]:
+        folder = Path(tempfile.mkdtemp(prefix="mta-load-"))
+        try:
+            path = self._lake.fetch(key, folder)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        if path.parent != folder:  # a local lake hands out the object itself, no copy
+            shutil.rmtree(folder, ignore_errors=True)
+            return path, None
+        return path, folder
+
+    def _unreadable(self, week: str, key: str, cause: Exception, why: str, permanent: bool) -> LakeError:
+        return LakeError(f"{self._name} week {week}: cannot read {self._lake.uri_for(key)}: {cause}; {why}", permanent)
 
     def release(self, week: str) -> None:
         """Drop the week's local copy now (it is fetched again if read again)."""

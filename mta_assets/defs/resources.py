@@ -18,14 +18,14 @@ import shutil
 import tempfile
 import threading
 import typing
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from mta_assets.defs.io_manager import WeekFiles, WeekValues, as_type, store_week, where
+from mta_assets.defs.io_manager import WeekFiles, WeekValues, as_type, own_file, store_week, where
 from mta_assets.mta.stations import DEFAULT_STATION_KEY_URL, StationKey, load_station_key, parse_station_key
 from mta_assets.settings import DEFAULT_LAKE_URL, DEFAULT_SOURCE_URL, DEFAULTS, MtaSettings, env_name, load
 from mta_assets.storage.http import DownloadedFile, MTAClient, RemoteFile
@@ -134,6 +134,9 @@ class Lake(dg.ConfigurableResource):
     def delete(self, key: str) -> None:
         self.client.delete(key)
 
+    def prune(self, prefix_under_lake: str, keep: Collection[str]) -> None:
+        self.client.prune(prefix_under_lake, keep)
+
     def create_if_absent(self, key: str, data: bytes) -> bool:
         return self.client.create_if_absent(key, data)
 
@@ -216,7 +219,7 @@ class LakeIOManager(dg.ConfigurableIOManager):
     """Stores and loads weekly lake objects (GCS or a local folder): tables, data frames or files (``io_manager.py``)."""
 
     lake: dg.ResourceDependency[Lake]
-    _held: list[Any] = PrivateAttr(default_factory=list)
+    _held: list[Path] = PrivateAttr(default_factory=list)  # folders of the files handed out as values
 
     def handle_output(self, context: dg.OutputContext, obj: object) -> None:
         if obj is None:
@@ -248,7 +251,7 @@ class LakeIOManager(dg.ConfigurableIOManager):
         if not context.has_asset_partitions:
             return as_type(self._hold_object(name, self.lake.client.key(dataset + extension)), wanted)
         weeks = list(context.asset_partition_keys)
-        files = WeekFiles(self.lake.client, dataset, extension, weeks, area)
+        files = WeekFiles(self.lake.client, dataset, extension, weeks, area, name=name, log=context.log.info)
         if typing.get_origin(wanted) in (dict, Mapping, collections.abc.Mapping):
             value_type = (typing.get_args(wanted) or (str, Any))[-1]
             _check_table_type(name, extension, value_type)
@@ -267,8 +270,12 @@ class LakeIOManager(dg.ConfigurableIOManager):
                 f"({self.lake.uri_for(self.lake.key_for(dataset, weeks[0], extension))})"
             )
         if wanted is Path:
-            self._held.append(files)  # the file handed out stays while the step may read it
-        return as_type(files[weeks[0]], wanted)
+            # The step's own file until teardown: a local lake's object itself goes when
+            # other runs' commits collect it (storage/commit.py).
+            folder = Path(tempfile.mkdtemp(prefix="mta-load-"))
+            self._held.append(folder)
+            return files.read(weeks[0], lambda path: own_file(path, folder))
+        return files.read(weeks[0], lambda path: as_type(path, wanted))
 
     def _hold_object(self, name: str, key: str) -> Path:
         """An unpartitioned asset's object as a local file, kept until teardown."""
@@ -280,11 +287,8 @@ class LakeIOManager(dg.ConfigurableIOManager):
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         # The local copies handed out as values (a Path, an unpartitioned asset's object).
-        for held in self._held:
-            if isinstance(held, Path):
-                shutil.rmtree(held, ignore_errors=True)
-            else:
-                held.release_all()
+        for folder in self._held:
+            shutil.rmtree(folder, ignore_errors=True)
         self._held.clear()
 
 

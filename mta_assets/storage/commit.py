@@ -49,7 +49,7 @@ from typing import Any
 from mta_assets.mta.calendar import candidate_file_names
 from mta_assets.storage.lake import LakeError, StoredObject, file_checksums, object_key
 from mta_assets.storage.lake_client import LakeClient
-from mta_assets.storage.locks import DEFAULT_LEASE_S, week_lock
+from mta_assets.storage.locks import DEFAULT_LEASE_S, Lease, LeaseLost, week_lock
 
 LEGACY_AREA = "turnstile"  # the only area written before manifests
 LEGACY_EXTENSIONS = {"raw": ".txt", "csv_gz": ".csv.gz", "readings": ".parquet"}
@@ -243,7 +243,7 @@ def commit_week(
                 f"week {week}: {client.uri_for(key)} changed during this commit (another run took the lock over); "
                 "nothing was committed; the week keeps the other run's objects"
             )
-        _collect(client, area, week, manifest, current)
+        _collect(client, area, week, manifest, current, lease)
     return manifest
 
 
@@ -277,10 +277,13 @@ def _one_download(
     return [d for d in carried if d in named]
 
 
-def _collect(client: LakeClient, area: str, week: str, new: WeekManifest, old: WeekManifest | None) -> None:
+def _collect(
+    client: LakeClient, area: str, week: str, new: WeekManifest, old: WeekManifest | None, lease: Lease
+) -> None:
     """Delete the week's objects no manifest points at any more: the generation before the one
-    just replaced, and the uploads of runs that never committed. Best effort: what is left is
-    invisible to readers and is collected by the next commit."""
+    just replaced, and the uploads of runs that never committed (on a local lake also their
+    partial files, and the folders left empty). Best effort: what is left is invisible to
+    readers and is collected by the next commit."""
     keep = {entry.key for entry in new.datasets.values()} | set(new.replaced.values())
     candidates = set(old.replaced.values()) if old else set()
     for dataset in new.datasets:
@@ -290,6 +293,15 @@ def _collect(client: LakeClient, area: str, week: str, new: WeekManifest, old: W
             client.delete(key)
         except LakeError:
             pass
+    try:
+        # A partial file is an upload in progress unless its writer is dead: only while we
+        # hold the week's lease, which keeps every other run's uploads out of the week, is
+        # each one outside the kept generations a killed run's.
+        lease.check()
+        for dataset in set(new.datasets) | set(old.replaced if old else ()):
+            client.prune(f"{area}/{dataset}/{week[:4]}/{week}/", keep)
+    except (LeaseLost, LakeError):
+        pass
 
 
 def _same_bytes(path: Path, entry: Entry) -> bool:

@@ -22,7 +22,7 @@ import abc
 import base64
 import dataclasses
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +155,12 @@ class LakeStore(abc.ABC):
     @abc.abstractmethod
     def check(self) -> None:
         """Fail now, permanently, if the lake cannot be used at all (missing, unwritable, refused)."""
+
+    def prune(self, prefix: str, keep: Collection[str]) -> None:
+        """Remove the partial files that killed writes left in the folders right under ``prefix``
+        that hold none of the keys in ``keep``, and those folders once empty. The caller holds
+        the lease that keeps other writers out of them. Nothing to do where writes leave no
+        partial object and keys make no folders (GCS)."""
 
     def differs_cheaply(self, key: str, size: int) -> bool:
         """True when it is cheap to tell that the object is absent or not ``size`` bytes long."""

@@ -13,7 +13,7 @@ import contextlib
 import dataclasses
 import functools
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
@@ -201,6 +201,12 @@ class LakeClient:
     def delete(self, key: str) -> None:
         """Remove the object; a missing object is fine."""
         self.store.delete(key)
+
+    def prune(self, prefix_under_lake: str, keep: Collection[str]) -> None:
+        """Remove killed writes' partial files and emptied folders right under the prefix (a
+        local lake's; GCS has neither), sparing the folders of the keys in ``keep``."""
+        under = prefix_under_lake.lstrip("/")
+        self.store.prune(f"{self.prefix}/{under}" if self.prefix else under, keep)
 
     def create_if_absent(self, key: str, data: bytes) -> bool:
         """Create the object only if no object has that key (atomic): True if this call created it."""

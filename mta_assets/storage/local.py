@@ -7,8 +7,7 @@ import fcntl
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 
 from mta_assets.settings import SettingError, check_writable_folder
@@ -112,6 +111,21 @@ class LocalStore(LakeStore):
             self._path(key).unlink(missing_ok=True)
         except OSError as exc:
             raise LakeError(f"{self.where}: cannot delete {key}: {exc.strerror or exc}", permanent=True) from None
+
+    def prune(self, prefix: str, keep: Collection[str]) -> None:
+        kept = {self._path(key).parent for key in keep}
+        try:
+            folders = [path for path in self._path(prefix).iterdir() if path.is_dir() and path not in kept]
+            for folder in folders:
+                for path in folder.iterdir():
+                    if path.name.startswith(".") and path.name.endswith(".part"):  # put's temporary files
+                        path.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only when empty: a file we did not write stays
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise LakeError(f"{self.where}: cannot clean up {prefix}: {exc.strerror or exc}", permanent=True) from None
 
     def create_if_absent(self, key: str, data: bytes) -> bool:
         path = self._path(key)

@@ -225,6 +225,76 @@ def test_a_users_asset_reads_its_files_while_it_runs_and_an_unpartitioned_table(
     assert any_lake.stat(any_lake.key("all_weeks.parquet")) is not None
 
 
+def _another_run_commits(lake, week: str, unit: str, folder: Path) -> None:
+    """Another run (a republished week, a backfill) committing the week's readings anew: a
+    one-row table naming ``unit``."""
+    from mta_assets.defs.io_manager import PARQUET_TYPE
+    from mta_assets.storage.commit import commit_week
+
+    path = folder / f"{unit}.parquet"
+    pq.write_table(pa.table({"unit": [unit]}), path)
+    name = file_name_for_week(week).replace(".txt", ".parquet")
+    commit_week(lake.client, "turnstile", week, {"readings": (path, name, PARQUET_TYPE)}, owner=f"run {unit}", wait_s=5)
+
+
+def _users_run(lake, asset, week: str, instance=None):
+    res = {"lake": lake, "lake_io_manager": LakeIOManager(lake=lake), "mta_source": MTASource(), "station_key": StationKeySource()}
+    return dg.materialize(
+        [turnstile_weeks, asset], selection=[asset], partition_key=week, resources=res, instance=instance, raise_on_error=False
+    )
+
+
+def test_a_users_path_keeps_the_week_as_the_step_started_whatever_other_runs_commit(tmp_path, any_lake):
+    week = "2024-01-06"
+    _another_run_commits(any_lake, week, "R1", tmp_path)
+    seen: dict[str, object] = {}
+
+    @dg.asset(partitions_def=weekly_partitions, io_manager_key="lake_io_manager")
+    def held_file(turnstile_readings: Path) -> None:
+        """Reads its file after two other runs committed the week anew: the second collects the first object."""
+        _another_run_commits(any_lake, week, "R2", tmp_path)
+        _another_run_commits(any_lake, week, "R3", tmp_path)
+        seen["units"] = pq.read_table(turnstile_readings)["unit"].to_pylist()
+
+    assert _users_run(any_lake, held_file, week).success
+    assert seen == {"units": ["R1"]}
+
+
+def test_a_users_tables_follow_their_week_when_other_runs_commit_it_meanwhile(tmp_path, local_lake):
+    week = "2024-01-06"
+    _another_run_commits(local_lake, week, "R1", tmp_path)
+    seen: dict[str, object] = {}
+
+    @dg.asset(partitions_def=weekly_partitions, io_manager_key="lake_io_manager")
+    def frames(turnstile_readings: dict[str, pd.DataFrame]) -> None:
+        """Reads its week after two other runs committed it anew: the object read before is gone."""
+        _another_run_commits(local_lake, week, "R2", tmp_path)
+        _another_run_commits(local_lake, week, "R3", tmp_path)
+        seen["units"] = turnstile_readings[week]["unit"].to_list()
+
+    instance = dg.DagsterInstance.ephemeral()
+    result = _users_run(local_lake, frames, week, instance)
+    assert result.success, step_failure_messages(result)
+    assert seen == {"units": ["R3"]}
+    said = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    assert any(f"turnstile_readings week {week}: committed anew by another run" in line for line in said), said
+
+    @dg.asset(partitions_def=weekly_partitions, io_manager_key="lake_io_manager")
+    def deleted(turnstile_readings: dict[str, pd.DataFrame]) -> None:
+        """Reads its week after someone deleted its object by hand."""
+        from mta_assets.storage.commit import week_key
+
+        local_lake.delete(week_key(local_lake, "turnstile", "readings", week))
+        turnstile_readings[week]
+
+    (failure,) = [event.event_specific_data.error for event in _users_run(local_lake, deleted, week).all_events
+                  if event.is_step_failure]
+    failure = (failure.cause or failure).message  # the error raised, not the step's wrapper around it
+    uri = local_lake.uri_for(local_lake.key("turnstile/readings/2024", week))
+    assert f"turnstile_readings week {week}: cannot read {uri}/" in failure
+    assert "does not exist; the week's manifest still names it" in failure
+
+
 def test_a_bad_week_costs_no_other_week_its_ridership_and_missing_reruns_only_it(
     tmp_path, mirror, mirror_root, synthetic_week, local_lake
 ):

@@ -159,12 +159,10 @@ def test_gcs_answering_insufficient_storage_for_the_table_keeps_the_previous_wee
     assert read_week(lake) == {"csv_gz": b"gzip of download C", "readings": b"table of download C"}
 
 
-def test_a_run_killed_between_the_objects_leaves_the_previous_week_and_no_lock(local_lake: Lake, tmp_path: Path):
-    commit(local_lake, week_files(tmp_path / "a", "A"))
-    marker = tmp_path / "first-upload-done"
-    files = week_files(tmp_path / "b", "B")
+def kill_a_commit_in_a_child(lake: Lake, files: dict, marker: Path, *flags: str) -> None:
+    """Commit ``files`` in a child process and kill it with SIGKILL where it pauses (``commit_in_child``)."""
     child = subprocess.Popen(
-        [sys.executable, "-m", "mta_assets_tests.storage.commit_in_child", local_lake.url, WEEK, str(marker),
+        [sys.executable, "-m", "mta_assets_tests.storage.commit_in_child", lake.url, WEEK, str(marker), *flags,
          *(f"{dataset}={path}" for dataset, (path, _, _) in files.items())],
         cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
     )
@@ -177,12 +175,37 @@ def test_a_run_killed_between_the_objects_leaves_the_previous_week_and_no_lock(l
         child.send_signal(signal.SIGKILL)
         child.wait(10)
 
+
+def test_a_run_killed_between_the_objects_leaves_the_previous_week_and_no_lock(local_lake: Lake, tmp_path: Path):
+    commit(local_lake, week_files(tmp_path / "a", "A"))
+    kill_a_commit_in_a_child(local_lake, week_files(tmp_path / "b", "B"), tmp_path / "first-upload-done")
+
     assert read_week(local_lake) == {"csv_gz": b"gzip of download A", "readings": b"table of download A"}
     assert local_lake.read_bytes(lock_key(local_lake, WEEK)) is not None  # the dead run's lease
     started = time.monotonic()
     commit(local_lake, week_files(tmp_path / "c", "C"), owner="run C", wait_s=5)
     assert time.monotonic() - started < 5
     assert read_week(local_lake) == {"csv_gz": b"gzip of download C", "readings": b"table of download C"}
+
+
+def test_a_run_killed_inside_an_upload_leaves_nothing_after_the_next_commits(local_lake: Lake, tmp_path: Path):
+    """A kill -9 while a local lake's file is written leaves its partial file (never listed
+    as an object): the next commit deletes it, and no commit leaves an emptied folder."""
+    commit(local_lake, week_files(tmp_path / "a", "A"))
+    kill_a_commit_in_a_child(local_lake, week_files(tmp_path / "b", "B"), tmp_path / "upload-started", "--inside")
+    week_folders = {name: local_lake.root / "turnstile" / dataset / WEEK[:4] / WEEK
+                    for dataset, name in (("csv_gz", GZ), ("readings", TABLE))}
+    assert len(list(week_folders[GZ].glob(f"*/.{GZ}.*.part"))) == 1  # the killed run's gzip object, half written
+
+    commit(local_lake, week_files(tmp_path / "c", "C"), owner="run C")
+    last = commit(local_lake, week_files(tmp_path / "d", "D"), owner="run D")
+
+    assert read_week(local_lake) == {"csv_gz": b"gzip of download D", "readings": b"table of download D"}
+    kept = {last.generation, *(key.split("/")[-2] for key in last.replaced.values())}  # D's, and C's for readers
+    for name, folder in week_folders.items():
+        assert {path.name: [file.name for file in path.iterdir()] for path in folder.iterdir()} == {
+            generation: [name] for generation in kept
+        }
 
 
 def other_hosts_lock(lake: Lake, expires_in: float) -> None:

@@ -208,7 +208,9 @@ class _Tables:
         if self._last[0] != week:
             self._last = (None, None)  # the old table goes before the new one is read
             # One dictionary per column for the week: each row group of the file has its own.
-            table = pq.read_table(self._files[week], columns=READ_COLUMNS, read_dictionary=DICTIONARY_COLUMNS)
+            table = self._files.read(
+                week, lambda path: pq.read_table(path, columns=READ_COLUMNS, read_dictionary=DICTIONARY_COLUMNS)
+            )
             self._last = (week, table.unify_dictionaries())
         return self._last[1]
 
