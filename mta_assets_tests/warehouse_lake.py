@@ -135,3 +135,17 @@ def _put(lake, work: Path, table: pa.Table, key: str) -> None:
     write_parquet(table, staged)
     lake.put_file(staged, key, PARQUET)
     staged.unlink()
+
+
+def built_warehouse(root: Path, weeks: list[str]) -> Path:
+    """A DuckDB warehouse built by dbt, through the warehouse asset, from a lake of ``weeks`` and MTA's data."""
+    from mta_assets.defs.resources import Lake
+    from mta_assets_tests.defs.test_warehouse_dbt import failure_text, materialize
+
+    lake = Lake(url=str(root / "lake"))
+    build_turnstile_weeks(lake, weeks, root)
+    build_official(lake, root)
+    database = root / "warehouse.duckdb"
+    result = materialize(lake, database, weeks[0], weeks[-1])
+    assert result.success, failure_text(result)
+    return database

@@ -41,18 +41,9 @@ def browser(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def warehouse(browser, tmp_path_factory) -> Path:
-    from mta_assets.defs.resources import Lake
-    from mta_assets_tests.defs.test_warehouse_dbt import failure_text, materialize
-    from mta_assets_tests.warehouse_lake import build_official, build_turnstile_weeks
+    from mta_assets_tests.warehouse_lake import built_warehouse
 
-    root = tmp_path_factory.mktemp("dashboard")
-    lake = Lake(url=str(root / "lake"))
-    build_turnstile_weeks(lake, WEEKS, root)
-    build_official(lake, root)
-    database = root / "warehouse.duckdb"
-    result = materialize(lake, database, WEEKS[0], WEEKS[-1])
-    assert result.success, failure_text(result)
-    return database
+    return built_warehouse(tmp_path_factory.mktemp("dashboard"), WEEKS)
 
 
 @pytest.fixture(scope="module")

@@ -26,18 +26,9 @@ PARTIAL = f"turnstile entries, {PARTIAL_DAY}"
 
 @pytest.fixture(scope="module")
 def warehouse(tmp_path_factory) -> Path:
-    from mta_assets.defs.resources import Lake
-    from mta_assets_tests.defs.test_warehouse_dbt import failure_text, materialize
-    from mta_assets_tests.warehouse_lake import build_official, build_turnstile_weeks
+    from mta_assets_tests.warehouse_lake import built_warehouse
 
-    root = tmp_path_factory.mktemp("dashboard-figures")
-    lake = Lake(url=str(root / "lake"))
-    build_turnstile_weeks(lake, WEEKS, root)
-    build_official(lake, root)
-    database = root / "warehouse.duckdb"
-    result = materialize(lake, database, WEEKS[0], WEEKS[-1])
-    assert result.success, failure_text(result)
-    return database
+    return built_warehouse(tmp_path_factory.mktemp("dashboard-figures"), WEEKS)
 
 
 def by_name(figure) -> dict[str, dict[dt.date, float | None]]:
