@@ -360,3 +360,20 @@ def test_an_interrupted_range_records_the_weeks_it_committed_before_the_interrup
     for asset in ("stations", "ridership_daily"):
         assert instance.get_materialized_partitions(dg.AssetKey(asset)) == set(weeks[:2]), asset
     assert lake.read_bytes(lake.key_for("ridership", weeks[1], ".parquet")) is not None
+
+
+def test_a_week_whose_ridership_cannot_be_computed_fails_alone_naming_its_cause(tmp_path, mirror, synthetic_week):
+    week = "2024-01-06"
+    synthetic_week(week, readings=3000)
+    lake = Lake(url=str(tmp_path / "lake"))
+    instance = dg.DagsterInstance.ephemeral()
+    res = resources(mirror, lake, None)
+    assert dg.materialize(ASSETS, partition_key=week, resources=res, instance=instance).success
+    lake.delete(lake.key_for("stations", week, ".parquet"))  # ridership alone reads the week's stations from the lake
+
+    alone = dg.materialize(ASSETS, selection=["ridership_daily"], partition_key=week, resources=res,
+                           instance=instance, raise_on_error=False)
+    assert not alone.success
+    (failure,) = [event for event in alone.all_events if event.is_step_failure]
+    message = failure.step_failure_data.error.message
+    assert "1 of 1 week(s) failed" in message and f"week {week}: no stations table in the lake" in message

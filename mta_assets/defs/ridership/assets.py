@@ -37,6 +37,7 @@ from mta_assets.defs.ridership.checks import (
 from mta_assets.defs.turnstile.partitions import weekly_partitions
 from mta_assets.defs.weeks import WeekReport
 from mta_assets.mta.calendar import shift_week, weeks_before
+from mta_assets.storage.errors import is_transient
 
 GROUP = "mta_ridership"
 STATIONS = dg.AssetKey("stations")
