@@ -305,14 +305,20 @@ def test_the_checks_judge_a_weeks_rows_as_the_readme_says():
     assert check_named(stations.slice(0, 1), "key.csv").passed
 
 
-def test_each_ridership_asset_can_be_materialized_alone_from_what_the_lake_holds(tmp_path, mirror, synthetic_week):
-    """One step makes both assets; selected alone, each reads what it needs from the lake."""
+def one_week_built(tmp_path, mirror, synthetic_week) -> tuple[str, Lake, dict, dg.DagsterInstance]:
+    """A small synthetic week taken through the turnstile and ridership assets on a local lake."""
     week = "2024-01-06"
     synthetic_week(week, readings=3000)
     lake = Lake(url=str(tmp_path / "lake"))
     instance = dg.DagsterInstance.ephemeral()
     res = resources(mirror, lake, None)
     assert dg.materialize(ASSETS, partition_key=week, resources=res, instance=instance).success
+    return week, lake, res, instance
+
+
+def test_each_ridership_asset_can_be_materialized_alone_from_what_the_lake_holds(tmp_path, mirror, synthetic_week):
+    """One step makes both assets; selected alone, each reads what it needs from the lake."""
+    week, lake, res, instance = one_week_built(tmp_path, mirror, synthetic_week)
     stored = {dataset: lake.read_bytes(lake.key_for(dataset, week, ".parquet")) for dataset in ("stations", "ridership")}
 
     for name in ("stations", "ridership_daily"):
@@ -363,12 +369,7 @@ def test_an_interrupted_range_records_the_weeks_it_committed_before_the_interrup
 
 
 def test_a_week_whose_ridership_cannot_be_computed_fails_alone_naming_its_cause(tmp_path, mirror, synthetic_week):
-    week = "2024-01-06"
-    synthetic_week(week, readings=3000)
-    lake = Lake(url=str(tmp_path / "lake"))
-    instance = dg.DagsterInstance.ephemeral()
-    res = resources(mirror, lake, None)
-    assert dg.materialize(ASSETS, partition_key=week, resources=res, instance=instance).success
+    week, lake, res, instance = one_week_built(tmp_path, mirror, synthetic_week)
     lake.delete(lake.key_for("stations", week, ".parquet"))  # ridership alone reads the week's stations from the lake
 
     alone = dg.materialize(ASSETS, selection=["ridership_daily"], partition_key=week, resources=res,
